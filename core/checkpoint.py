@@ -1,0 +1,86 @@
+"""A checkpoint is a folder, in the spirit of Hugging Face's ``save_pretrained``:
+
+- ``config.json``       the BERT encoder's config (``transformers.BertConfig``)
+- ``model.safetensors`` all weights (encoder + both heads), fp16 by default
+- ``tokenizer.json``    the WordPiece tokenizer (``tokenizers``)
+- ``line_vocab.json``   the lines the MLM head predicts by name
+- ``detector.json``     everything else: threshold, calibration, configs, training summary,
+                        version, and the sha256 of ``model.safetensors``
+
+Loading checks the hash before touching the weights and never unpickles anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformers import BertConfig
+
+from .errors import CheckpointError
+from .tinylogbert_model import TinyLogBERT
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+LINE_VOCAB_FILE = "line_vocab.json"
+DETECTOR_FILE = "detector.json"
+REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", LINE_VOCAB_FILE, DETECTOR_FILE)
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_weights(model: TinyLogBERT, folder: Path, dtype: torch.dtype = torch.float16) -> str:
+    """Write config.json + model.safetensors; return the weights' sha256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(model.config.to_json_string())
+    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "tinylogbert"})
+    return sha256_file(folder / WEIGHTS_FILE)
+
+
+def read_json(path: Path) -> dict | list:
+    if not path.exists():
+        raise CheckpointError(f"{path.parent}: missing {path.name}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+
+
+def check_folder(folder: str | Path) -> Path:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such model folder")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).exists()]
+    if missing:
+        raise CheckpointError(f"{folder}: not a TinyLogBERT checkpoint (missing {', '.join(missing)})")
+    return folder
+
+
+def load_weights(folder: Path, expected_sha256: str, n_line_classes: int, head_hidden: int) -> TinyLogBERT:
+    """Verify the hash, then build the model from config.json and load the safetensors."""
+    actual = sha256_file(folder / WEIGHTS_FILE)
+    if actual != expected_sha256:
+        raise CheckpointError(
+            f"{folder / WEIGHTS_FILE}: sha256 mismatch (expected {expected_sha256[:12]}..., "
+            f"got {actual[:12]}...): the weights are corrupt or were changed"
+        )
+    try:
+        config = BertConfig.from_dict(read_json(folder / CONFIG_FILE))
+        model = TinyLogBERT(config, n_line_classes, head_hidden)
+        state = load_file(str(folder / WEIGHTS_FILE))
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except (SafetensorError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{folder}: weights do not fit the config ({exc})") from None
+    model.eval()
+    return model

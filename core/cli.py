@@ -1,0 +1,249 @@
+"""``tinylogbert`` command line: a thin layer over ``core``; errors are one line, never a traceback.
+
+Exit codes: 0 success, 2 a problem with the input or settings (the message says which), 1 a bug
+(set ``TINYLOGBERT_DEBUG=1`` to see its traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import TinyLogBERTError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoint"
+
+
+def _add_format_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="auto",
+                   help="'auto' (detect), a format name (see 'tinylogbert formats'), a template "
+                        "like '<Date> <Time> <Level>: <Content>', or a regex with named groups")
+    p.add_argument("--sessions", default="auto", choices=["auto", "id", "window", "time"],
+                   help="how lines become sessions (auto: an id in the line if the format has one, "
+                        "else windows of lines)")
+    p.add_argument("--session-id", metavar="REGEX", help="regex whose matches are session ids")
+    p.add_argument("--window", type=int, default=0, metavar="LINES", help="lines per window")
+    p.add_argument("--step", type=int, default=0, metavar="LINES",
+                   help="lines between window starts (default: the window size)")
+    p.add_argument("--time-window", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument("--time-step", type=float, default=0.0, metavar="SECONDS")
+
+
+def _session_config(args: argparse.Namespace):
+    from .sessions import SessionConfig
+
+    return SessionConfig(
+        by=args.sessions, id_pattern=args.session_id, window_size=args.window,
+        window_step=args.step, time_window=args.time_window, time_step=args.time_step,
+    )
+
+
+def _session_options_given(args: argparse.Namespace) -> bool:
+    return (args.sessions != "auto" or args.session_id or args.window or args.step
+            or args.time_window != 60.0 or args.time_step)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .detector import TinyLogBERTDetector
+    from .tinylogbert_model import ModelConfig
+    from .training import TrainConfig
+
+    model = ModelConfig(
+        hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+        intermediate_size=args.intermediate or 4 * args.hidden,
+    )
+    training = TrainConfig(
+        epochs=args.epochs, head_epochs=args.head_epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+    )
+    contamination = args.contamination if args.contamination == "auto" else float(args.contamination)
+    detector = TinyLogBERTDetector(
+        log_format=args.format, sessions=_session_config(args), model=model, training=training,
+        vocab_size=args.vocab_size, contamination=contamination, init_from=args.init_from,
+        num_threads=args.threads,
+    )
+    bar = tqdm(total=None, unit="step", desc="training", disable=args.quiet, file=sys.stderr)
+
+    def progress(p) -> None:
+        if bar.total is None:
+            bar.reset(total=p.total_steps)
+        bar.set_postfix(phase=p.phase, loss=f"{p.loss:.3f}", refresh=False)
+        bar.update(p.step - bar.n)
+
+    started = time.perf_counter()
+    detector.fit(args.logfile, on_progress=progress)
+    bar.close()
+    out = detector.save(args.out)
+    summary = detector.training_summary_
+    print(
+        f"trained on {summary['lines']:,} lines, {summary['sessions']:,} sessions "
+        f"({summary['distinct_sessions']:,} distinct) in {time.perf_counter() - started:.1f}s; "
+        f"format {summary['format']}; threshold {detector.threshold_:.3f}; saved to {out}"
+    )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .detector import TinyLogBERTDetector
+
+    detector = TinyLogBERTDetector.load(args.model)
+    if args.threads:
+        detector.num_threads = args.threads
+    sessions = _session_config(args) if _session_options_given(args) else None
+    started = time.perf_counter()
+    result = detector.score(args.logfile, threshold=args.threshold, log_format=args.format,
+                            sessions=sessions)
+    result.write_lines_csv(args.out)
+    if args.sessions_out:
+        result.write_sessions_csv(args.sessions_out)
+    seconds = time.perf_counter() - started
+    s = result.summary()
+    print(
+        f"scored {s['lines']:,} lines in {s['sessions']:,} sessions in {seconds:.1f}s "
+        f"({s['lines'] / max(seconds, 1e-9):,.0f} lines/s); format {s['format']}; "
+        f"{s['unparsed_lines']:,} lines did not parse (kept, parse_ok=false); "
+        f"{s['anomalous_sessions']:,} sessions above threshold {s['threshold']:.3f}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .errors import LabelError
+    from .evaluate import align_labels, evaluate_scores, read_labels
+
+    path = Path(args.scores)
+    if not path.exists():
+        raise LabelError(f"{path}: no such scores file")
+    try:
+        scores = pd.read_csv(path, dtype={"session_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise LabelError(f"{path}: not a scores CSV ({exc})") from None
+    id_col = "line_no" if args.level == "line" else "session_id"
+    for col in (id_col, "score"):
+        if col not in scores.columns:
+            raise LabelError(f"{path}: missing column {col!r} (is it the "
+                             f"{'LINES' if args.level == 'line' else 'SESSIONS'} CSV?)")
+    if args.labels:
+        labels = align_labels(scores[id_col].astype(str).to_numpy(), read_labels(args.labels),
+                              what="lines" if args.level == "line" else "sessions")
+    elif "label" in scores.columns:
+        labels = scores["label"].fillna(-1).to_numpy().astype(int)
+    else:
+        raise LabelError("give --labels LABELS.csv (or score a log with inline labels)")
+    values = scores["score"].to_numpy(dtype=float)
+    if args.threshold is not None:
+        threshold = args.threshold
+    elif "is_anomaly" in scores.columns and scores["is_anomaly"].any():
+        # The model's threshold is where flagging starts: the lowest flagged score.
+        threshold = float(values[scores["is_anomaly"].astype(bool).to_numpy()].min())
+    else:
+        threshold = float(np.inf)
+    ev = evaluate_scores(values, labels, threshold, level=args.level)
+    if args.json:
+        print(json.dumps(ev.to_dict()))
+    else:
+        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        print(f"{args.level}s: {ev.n:,} labelled ({ev.n_anomalies:,} anomalous), "
+              f"{ev.n_flagged:,} flagged at threshold {ev.threshold:.4f}")
+        print(f"ROC-AUC {fmt(ev.roc_auc)}  PR-AUC {fmt(ev.pr_auc)}  precision {ev.precision:.4f}  "
+              f"recall {ev.recall:.4f}  F1 {ev.f1:.4f}")
+        print(f"best F1 {fmt(ev.best_f1)} (threshold chosen on these labels: an upper bound)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinylogbert", description="Unsupervised log anomaly detection with a tiny BERT."
+    )
+    parser.add_argument("--version", action="version", version=f"tinylogbert {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on an unlabeled log")
+    p.add_argument("logfile")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    _add_format_options(p)
+    p.add_argument("--epochs", type=int, default=5, help="masked-line-modelling epochs")
+    p.add_argument("--head-epochs", type=int, default=2, help="anomaly-head epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the sessions")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocab-size", type=int, default=1000)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--intermediate", type=int, default=0, help="0: 4 x hidden")
+    p.add_argument("--contamination", default="auto",
+                   help="expected share of anomalies, or 'auto' (robust deviation rule)")
+    p.add_argument("--init-from", metavar="HF_MODEL",
+                   help="start the encoder from a local Hugging Face BERT folder or hub id")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="score a log with a trained model")
+    p.add_argument("logfile")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint folder")
+    p.add_argument("--out", required=True, help="LINES.csv: one row per input line")
+    p.add_argument("--sessions-out", help="SESSIONS.csv: one row per session")
+    p.add_argument("--threshold", type=float, help="override the model's session threshold")
+    p.add_argument("--threads", type=int, default=0)
+    _add_format_options(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("evaluate", help="ROC-AUC, PR-AUC and F1 of scores against labels")
+    p.add_argument("--scores", required=True, help="SESSIONS.csv (or LINES.csv with --level line)")
+    p.add_argument("--labels", help="label CSV: BlockId,Label / session_id,label / line_no,label")
+    p.add_argument("--level", choices=["session", "line"], default="session")
+    p.add_argument("--threshold", type=float, help="evaluate at this threshold instead")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+# Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _extra_commands():
+    import importlib
+
+    return [importlib.import_module(m).register for m in EXTRA_COMMAND_MODULES]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TinyLogBERTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; score the log in parts or use --engine ray", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: one line unless debugging
+        if os.environ.get("TINYLOGBERT_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} "
+              "(set TINYLOGBERT_DEBUG=1 for a traceback and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,438 @@
+"""``TinyLogBERTDetector``: the one object that owns a trained model (fit / score / save / load).
+
+Shaped like a scikit-learn / PyOD estimator: hyper-parameters in ``__init__``, learned state in
+attributes ending in ``_`` (``threshold_``, ``tokenizer_``, ``model_``...), ``contamination`` as
+the label-free way to set the threshold. Inputs may be a path, raw text, a list of lines, or an
+already parsed log.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from . import __version__
+from .anomaly_score import (
+    Calibration,
+    DEFAULT_WEIGHTS,
+    label_free_threshold,
+    robust_center_scale,
+    severity,
+)
+from .checkpoint import (
+    DETECTOR_FILE,
+    FORMAT_VERSION,
+    LINE_VOCAB_FILE,
+    check_folder,
+    load_weights,
+    read_json,
+    save_weights,
+)
+from .errors import CheckpointError, LogInputError, NotFittedError
+from .inference import SequenceScores, score_sequences
+from .log_formats import LogFormat
+from .log_parser import ParsedLog, parse_log, require_some_parsed
+from .log_reader import LogLines, read_log_file, read_log_lines, read_log_text
+from .log_tokenizer import LogTokenizer
+from .results import ScoreResult
+from .session_corpus import SessionCorpus, build_corpus, build_line_vocab
+from .sessions import SessionConfig, SessionIndex, build_sessions
+from .tinylogbert_model import ModelConfig, build_model, model_from_pretrained
+from .training import ProgressCallback, TrainConfig, Trainer
+
+LogInput = Union[str, Path, LogLines, ParsedLog, list]
+
+
+def to_lines(log: LogInput) -> LogLines:
+    """Accept a path, raw text (containing a newline), a list of lines or LogLines."""
+    if isinstance(log, LogLines):
+        return log
+    if isinstance(log, list):
+        return read_log_lines(log)
+    if isinstance(log, Path):
+        return read_log_file(log)
+    if isinstance(log, str):
+        if "\n" in log or not log.strip():
+            return read_log_text(log)
+        return read_log_file(log)
+    raise LogInputError(f"cannot read a log from {type(log).__name__}")
+
+
+class TinyLogBERTDetector:
+    """Unsupervised log anomaly detector over sessions of log lines."""
+
+    def __init__(
+        self,
+        log_format: str | LogFormat = "auto",
+        sessions: SessionConfig = SessionConfig(),
+        model: ModelConfig = ModelConfig(),
+        training: TrainConfig = TrainConfig(),
+        vocab_size: int = 1000,
+        max_line_tokens: int = 32,
+        max_line_classes: int = 4096,
+        score_passes: int = 4,
+        contamination: float | str = "auto",
+        init_from: str | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        self.log_format = log_format
+        self.sessions = sessions
+        self.model = model
+        self.training = training
+        self.vocab_size = vocab_size
+        self.max_line_tokens = max_line_tokens
+        self.max_line_classes = max_line_classes
+        self.score_passes = score_passes
+        self.contamination = contamination
+        self.init_from = init_from
+        self.num_threads = num_threads
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this detector is not trained: call fit() or load() first")
+
+    def _threads(self) -> None:
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+
+    def parse(self, log: LogInput, log_format: str | LogFormat | None = None) -> ParsedLog:
+        if isinstance(log, ParsedLog):
+            return log
+        parsed = parse_log(to_lines(log), log_format or self.log_format)
+        require_some_parsed(parsed)
+        return parsed
+
+    def _prepare(
+        self, log: LogInput, log_format: str | LogFormat | None = None,
+        sessions: SessionConfig | None = None,
+    ) -> tuple[ParsedLog, SessionIndex, SessionCorpus]:
+        parsed = self.parse(log, log_format)
+        index = build_sessions(parsed, sessions or self.sessions)
+        corpus = build_corpus(
+            parsed.words, index, self.tokenizer_, self.model_config_.max_lines,
+            self._line_class,
+        )
+        return parsed, index, corpus
+
+    # ---- fit --------------------------------------------------------------------------------------
+    def fit(self, log: LogInput, on_progress: ProgressCallback | None = None) -> "TinyLogBERTDetector":
+        """Learn tokenizer, model and threshold from an unlabeled log."""
+        self._threads()
+        started = time.perf_counter()
+        parsed = self.parse(log)
+        index = build_sessions(parsed, self.sessions)
+        encoded = parsed.words.dictionary_encode()
+        texts = encoded.dictionary.to_pylist()
+        counts = np.bincount(encoded.indices.to_numpy(zero_copy_only=False), minlength=len(texts))
+
+        def weighted_lines():  # frequency matters to WordPiece; capped so one line cannot dominate
+            for text, count in zip(texts, counts):
+                for _ in range(min(int(count), 100)):
+                    yield text
+
+        self.tokenizer_ = LogTokenizer.train(weighted_lines(), self.vocab_size, self.max_line_tokens)
+        self.line_vocab_ = build_line_vocab(texts, counts, self.max_line_classes)
+        self._line_class = {t: i + 1 for i, t in enumerate(self.line_vocab_)}
+        self.model_config_ = self.model
+        n_classes = len(self.line_vocab_) + 1
+        if self.init_from:
+            self.model_ = model_from_pretrained(
+                self.init_from, self.tokenizer_.vocab_size, self.tokenizer_.pad_id, n_classes,
+                self.model.head_hidden,
+            )
+        else:
+            torch.manual_seed(self.training.seed)
+            self.model_ = build_model(
+                self.model, self.tokenizer_.vocab_size, self.tokenizer_.pad_id, n_classes
+            )
+        corpus = build_corpus(
+            parsed.words, index, self.tokenizer_, self.model.max_lines, self._line_class
+        )
+        trainer = Trainer(self.model_, corpus, self.training, on_progress)
+        history = trainer.fit()
+        # The checkpoint stores fp16 weights; calibrate on exactly those so a saved and reloaded
+        # detector gives the same scores as this one.
+        with torch.no_grad():
+            for param in self.model_.parameters():
+                param.copy_(param.half().float())
+        train_seconds = time.perf_counter() - started
+        self._calibrate(parsed, index, corpus)
+        self.format_ = parsed.format
+        self.training_summary_ = {
+            "source": parsed.source,
+            "lines": len(parsed),
+            "unparsed_lines": parsed.n_unparsed,
+            "sessions": len(index),
+            "distinct_sessions": len(corpus.sequences),
+            "distinct_lines": len(texts),
+            "format": parsed.format.name,
+            "sessions_by": index.strategy,
+            "steps": len(history),
+            "final_mlm_loss": history[-1]["mlm_loss"] if history else None,
+            "final_head_loss": history[-1].get("head_loss") if history else None,
+            "train_seconds": round(train_seconds, 1),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return self
+
+    # ---- scoring ----------------------------------------------------------------------------------
+    def _components(
+        self, corpus: SessionCorpus, index: SessionIndex, raw: SequenceScores
+    ) -> dict[str, np.ndarray]:
+        """Per-session signals: head logit (max over chunks) and line-surprisal statistics."""
+        position = raw.surprisal[corpus.member_flat]
+        member_session = index.member_session()
+        n = len(index)
+        lengths = np.maximum(index.lengths(), 1)
+        mean = np.bincount(member_session, weights=position, minlength=n) / lengths
+        top = np.full(n, -np.inf)
+        np.maximum.at(top, member_session, position)
+        head = np.array([raw.head[q].max() for q in corpus.session_seqs], dtype=np.float64)
+        return {"head": head, "mlm_mean": mean, "mlm_max": np.where(np.isfinite(top), top, 0.0)}
+
+    def _calibrate(self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus) -> None:
+        raw = score_sequences(self.model_, corpus, self.score_passes)
+        comps = self._components(corpus, index, raw)
+        center, scale = {}, {}
+        for name, values in comps.items():
+            center[name], scale[name] = robust_center_scale(values)
+        calib = Calibration(center=center, scale=scale, weights=dict(DEFAULT_WEIGHTS))
+        scores = calib.combine(comps)
+        calib.threshold = label_free_threshold(scores, None, self.contamination)
+        line_scores = self._line_scores(parsed, index, corpus, raw)
+        calib.line_threshold = label_free_threshold(line_scores, None, self.contamination)
+        calib.contamination = float(np.mean(scores >= calib.threshold))
+        calib.train_quantiles = {
+            f"q{q}": float(np.quantile(scores, q / 100)) for q in (50, 90, 95, 99, 99.9)
+        }
+        _, calib.train_quantiles["scale"] = robust_center_scale(scores)
+        self.calibration_ = calib
+        self.threshold_ = calib.threshold
+        self.line_threshold_ = calib.line_threshold
+
+    @staticmethod
+    def _line_scores(
+        parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
+    ) -> np.ndarray:
+        """A line's score is its surprisal in context (the max over its sessions)."""
+        out = np.full(len(parsed), -np.inf)
+        np.maximum.at(out, index.members, raw.surprisal[corpus.member_flat])
+        return np.where(np.isfinite(out), out, 0.0)
+
+    def score(
+        self,
+        log: LogInput,
+        threshold: float | None = None,
+        log_format: str | LogFormat | None = None,
+        sessions: SessionConfig | None = None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> ScoreResult:
+        """Score every line and session of ``log``."""
+        self._check_fitted()
+        self._threads()
+        parsed, index, corpus = self._prepare(log, log_format, sessions)
+        raw = score_sequences(self.model_, corpus, self.score_passes, on_progress)
+        return self._result(parsed, index, corpus, raw, threshold)
+
+    def _result(
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
+        raw: SequenceScores, threshold: float | None,
+    ) -> ScoreResult:
+        calib = self.calibration_
+        thr = self.threshold_ if threshold is None else float(threshold)
+        comps = self._components(corpus, index, raw)
+        session_score = calib.combine(comps)
+        line_score = self._line_scores(parsed, index, corpus, raw)
+        position = raw.surprisal[corpus.member_flat]
+        member_session = index.member_session()
+        # Top line of a session: its most surprising member.
+        order = np.lexsort((-position, member_session))
+        top_member = index.members[order[index.offsets[:-1]]] if len(order) else np.array([])
+        line_no = parsed.table["line_no"].to_numpy()
+        # Per line: the highest score among its sessions, for the session_is_anomaly column.
+        line_session_score = np.full(len(parsed), -np.inf)
+        np.maximum.at(line_session_score, index.members, session_score[member_session])
+        scale = calib.train_quantiles.get("scale", 1.0)
+        t = parsed.table
+        line_table = pa.table(
+            {
+                "line_no": t["line_no"],
+                "session_id": index.line_session,
+                "timestamp": t["timestamp"],
+                "level": t["level"],
+                "component": t["component"],
+                "message": t["message"],
+                "score": pa.array(line_score.round(6)),
+                "is_anomaly": pa.array(line_score >= self.line_threshold_),
+                "parse_ok": t["parse_ok"],
+                "session_score": pa.array(line_session_score.round(6)),
+                "session_is_anomaly": pa.array(line_session_score >= thr),
+                "severity": pa.array(
+                    severity(line_session_score, thr, scale).astype(str), type=pa.string()
+                ),
+            }
+        )
+        if parsed.has_labels:
+            line_table = line_table.append_column(
+                "label", pa.array(parsed.line_is_anomaly_label(), type=pa.int8())
+            )
+        session_columns = {
+            "session_id": pa.array(index.ids.astype(str)),
+            "n_lines": pa.array(index.lengths()),
+            "first_line_no": pa.array(line_no[index.members[index.offsets[:-1]]]),
+            "score": pa.array(session_score.round(6)),
+            "is_anomaly": pa.array(session_score >= thr),
+            "top_line_no": pa.array(line_no[top_member]),
+            "severity": pa.array(severity(session_score, thr, scale).astype(str), type=pa.string()),
+        }
+        for name, values in comps.items():
+            session_columns[f"z_{name}"] = pa.array(
+                ((values - calib.center[name]) / calib.scale[name]).round(4)
+            )
+        line_labels = parsed.line_is_anomaly_label() if parsed.has_labels else None
+        session_labels = None
+        if line_labels is not None:  # a session is anomalous when any labelled line is
+            known = line_labels[index.members] >= 0
+            session_labels = np.full(len(index), -1, dtype=np.int8)
+            ms = member_session[known]
+            np.maximum.at(session_labels, ms, line_labels[index.members][known])
+            session_columns["label"] = pa.array(session_labels, type=pa.int8())
+        expected_text = np.array(["(other line)"] + self.line_vocab_, dtype=object)
+        detection = parsed.detection.describe() if parsed.detection else parsed.format.name
+        return ScoreResult(
+            line_table=line_table,
+            session_table=pa.table(session_columns),
+            session_embeddings=np.stack([raw.embedding[q[0]] for q in corpus.session_seqs])
+            if len(corpus.session_seqs) else np.zeros((0, self.model_.config.hidden_size)),
+            threshold=thr,
+            line_threshold=self.line_threshold_,
+            score_scale=scale,
+            format_description=detection,
+            session_strategy=index.strategy,
+            n_unparsed=parsed.n_unparsed,
+            sessions=index,
+            position_surprisal=position,
+            position_expected=expected_text[raw.expected_class[corpus.member_flat]],
+            position_expected_prob=raw.expected_prob[corpus.member_flat],
+            line_words=parsed.words,
+            session_labels=session_labels,
+            line_labels=line_labels,
+        )
+
+    def decision_function(self, log: LogInput) -> np.ndarray:
+        """Session scores (higher = more anomalous), in order of first appearance."""
+        return self.score(log).session_scores
+
+    def predict(self, log: LogInput) -> np.ndarray:
+        """1 for sessions at or above the threshold, else 0."""
+        return (self.decision_function(log) >= self.threshold_).astype(int)
+
+    # ---- persistence ------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write the checkpoint folder (see ``checkpoint.py``)."""
+        self._check_fitted()
+        folder = Path(folder)
+        sha = save_weights(self.model_, folder)
+        self.tokenizer_.save(folder)
+        (folder / LINE_VOCAB_FILE).write_text(json.dumps(self.line_vocab_, indent=0))
+        meta = {
+            "tinylogbert_version": __version__,
+            "checkpoint_format": FORMAT_VERSION,
+            "weights_sha256": sha,
+            "threshold": self.threshold_,
+            "line_threshold": self.line_threshold_,
+            "calibration": self.calibration_.to_dict(),
+            "log_format": _format_to_dict(self.format_),
+            "sessions": asdict(self.sessions),
+            "model": self.model_config_.to_dict(),
+            "training": self.training.to_dict(),
+            "vocab_size": self.vocab_size,
+            "max_line_tokens": self.max_line_tokens,
+            "max_line_classes": self.max_line_classes,
+            "score_passes": self.score_passes,
+            "contamination": self.contamination,
+            "training_summary": self.training_summary_,
+        }
+        (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "TinyLogBERTDetector":
+        """Load a checkpoint folder; verifies the weights' sha256 first."""
+        folder = check_folder(folder)
+        meta = read_json(folder / DETECTOR_FILE)
+        try:
+            fmt = LogFormat(**meta["log_format"])
+            det = cls(
+                log_format="auto",
+                sessions=SessionConfig(**meta["sessions"]),
+                model=ModelConfig(**meta["model"]),
+                training=TrainConfig(**meta["training"]),
+                vocab_size=meta["vocab_size"],
+                max_line_tokens=meta["max_line_tokens"],
+                max_line_classes=meta["max_line_classes"],
+                score_passes=meta["score_passes"],
+                contamination=meta["contamination"],
+            )
+            det.format_ = fmt
+            det.calibration_ = Calibration.from_dict(meta["calibration"])
+            det.threshold_ = float(meta["threshold"])
+            det.line_threshold_ = float(meta["line_threshold"])
+            det.training_summary_ = meta["training_summary"]
+            sha = meta["weights_sha256"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{folder / DETECTOR_FILE}: incomplete or invalid ({exc})") from None
+        line_vocab = read_json(folder / LINE_VOCAB_FILE)
+        if not isinstance(line_vocab, list):
+            raise CheckpointError(f"{folder / LINE_VOCAB_FILE}: expected a list of lines")
+        det.line_vocab_ = line_vocab
+        det._line_class = {t: i + 1 for i, t in enumerate(line_vocab)}
+        det.tokenizer_ = LogTokenizer.load(folder, det.max_line_tokens)
+        det.model_config_ = det.model
+        det.model_ = load_weights(folder, sha, len(line_vocab) + 1, det.model.head_hidden)
+        det.checkpoint_dir_ = folder
+        return det
+
+    def info(self) -> dict:
+        """Model metadata for ``GET /v1/model`` and the dashboard."""
+        self._check_fitted()
+        return {
+            "version": __version__,
+            "threshold": self.threshold_,
+            "line_threshold": self.line_threshold_,
+            "format": self.format_.name,
+            "vocab_size": self.tokenizer_.vocab_size,
+            "line_classes": len(self.line_vocab_) + 1,
+            "parameters": sum(p.numel() for p in self.model_.parameters()),
+            "model": self.model_config_.to_dict(),
+            "training_summary": self.training_summary_,
+        }
+
+
+def _format_to_dict(fmt: LogFormat) -> dict:
+    data = asdict(fmt)
+    data.pop("groups", None)
+    return data
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+

@@ -1,0 +1,31 @@
+"""Errors a user can act on.
+
+Every failure that reaches the CLI, the API or the dashboard is a ``TinyLogBERTError`` with a
+one-line message; anything else is a bug. Keeping them in one place lets each front end turn them
+into an exit code, an HTTP status or an ``st.error`` without a traceback.
+"""
+from __future__ import annotations
+
+
+class TinyLogBERTError(Exception):
+    """Base class: a problem with the user's input, files or settings (not a bug)."""
+
+
+class LogInputError(TinyLogBERTError):
+    """The log itself cannot be used (empty, binary, nothing parsable...)."""
+
+
+class FormatError(TinyLogBERTError):
+    """A log format name, template or regex is unknown or invalid."""
+
+
+class LabelError(TinyLogBERTError):
+    """A label file is missing columns, unreadable or matches nothing."""
+
+
+class CheckpointError(TinyLogBERTError):
+    """A model folder is missing files, corrupt, or fails its integrity check."""
+
+
+class NotFittedError(TinyLogBERTError):
+    """A detector was used before ``fit`` or ``load``."""

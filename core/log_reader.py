@@ -1,0 +1,126 @@
+"""Read raw log bytes into an Arrow array of lines, fast and without losing a line.
+
+Why Arrow: every later step (parsing, masking, grouping) runs as a vectorised Arrow kernel, which is
+what lets scoring keep up with >100k lines/s on two cores. Lines are cut at ``\\n`` only (a trailing
+``\\r`` is dropped) so line numbers agree with ``wc -l``, editors and ``grep -n``.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import LogInputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Control bytes that never appear in text logs; a sample rich in them is a binary file.
+_TEXT_CONTROL = {9, 10, 12, 13, 27}
+_BINARY_SAMPLE = 65536
+
+
+@dataclass(frozen=True)
+class LogLines:
+    """The lines of one log, in order; ``line_no`` of line ``i`` is ``i + 1``."""
+
+    lines: pa.LargeStringArray
+    source: str = "<input>"
+    replaced_bytes: bool = False  # True when invalid UTF-8 was replaced by U+FFFD
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @property
+    def line_no(self) -> np.ndarray:
+        return np.arange(1, len(self.lines) + 1, dtype=np.int64)
+
+
+def _looks_binary(sample: bytes) -> bool:
+    if not sample:
+        return False
+    if b"\x00" in sample:
+        return True
+    arr = np.frombuffer(sample, dtype=np.uint8)
+    control = (arr < 32) & ~np.isin(arr, list(_TEXT_CONTROL))
+    return control.mean() > 0.05
+
+
+def _maybe_gunzip(data: bytes, source: str) -> bytes:
+    if not data.startswith(GZIP_MAGIC):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise LogInputError(f"{source}: looks like gzip but cannot be decompressed ({exc})") from None
+
+
+def read_log_bytes(data: bytes, source: str = "<input>") -> LogLines:
+    """Decode log bytes (plain or gzip) into lines; raise ``LogInputError`` for unusable input."""
+    data = _maybe_gunzip(bytes(data), source)
+    if not data.strip():
+        raise LogInputError(f"{source}: the log is empty")
+    if _looks_binary(data[:_BINARY_SAMPLE]):
+        raise LogInputError(f"{source}: this looks like a binary file, not a text log")
+    replaced = False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        data = data.decode("utf-8", errors="replace").encode("utf-8")
+        replaced = True
+    return LogLines(_split_lines(data), source=source, replaced_bytes=replaced)
+
+
+def _split_lines(data: bytes) -> pa.LargeStringArray:
+    """Zero-copy split at newlines: offsets come from numpy, the bytes stay one Arrow buffer."""
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    ends = newlines if data.endswith(b"\n") else np.append(newlines, len(data))
+    offsets = np.empty(len(ends) + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:] = ends + 1
+    offsets[-1] = min(offsets[-1], len(data))
+    raw = pa.LargeStringArray.from_buffers(
+        len(ends), pa.py_buffer(offsets), pa.py_buffer(data)
+    )
+    return pc.utf8_rtrim(raw, characters="\r\n")
+
+
+def read_log_text(text: str, source: str = "<input>") -> LogLines:
+    """Lines from an in-memory string (the API and tests)."""
+    return read_log_bytes(text.encode("utf-8", errors="replace"), source)
+
+
+def read_log_lines(lines: list[str], source: str = "<input>") -> LogLines:
+    """Lines from a list that is already split (API requests); each item stays one line."""
+    if not lines:
+        raise LogInputError(f"{source}: no lines given")
+    cleaned = [line.replace("\r", " ").replace("\n", " ") for line in lines]
+    if not any(line.strip() for line in cleaned):
+        raise LogInputError(f"{source}: every line is empty")
+    return LogLines(pa.array(cleaned, type=pa.large_string()), source=source)
+
+
+def read_log_file(path: str | Path) -> LogLines:
+    """Read a ``.log``/``.txt``/``.gz`` file from disk."""
+    path = Path(path)
+    if not path.exists():
+        raise LogInputError(f"{path}: no such file")
+    if path.is_dir():
+        raise LogInputError(f"{path}: is a folder, not a log file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LogInputError(f"{path}: cannot be read ({exc.strerror})") from None
+    return read_log_bytes(data, source=str(path))
+
+
+def open_text(path: str | Path) -> io.TextIOBase:
+    """Open a small text file (labels CSV), gzip or not."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")

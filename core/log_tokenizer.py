@@ -1,0 +1,87 @@
+"""A WordPiece vocabulary trained on the logs themselves (``tokenizers``).
+
+Why not bert-base's vocabulary: log words (``addstoredblock``, ``dataxceiver``) are not English,
+and a general vocabulary splits them into noise. LAnoBERT measured the difference (0.76 vs 0.99
+AUROC). A few hundred pieces cover a log's normalised words; unseen words still split into known
+pieces, so nothing ever becomes ``[UNK]`` silently.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from .errors import CheckpointError
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class LogTokenizer:
+    """Thin wrapper: train on normalised lines, encode distinct lines to a padded id matrix."""
+
+    def __init__(self, tokenizer: Tokenizer, max_line_tokens: int = 32) -> None:
+        self.tokenizer = tokenizer
+        self.max_line_tokens = max_line_tokens
+        for token in SPECIAL_TOKENS:
+            if tokenizer.token_to_id(token) is None:
+                raise CheckpointError(f"tokenizer lacks the special token {token}")
+        self.pad_id = tokenizer.token_to_id(PAD)
+        self.unk_id = tokenizer.token_to_id(UNK)
+        self.cls_id = tokenizer.token_to_id(CLS)
+        self.sep_id = tokenizer.token_to_id(SEP)
+        self.mask_id = tokenizer.token_to_id(MASK)
+
+    @classmethod
+    def train(
+        cls, lines: Iterable[str], vocab_size: int = 1000, max_line_tokens: int = 32
+    ) -> "LogTokenizer":
+        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=100))
+        tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        tokenizer.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIAL_TOKENS,
+            # Every letter is in the alphabet, so unseen words split into pieces, never [UNK].
+            initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"), show_progress=False,
+        )
+        tokenizer.train_from_iterator(lines, trainer=trainer)
+        return cls(tokenizer, max_line_tokens)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def tokenize(self, line: str) -> list[str]:
+        return self.tokenizer.encode(line, add_special_tokens=False).tokens
+
+    def encode_lines(self, lines: Sequence[str]) -> np.ndarray:
+        """``[len(lines), T]`` int64 ids, right-padded with ``[PAD]``; an empty line is one
+        ``[SEP]`` so every line has at least one token to embed and to predict."""
+        encodings = self.tokenizer.encode_batch(list(lines), add_special_tokens=False)
+        width = max(1, min(self.max_line_tokens, max((len(e.ids) for e in encodings), default=1)))
+        out = np.full((len(lines), width), self.pad_id, dtype=np.int64)
+        for i, enc in enumerate(encodings):
+            ids = enc.ids[:width] or [self.sep_id]
+            out[i, : len(ids)] = ids
+        return out
+
+    def decode_ids(self, ids: Sequence[int]) -> list[str]:
+        return [self.tokenizer.id_to_token(int(i)) for i in ids if int(i) != self.pad_id]
+
+    def save(self, folder: str | Path) -> None:
+        self.tokenizer.save(str(Path(folder) / TOKENIZER_FILE))
+
+    @classmethod
+    def load(cls, folder: str | Path, max_line_tokens: int = 32) -> "LogTokenizer":
+        path = Path(folder) / TOKENIZER_FILE
+        if not path.exists():
+            raise CheckpointError(f"{folder}: missing {TOKENIZER_FILE}")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+            raise CheckpointError(f"{path}: not a valid tokenizer file ({exc})") from None
+        return cls(tokenizer, max_line_tokens)

@@ -1,0 +1,235 @@
+"""What scoring returns: every line and every session with a score, plus embeddings and reasons.
+
+``ScoreResult`` keeps Arrow tables (fast to write, zero-copy to pandas) and the arrays needed to
+explain any session later, so the dashboard can re-threshold and explain without rescoring.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .errors import LabelError
+from .sessions import SessionIndex
+
+LINE_CSV_COLUMNS = [
+    "line_no", "session_id", "timestamp", "level", "component", "message", "score",
+    "is_anomaly", "parse_ok",
+]
+SESSION_CSV_COLUMNS = ["session_id", "n_lines", "first_line_no", "score", "is_anomaly", "top_line_no"]
+
+
+@dataclass(frozen=True)
+class LineReason:
+    line_no: int
+    message: str
+    score: float  # surprisal of the line in its session, in nats
+    probability: float  # p(line | rest of the session)
+    expected: str  # the line the model found most likely at that position
+    expected_probability: float
+    unexpected_words: list[str]  # words of this line absent from the expected line
+
+
+@dataclass(frozen=True)
+class SessionExplanation:
+    session_id: str
+    score: float
+    is_anomaly: bool
+    components: dict[str, float]  # the standardised signals the score adds up
+    lines: list[LineReason]  # most surprising first
+
+    def summary(self) -> str:
+        if not self.lines:
+            return "no lines"
+        top = self.lines[0]
+        return (
+            f"line {top.line_no} is the most surprising (p={top.probability:.2g}); "
+            f"expected '{top.expected}'"
+        )
+
+
+@dataclass
+class ScoreResult:
+    line_table: pa.Table  # LINE_CSV_COLUMNS + session_score, session_is_anomaly, severity
+    session_table: pa.Table  # SESSION_CSV_COLUMNS + component columns
+    session_embeddings: np.ndarray  # [n_sessions, hidden] float32 ([CLS] vectors)
+    threshold: float
+    line_threshold: float
+    score_scale: float
+    format_description: str
+    session_strategy: str
+    n_unparsed: int
+    sessions: SessionIndex = field(repr=False)
+    position_surprisal: np.ndarray = field(repr=False)  # per entry of sessions.members
+    position_expected: np.ndarray = field(repr=False)  # expected line text per member entry
+    position_expected_prob: np.ndarray = field(repr=False)
+    line_words: pa.Array = field(repr=False)
+    session_labels: np.ndarray | None = None  # 0/1, -1 unknown
+    line_labels: np.ndarray | None = None
+
+    # ---- tables -----------------------------------------------------------------------------
+    @cached_property
+    def lines(self) -> pd.DataFrame:
+        return self.line_table.to_pandas()
+
+    @cached_property
+    def session_frame(self) -> pd.DataFrame:
+        return self.session_table.to_pandas()
+
+    @property
+    def n_lines(self) -> int:
+        return self.line_table.num_rows
+
+    @property
+    def n_sessions(self) -> int:
+        return self.session_table.num_rows
+
+    @property
+    def session_scores(self) -> np.ndarray:
+        return self.session_table["score"].to_numpy()
+
+    @property
+    def line_scores(self) -> np.ndarray:
+        return self.line_table["score"].to_numpy()
+
+    @property
+    def n_anomalous_sessions(self) -> int:
+        return int(pc.sum(self.session_table["is_anomaly"]).as_py() or 0)
+
+    def with_threshold(self, threshold: float) -> "ScoreResult":
+        """The same scores judged at another session threshold (no rescoring)."""
+        flagged = pc.greater_equal(self.session_table["score"], threshold)
+        sessions = self.session_table.set_column(
+            self.session_table.schema.get_field_index("is_anomaly"), "is_anomaly", flagged
+        )
+        line_flag = pc.greater_equal(self.line_table["session_score"], threshold)
+        lines = self.line_table.set_column(
+            self.line_table.schema.get_field_index("session_is_anomaly"),
+            "session_is_anomaly", line_flag,
+        )
+        out = replace(self, line_table=lines, session_table=sessions, threshold=float(threshold))
+        out.__dict__.pop("lines", None)
+        out.__dict__.pop("session_frame", None)
+        return out
+
+    def with_session_labels(self, labels: pd.Series) -> "ScoreResult":
+        from .evaluate import align_labels
+
+        aligned = align_labels(self.sessions.ids, labels)
+        table = self.session_table
+        if "label" in table.column_names:
+            table = table.drop_columns(["label"])
+        table = table.append_column("label", pa.array(aligned, type=pa.int8()))
+        out = replace(self, session_table=table, session_labels=aligned)
+        out.__dict__.pop("session_frame", None)
+        return out
+
+    def with_line_labels(self, labels: pd.Series) -> "ScoreResult":
+        """Line labels from a ``line_no,label`` CSV."""
+        from .evaluate import align_labels
+
+        line_no = self.line_table["line_no"].to_numpy()
+        aligned = align_labels(line_no, labels, what="lines")
+        table = self.line_table
+        if "label" in table.column_names:
+            table = table.drop_columns(["label"])
+        table = table.append_column("label", pa.array(aligned, type=pa.int8()))
+        out = replace(self, line_table=table, line_labels=aligned)
+        out.__dict__.pop("lines", None)
+        return out
+
+    # ---- explanations -----------------------------------------------------------------------
+    def session_index(self, session_id: str) -> int:
+        matches = np.flatnonzero(self.sessions.ids == session_id)
+        if not len(matches):
+            raise LabelError(f"no session {session_id!r} in this result")
+        return int(matches[0])
+
+    def explain(self, session: str | int, k: int = 5) -> SessionExplanation:
+        """Why a session scored as it did: its most surprising lines, with what was expected."""
+        i = self.session_index(session) if isinstance(session, str) else int(session)
+        start, end = int(self.sessions.offsets[i]), int(self.sessions.offsets[i + 1])
+        members = self.sessions.members[start:end]
+        surprisal = self.position_surprisal[start:end]
+        order = np.argsort(-surprisal, kind="stable")[:k]
+        messages = self.line_table["message"]
+        reasons = []
+        for j in order:
+            line = int(members[j])
+            expected = str(self.position_expected[start + j])
+            words = (self.line_words[line].as_py() or "").split()
+            expected_words = set(expected.split())
+            reasons.append(
+                LineReason(
+                    line_no=int(self.line_table["line_no"][line].as_py()),
+                    message=messages[line].as_py() or "",
+                    score=float(surprisal[j]),
+                    probability=float(np.exp(-surprisal[j])),
+                    expected=expected,
+                    expected_probability=float(self.position_expected_prob[start + j]),
+                    unexpected_words=[w for w in dict.fromkeys(words) if w not in expected_words],
+                )
+            )
+        row = self.session_table.slice(i, 1).to_pylist()[0]
+        components = {k: float(v) for k, v in row.items() if k.startswith("z_")}
+        return SessionExplanation(
+            session_id=str(self.sessions.ids[i]),
+            score=float(row["score"]),
+            is_anomaly=bool(row["is_anomaly"]),
+            components=components,
+            lines=reasons,
+        )
+
+    def session_lines(self, session: str | int) -> pd.DataFrame:
+        """All lines of one session, in order, with their scores."""
+        i = self.session_index(session) if isinstance(session, str) else int(session)
+        members = self.sessions.lines_of(i)
+        frame = self.line_table.take(pa.array(members)).to_pandas()
+        start, end = int(self.sessions.offsets[i]), int(self.sessions.offsets[i + 1])
+        frame["surprisal_in_session"] = self.position_surprisal[start:end]
+        frame["expected"] = self.position_expected[start:end]
+        return frame
+
+    def line_embeddings(self) -> np.ndarray:
+        """Per line: the [CLS] embedding of its (first) session: a line-level view for plots."""
+        first_session = np.zeros(self.n_lines, dtype=np.int64)
+        member_session = self.sessions.member_session()
+        first_session[self.sessions.members[::-1]] = member_session[::-1]
+        return self.session_embeddings[first_session]
+
+    # ---- output -----------------------------------------------------------------------------
+    def write_lines_csv(self, path: str | Path) -> None:
+        """One row per input line, in order: the CLI's LINES.csv."""
+        pacsv.write_csv(self.line_table, str(path))
+
+    def write_sessions_csv(self, path: str | Path) -> None:
+        pacsv.write_csv(self.session_table, str(path))
+
+    def lines_csv_bytes(self) -> bytes:
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(self.line_table, sink)
+        return sink.getvalue().to_pybytes()
+
+    def sessions_csv_bytes(self) -> bytes:
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(self.session_table, sink)
+        return sink.getvalue().to_pybytes()
+
+    def summary(self) -> dict:
+        return {
+            "lines": self.n_lines,
+            "sessions": self.n_sessions,
+            "anomalous_sessions": self.n_anomalous_sessions,
+            "anomalous_lines": int(pc.sum(self.line_table["is_anomaly"]).as_py() or 0),
+            "unparsed_lines": self.n_unparsed,
+            "threshold": self.threshold,
+            "line_threshold": self.line_threshold,
+            "format": self.format_description,
+            "sessions_by": self.session_strategy,
+        }

@@ -1,0 +1,131 @@
+"""TinyLogBERT: a BERT-mini encoder that reads a session as a sequence of its lines.
+
+Why lines, not words, as positions: an HDFS block has up to ~44 lines of ~8 words; a word-level
+sequence (LAnoBERT-style) is ~350 positions and every masked-word pass costs that much. Here each
+line is embedded as the mean of its WordPiece embeddings (the same embedding matrix BERT's MLM
+decoder is tied to), and the encoder attends over *lines*, so a session is ~20 positions and
+anomalies that are about *order and presence of events* (most HDFS anomalies) are what attention
+sees. Two heads share the encoder:
+
+- the MLM head predicts which line a masked position holds, over the training lines' vocabulary
+  plus ``[OTHER]`` (masked-line modelling, LogBERT's masked log-key prediction); the surprisal
+  ``-log p(line | session)`` is the line's anomaly score. A bag-of-word-pieces target was tried
+  first and dropped: its loss floor is the entropy of the pieces *within* a line (~log 7 nats),
+  which buries the signal under line length;
+- the anomaly head (``Linear(h, 64) -> ReLU -> Linear(64, 1)`` on ``[CLS]``) scores the whole
+  session in one pass; it is trained without labels (see ``training.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
+
+# Rows 0..2 of every line table are pseudo-lines: padding, the session's [CLS], a masked line.
+PAD_LINE, CLS_LINE, MASK_LINE = 0, 1, 2
+N_PSEUDO_LINES = 3
+# Class 0 of the line vocabulary: any line not in it.
+OTHER_LINE_CLASS = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """BERT-mini by default (Turc et al. 2019: 4 layers, hidden 256, 4 heads)."""
+
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    max_lines: int = 256  # positions per sequence, [CLS] included; longer sessions are chunked
+    dropout: float = 0.1
+    head_hidden: int = 64
+
+    def bert_config(self, vocab_size: int, pad_token_id: int) -> BertConfig:
+        return BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            max_position_embeddings=self.max_lines,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+            pad_token_id=pad_token_id,
+            type_vocab_size=1,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TinyLogBERT(nn.Module):
+    """Encoder + MLM head + anomaly head. Inputs are line-index sequences into a line table."""
+
+    def __init__(self, bert_config: BertConfig, n_line_classes: int, head_hidden: int = 64) -> None:
+        super().__init__()
+        self.config = bert_config
+        self.n_line_classes = n_line_classes
+        self.bert = BertModel(bert_config, add_pooling_layer=False)
+        hidden = bert_config.hidden_size
+        self.mlm_head = nn.Sequential(
+            BertPredictionHeadTransform(bert_config), nn.Linear(hidden, n_line_classes)
+        )
+        self.anomaly_head = nn.Sequential(
+            nn.Linear(hidden, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 1)
+        )
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.config.pad_token_id)
+
+    def line_vectors(self, line_tokens: torch.Tensor) -> torch.Tensor:
+        """``[n, T]`` token ids -> ``[n, hidden]``: mean of the line's word-piece embeddings."""
+        emb = self.bert.embeddings.word_embeddings(line_tokens)
+        keep = (line_tokens != self.pad_token_id).unsqueeze(-1).to(emb.dtype)
+        return (emb * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+    def encode(self, line_tokens: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+        """Contextual line vectors ``[B, L, hidden]``.
+
+        ``line_tokens`` is the line table ``[n_lines, T]`` (rows 0..2 pseudo-lines) and
+        ``sequences`` ``[B, L]`` indexes into it, position 0 being ``CLS_LINE``. Only the lines
+        the batch uses are embedded.
+        """
+        used, inverse = torch.unique(sequences, return_inverse=True)
+        vectors = self.line_vectors(line_tokens[used])[inverse]
+        attention = (sequences != PAD_LINE).long()
+        return self.bert(inputs_embeds=vectors, attention_mask=attention).last_hidden_state
+
+    def line_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[..., hidden]`` -> log-probabilities over line classes ``[..., n_line_classes]``."""
+        return torch.log_softmax(self.mlm_head(hidden), dim=-1)
+
+    def anomaly_logit(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[B, L, hidden]`` -> ``[B]``, from the ``[CLS]`` position."""
+        return self.anomaly_head(hidden[:, 0]).squeeze(-1)
+
+
+def build_model(
+    config: ModelConfig, vocab_size: int, pad_token_id: int, n_line_classes: int
+) -> TinyLogBERT:
+    return TinyLogBERT(
+        config.bert_config(vocab_size, pad_token_id), n_line_classes, config.head_hidden
+    )
+
+
+def model_from_pretrained(
+    name_or_path: str, vocab_size: int, pad_token_id: int, n_line_classes: int,
+    head_hidden: int = 64,
+) -> TinyLogBERT:
+    """Start the encoder from a Hugging Face BERT (local folder or hub id); the word embeddings
+    are resized to the log vocabulary. Optional: the default path never touches the network."""
+    bert = BertModel.from_pretrained(name_or_path, add_pooling_layer=False)
+    bert.resize_token_embeddings(vocab_size)
+    cfg = bert.config
+    cfg.pad_token_id = pad_token_id
+    model = TinyLogBERT(cfg, n_line_classes, head_hidden)
+    model.bert.load_state_dict(bert.state_dict())
+    return model
