@@ -1,9 +1,20 @@
 """From model outputs to anomaly scores, and a threshold chosen without labels.
 
-Each session has several signals (the anomaly head's logit, the mean and the max surprisal of its
-lines). Their scales differ, so each is standardised by the median and the MAD of the *training*
-sessions (robust to the few anomalies hidden in unlabeled training data) and the session score is
-their weighted sum. The threshold comes from the training score distribution alone.
+Each session has three signals:
+
+- ``rarity``: the mean, over its lines, of ``-log p(line)`` under the training log's line
+  frequencies (the line prior the MLM head is trained against);
+- ``context``: the most surprising step of the session read left to right, as *excess*
+  surprisal ``-log p(line | lines before) - H(prediction)``, the end of the session included, so
+  a step counts only when the model was sure of something else (an extra, missing or
+  out-of-order event);
+- ``head``: the anomaly head's one-pass estimate of the score (fitted to it, without labels).
+
+Their scales differ, so each is standardised by the median and the MAD of the *training*
+sessions (robust to the anomalies hidden in unlabeled training data) and the session score is
+their weighted sum. Measured on the HDFS dev split, rarity carries most of the ranking and the
+context term the explanation (see README's benchmark); the head is a variant, weight 0 by
+default. The threshold comes from the training score distribution alone.
 """
 from __future__ import annotations
 
@@ -11,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-COMPONENTS = ("head", "mlm_mean", "mlm_max")
-DEFAULT_WEIGHTS = {"head": 1.0, "mlm_mean": 1.0, "mlm_max": 0.0}
+COMPONENTS = ("rarity", "context", "head")
+DEFAULT_WEIGHTS = {"rarity": 1.0, "context": 1.0, "head": 0.0}
 
 
 def robust_center_scale(values: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:

@@ -47,7 +47,12 @@ from .log_tokenizer import LogTokenizer
 from .results import ScoreResult
 from .session_corpus import SessionCorpus, build_corpus, build_line_vocab
 from .sessions import SessionConfig, SessionIndex, build_sessions
-from .tinylogbert_model import ModelConfig, build_model, model_from_pretrained
+from .tinylogbert_model import (
+    FIRST_LINE_CLASS,
+    OTHER_LINE_CLASS,
+    ModelConfig,
+)
+from .tinylogbert_model import build_model, model_from_pretrained
 from .training import ProgressCallback, TrainConfig, Trainer
 
 LogInput = Union[str, Path, LogLines, ParsedLog, list]
@@ -80,7 +85,6 @@ class TinyLogBERTDetector:
         vocab_size: int = 1000,
         max_line_tokens: int = 32,
         max_line_classes: int = 4096,
-        score_passes: int = 4,
         contamination: float | str = "auto",
         init_from: str | None = None,
         num_threads: int | None = None,
@@ -92,7 +96,6 @@ class TinyLogBERTDetector:
         self.vocab_size = vocab_size
         self.max_line_tokens = max_line_tokens
         self.max_line_classes = max_line_classes
-        self.score_passes = score_passes
         self.contamination = contamination
         self.init_from = init_from
         self.num_threads = num_threads
@@ -143,9 +146,11 @@ class TinyLogBERTDetector:
 
         self.tokenizer_ = LogTokenizer.train(weighted_lines(), self.vocab_size, self.max_line_tokens)
         self.line_vocab_ = build_line_vocab(texts, counts, self.max_line_classes)
-        self._line_class = {t: i + 1 for i, t in enumerate(self.line_vocab_)}
+        self._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(self.line_vocab_)}
+        self.line_class_counts_ = _class_counts(texts, counts, self._line_class,
+                                                len(self.line_vocab_) + FIRST_LINE_CLASS)
         self.model_config_ = self.model
-        n_classes = len(self.line_vocab_) + 1
+        n_classes = len(self.line_vocab_) + FIRST_LINE_CLASS
         if self.init_from:
             self.model_ = model_from_pretrained(
                 self.init_from, self.tokenizer_.vocab_size, self.tokenizer_.pad_id, n_classes,
@@ -160,14 +165,17 @@ class TinyLogBERTDetector:
             parsed.words, index, self.tokenizer_, self.model.max_lines, self._line_class
         )
         trainer = Trainer(self.model_, corpus, self.training, on_progress)
-        history = trainer.fit()
-        # The checkpoint stores fp16 weights; calibrate on exactly those so a saved and reloaded
-        # detector gives the same scores as this one.
-        with torch.no_grad():
-            for param in self.model_.parameters():
-                param.copy_(param.half().float())
+        history = trainer.fit_mlm()
+        self._round_weights()
+        raw = score_sequences(self.model_, corpus)
+        self._calibrate(parsed, index, corpus, raw)
+        # The head learns the score itself, from the [CLS] vector alone (a one-pass estimate).
+        per_seq = self._sequence_targets(corpus, raw)
+        trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
+        self._round_weights()
+        raw = score_sequences(self.model_, corpus)
+        self._calibrate(parsed, index, corpus, raw)
         train_seconds = time.perf_counter() - started
-        self._calibrate(parsed, index, corpus)
         self.format_ = parsed.format
         self.training_summary_ = {
             "source": parsed.source,
@@ -179,8 +187,8 @@ class TinyLogBERTDetector:
             "format": parsed.format.name,
             "sessions_by": index.strategy,
             "steps": len(history),
-            "final_mlm_loss": history[-1]["mlm_loss"] if history else None,
-            "final_head_loss": history[-1].get("head_loss") if history else None,
+            "final_mlm_loss": _last_loss(history, "mlm"),
+            "final_head_loss": _last_loss(history, "head"),
             "train_seconds": round(train_seconds, 1),
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -189,22 +197,59 @@ class TinyLogBERTDetector:
         return self
 
     # ---- scoring ----------------------------------------------------------------------------------
+    def _round_weights(self) -> None:
+        """The checkpoint stores fp16 weights; score with exactly those, so a saved and
+        reloaded detector gives the same scores as the one that was trained."""
+        with torch.no_grad():
+            for param in self.model_.parameters():
+                param.copy_(param.half().float())
+
+    def _line_rarity(self, corpus: SessionCorpus) -> np.ndarray:
+        """``-log p(line)`` per line-table row, from the training log's line frequencies."""
+        counts = np.asarray(self.line_class_counts_, dtype=np.float64)
+        prob = (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
+        return -np.log(prob[corpus.line_class])
+
+    def _position_signals(self, corpus: SessionCorpus, raw: SequenceScores):
+        rarity = self._line_rarity(corpus)
+        flat_rows = np.concatenate(corpus.sequences) if corpus.sequences else np.zeros(0, int)
+        position_rarity = rarity[flat_rows]
+        excess = raw.surprisal - raw.entropy
+        end_excess = raw.end_surprisal - raw.end_entropy
+        return position_rarity, excess, end_excess
+
     def _components(
         self, corpus: SessionCorpus, index: SessionIndex, raw: SequenceScores
     ) -> dict[str, np.ndarray]:
-        """Per-session signals: head logit (max over chunks) and line-surprisal statistics."""
-        position = raw.surprisal[corpus.member_flat]
+        """Per-session signals (see ``anomaly_score.py``)."""
+        position_rarity, excess, end_excess = self._position_signals(corpus, raw)
         member_session = index.member_session()
         n = len(index)
         lengths = np.maximum(index.lengths(), 1)
-        mean = np.bincount(member_session, weights=position, minlength=n) / lengths
-        top = np.full(n, -np.inf)
-        np.maximum.at(top, member_session, position)
+        rarity = np.bincount(
+            member_session, weights=position_rarity[corpus.member_flat], minlength=n
+        ) / lengths
+        context = np.full(n, -np.inf)
+        np.maximum.at(context, member_session, excess[corpus.member_flat])
+        last_chunk = np.array([q[-1] for q in corpus.session_seqs], dtype=np.int64)
+        context = np.maximum(context, end_excess[last_chunk] if n else context)
         head = np.array([raw.head[q].max() for q in corpus.session_seqs], dtype=np.float64)
-        return {"head": head, "mlm_mean": mean, "mlm_max": np.where(np.isfinite(top), top, 0.0)}
+        return {"rarity": rarity, "context": context, "head": head}
 
-    def _calibrate(self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus) -> None:
-        raw = score_sequences(self.model_, corpus, self.score_passes)
+    def _sequence_targets(self, corpus: SessionCorpus, raw: SequenceScores) -> np.ndarray:
+        """The calibrated score of each distinct sequence, as if it were a session."""
+        position_rarity, excess, end_excess = self._position_signals(corpus, raw)
+        off = corpus.seq_offsets
+        rarity = np.add.reduceat(position_rarity, off[:-1]) / np.maximum(np.diff(off), 1)
+        context = np.maximum(np.maximum.reduceat(excess, off[:-1]), end_excess)
+        calib = self.calibration_
+        weights = {k: v for k, v in calib.weights.items() if k != "head"}
+        comps = {"rarity": rarity, "context": context}
+        return sum(w * (comps[k] - calib.center[k]) / calib.scale[k] for k, w in weights.items())
+
+    def _calibrate(
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
+    ) -> None:
         comps = self._components(corpus, index, raw)
         center, scale = {}, {}
         for name, values in comps.items():
@@ -223,13 +268,15 @@ class TinyLogBERTDetector:
         self.threshold_ = calib.threshold
         self.line_threshold_ = calib.line_threshold
 
-    @staticmethod
     def _line_scores(
-        parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
     ) -> np.ndarray:
-        """A line's score is its surprisal in context (the max over its sessions)."""
+        """A line's score: the mean of its rarity and its surprisal where it stands, in nats
+        (the max over its sessions)."""
+        position_rarity, _, _ = self._position_signals(corpus, raw)
+        per_position = 0.5 * (position_rarity + raw.surprisal)
         out = np.full(len(parsed), -np.inf)
-        np.maximum.at(out, index.members, raw.surprisal[corpus.member_flat])
+        np.maximum.at(out, index.members, per_position[corpus.member_flat])
         return np.where(np.isfinite(out), out, 0.0)
 
     def score(
@@ -244,7 +291,7 @@ class TinyLogBERTDetector:
         self._check_fitted()
         self._threads()
         parsed, index, corpus = self._prepare(log, log_format, sessions)
-        raw = score_sequences(self.model_, corpus, self.score_passes, on_progress)
+        raw = score_sequences(self.model_, corpus, on_progress)
         return self._result(parsed, index, corpus, raw, threshold)
 
     def _result(
@@ -258,7 +305,9 @@ class TinyLogBERTDetector:
         line_score = self._line_scores(parsed, index, corpus, raw)
         position = raw.surprisal[corpus.member_flat]
         member_session = index.member_session()
-        # Top line of a session: its most surprising member.
+        # Top line of a session: its highest-scoring member.
+        position = (0.5 * (self._position_signals(corpus, raw)[0] + raw.surprisal))[
+            corpus.member_flat]
         order = np.lexsort((-position, member_session))
         top_member = index.members[order[index.offsets[:-1]]] if len(order) else np.array([])
         line_no = parsed.table["line_no"].to_numpy()
@@ -310,7 +359,9 @@ class TinyLogBERTDetector:
             ms = member_session[known]
             np.maximum.at(session_labels, ms, line_labels[index.members][known])
             session_columns["label"] = pa.array(session_labels, type=pa.int8())
-        expected_text = np.array(["(other line)"] + self.line_vocab_, dtype=object)
+        expected_text = np.array(["(a line not seen in training)", "(end of session)"]
+                                 + self.line_vocab_, dtype=object)
+        last_chunk = np.array([q[-1] for q in corpus.session_seqs], dtype=np.int64)
         detection = parsed.detection.describe() if parsed.detection else parsed.format.name
         return ScoreResult(
             line_table=line_table,
@@ -327,6 +378,9 @@ class TinyLogBERTDetector:
             position_surprisal=position,
             position_expected=expected_text[raw.expected_class[corpus.member_flat]],
             position_expected_prob=raw.expected_prob[corpus.member_flat],
+            end_surprisal=raw.end_surprisal[last_chunk] if len(last_chunk) else np.zeros(0),
+            end_expected=expected_text[raw.end_expected_class[last_chunk]]
+            if len(last_chunk) else np.zeros(0, dtype=object),
             line_words=parsed.words,
             session_labels=session_labels,
             line_labels=line_labels,
@@ -347,7 +401,10 @@ class TinyLogBERTDetector:
         folder = Path(folder)
         sha = save_weights(self.model_, folder)
         self.tokenizer_.save(folder)
-        (folder / LINE_VOCAB_FILE).write_text(json.dumps(self.line_vocab_, indent=0))
+        (folder / LINE_VOCAB_FILE).write_text(json.dumps(
+            {"lines": self.line_vocab_, "class_counts": [int(c) for c in self.line_class_counts_]},
+            indent=0,
+        ))
         meta = {
             "tinylogbert_version": __version__,
             "checkpoint_format": FORMAT_VERSION,
@@ -362,7 +419,6 @@ class TinyLogBERTDetector:
             "vocab_size": self.vocab_size,
             "max_line_tokens": self.max_line_tokens,
             "max_line_classes": self.max_line_classes,
-            "score_passes": self.score_passes,
             "contamination": self.contamination,
             "training_summary": self.training_summary_,
         }
@@ -384,7 +440,6 @@ class TinyLogBERTDetector:
                 vocab_size=meta["vocab_size"],
                 max_line_tokens=meta["max_line_tokens"],
                 max_line_classes=meta["max_line_classes"],
-                score_passes=meta["score_passes"],
                 contamination=meta["contamination"],
             )
             det.format_ = fmt
@@ -395,14 +450,18 @@ class TinyLogBERTDetector:
             sha = meta["weights_sha256"]
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{folder / DETECTOR_FILE}: incomplete or invalid ({exc})") from None
-        line_vocab = read_json(folder / LINE_VOCAB_FILE)
-        if not isinstance(line_vocab, list):
-            raise CheckpointError(f"{folder / LINE_VOCAB_FILE}: expected a list of lines")
+        vocab = read_json(folder / LINE_VOCAB_FILE)
+        if not isinstance(vocab, dict) or not {"lines", "class_counts"} <= set(vocab):
+            raise CheckpointError(f"{folder / LINE_VOCAB_FILE}: expected lines and class_counts")
+        line_vocab = vocab["lines"]
         det.line_vocab_ = line_vocab
-        det._line_class = {t: i + 1 for i, t in enumerate(line_vocab)}
+        det.line_class_counts_ = vocab["class_counts"]
+        det._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(line_vocab)}
         det.tokenizer_ = LogTokenizer.load(folder, det.max_line_tokens)
         det.model_config_ = det.model
-        det.model_ = load_weights(folder, sha, len(line_vocab) + 1, det.model.head_hidden)
+        det.model_ = load_weights(
+            folder, sha, len(line_vocab) + FIRST_LINE_CLASS, det.model.head_hidden
+        )
         det.checkpoint_dir_ = folder
         return det
 
@@ -415,11 +474,26 @@ class TinyLogBERTDetector:
             "line_threshold": self.line_threshold_,
             "format": self.format_.name,
             "vocab_size": self.tokenizer_.vocab_size,
-            "line_classes": len(self.line_vocab_) + 1,
+            "line_classes": len(self.line_vocab_) + FIRST_LINE_CLASS,
             "parameters": sum(p.numel() for p in self.model_.parameters()),
             "model": self.model_config_.to_dict(),
             "training_summary": self.training_summary_,
         }
+
+
+def _class_counts(
+    texts: list[str], counts: np.ndarray, line_class: dict[str, int], n_classes: int
+) -> list[int]:
+    """Training occurrences per line class (lines outside the vocabulary pool in OTHER)."""
+    out = np.zeros(n_classes, dtype=np.int64)
+    for text, count in zip(texts, counts):
+        out[line_class.get(text, OTHER_LINE_CLASS)] += int(count)
+    return out.tolist()
+
+
+def _last_loss(history: list[dict], phase: str) -> float | None:
+    losses = [h["loss"] for h in history if h["phase"] == phase]
+    return losses[-1] if losses else None
 
 
 def _format_to_dict(fmt: LogFormat) -> dict:

@@ -1,9 +1,12 @@
-"""Batched inference over distinct sequences: what the model says about each line and session.
+"""Batched inference: what the model says about each line and each session.
 
-For each distinct sequence: one clean pass gives the ``[CLS]`` embedding and the anomaly head's
-logit; ``passes`` masked passes hide every ``passes``-th line in turn, so each line is predicted
-exactly once from its context. The surprisal of a line is ``-log p(line | rest of session)``; the
-line the model expected instead is kept for the explanation.
+Two passes per *distinct* sequence (sessions repeat, so this is far fewer than the sessions):
+
+- a bidirectional pass gives the ``[CLS]`` embedding and the anomaly head's one-pass estimate;
+- a left-to-right pass gives, at every position at once, ``p(next line | the lines before)``:
+  a line's surprisal is ``-log p`` of the line that really came, and the end of the session gets
+  one too (``-log p([END])``): a session that stops early is as visible as a line that should
+  not be there.
 """
 from __future__ import annotations
 
@@ -13,22 +16,28 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .session_corpus import SessionCorpus, pad_batch
-from .tinylogbert_model import MASK_LINE, N_PSEUDO_LINES, TinyLogBERT
+from .session_corpus import SessionCorpus, next_line_targets, pad_batch
+from .tinylogbert_model import N_PSEUDO_LINES, TinyLogBERT
 
-POSITIONS_PER_BATCH = 4096
+POSITIONS_PER_BATCH = 8192
 
 
 @dataclass
 class SequenceScores:
-    head: np.ndarray  # [n_seq] anomaly-head logit
+    head: np.ndarray  # [n_seq] anomaly head's one-pass estimate
     embedding: np.ndarray  # [n_seq, hidden] float32, the [CLS] vector
-    surprisal: np.ndarray  # [n_positions] per line in context (flat, see SessionCorpus)
-    expected_class: np.ndarray  # [n_positions] the line class the model found most likely
+    surprisal: np.ndarray  # [n_positions] -log p(line | lines before) (flat, see SessionCorpus)
+    expected_class: np.ndarray  # [n_positions] the most likely line class at that position
     expected_prob: np.ndarray  # [n_positions] its probability
+    entropy: np.ndarray  # [n_positions] how uncertain the prediction was (nats)
+    end_surprisal: np.ndarray  # [n_seq] -log p([END] | the sequence)
+    end_expected_class: np.ndarray  # [n_seq] what the model expected instead of the end
+    end_expected_prob: np.ndarray  # [n_seq]
+    end_entropy: np.ndarray  # [n_seq]
 
 
 def _batches(lengths: np.ndarray) -> list[np.ndarray]:
+    """Group sequences of similar length so padding stays small."""
     order = np.argsort(lengths, kind="stable")
     out, current, width = [], [], 0
     for i in order:
@@ -44,49 +53,53 @@ def _batches(lengths: np.ndarray) -> list[np.ndarray]:
 
 @torch.inference_mode()
 def score_sequences(
-    model: TinyLogBERT, corpus: SessionCorpus, passes: int = 4,
+    model: TinyLogBERT, corpus: SessionCorpus,
     on_progress: Callable[[float], None] | None = None,
 ) -> SequenceScores:
     model.eval()
-    n_seq = len(corpus.sequences)
     table = torch.from_numpy(corpus.line_tokens)
-    hidden_size = model.config.hidden_size
-    head = np.zeros(n_seq, dtype=np.float32)
-    embedding = np.zeros((n_seq, hidden_size), dtype=np.float32)
-    surprisal = np.zeros(corpus.n_positions, dtype=np.float32)
-    expected_class = np.zeros(corpus.n_positions, dtype=np.int32)
-    expected_prob = np.zeros(corpus.n_positions, dtype=np.float32)
-    line_class = torch.from_numpy(corpus.line_class)
-    lengths = np.array([len(s) for s in corpus.sequences])
-    batches = _batches(lengths)
+    n_seq, n_pos = len(corpus.sequences), corpus.n_positions
+    out = SequenceScores(
+        head=np.zeros(n_seq, dtype=np.float32),
+        embedding=np.zeros((n_seq, model.config.hidden_size), dtype=np.float32),
+        surprisal=np.zeros(n_pos, dtype=np.float32),
+        expected_class=np.zeros(n_pos, dtype=np.int32),
+        expected_prob=np.zeros(n_pos, dtype=np.float32),
+        entropy=np.zeros(n_pos, dtype=np.float32),
+        end_surprisal=np.zeros(n_seq, dtype=np.float32),
+        end_expected_class=np.zeros(n_seq, dtype=np.int32),
+        end_expected_prob=np.zeros(n_seq, dtype=np.float32),
+        end_entropy=np.zeros(n_seq, dtype=np.float32),
+    )
+    batches = _batches(np.array([len(s) for s in corpus.sequences]))
     for b, idx in enumerate(batches):
         batch = pad_batch([corpus.sequences[i] for i in idx])
-        B, L = batch.shape
-        real = batch >= N_PSEUDO_LINES
-        position = np.arange(L)[None, :] - 1  # line position within the sequence
-        variants = [batch]
-        hidden_masks = []
-        for j in range(passes):
-            hide = real & (position % passes == j)
-            if hide.any():
-                masked = batch.copy()
-                masked[hide] = MASK_LINE
-                variants.append(masked)
-                hidden_masks.append(hide)
-        hidden = model.encode(table, torch.from_numpy(np.concatenate(variants)))
-        clean = hidden[:B]
-        head[idx] = model.anomaly_logit(clean).float().numpy()
-        embedding[idx] = clean[:, 0].float().numpy()
-        for v, hide in enumerate(hidden_masks, start=1):
-            where = torch.from_numpy(hide)
-            log_probs = model.line_log_probs(hidden[v * B : (v + 1) * B][where])
-            truth = line_class[torch.from_numpy(batch)[where]]
-            best_lp, best = log_probs.max(dim=1)
-            rows, cols = np.nonzero(hide)
-            flat = corpus.seq_offsets[idx[rows]] + cols - 1
-            surprisal[flat] = -log_probs.gather(1, truth[:, None]).squeeze(1).numpy()
-            expected_class[flat] = best.numpy()
-            expected_prob[flat] = best_lp.exp().numpy()
+        B = len(idx)
+        both = torch.from_numpy(np.concatenate([batch, batch]))
+        causal = torch.arange(2 * B) >= B
+        hidden = model.encode(table, both, causal)
+        out.head[idx] = model.anomaly_logit(hidden[:B]).numpy()
+        out.embedding[idx] = hidden[:B, 0].numpy()
+        where, truth = next_line_targets(batch, corpus.line_class)
+        log_probs = model.line_log_probs(hidden[B:][torch.from_numpy(where)])
+        nll = -log_probs.gather(1, torch.from_numpy(truth[where])[:, None]).squeeze(1).numpy()
+        top_lp, top = log_probs.max(dim=1)
+        top, top_p = top.numpy(), top_lp.exp().numpy()
+        entropy = -(log_probs.exp() * log_probs).sum(1).numpy()
+        rows, cols = np.nonzero(where)  # position c predicts line c + 1, or [END]
+        lengths = (batch >= N_PSEUDO_LINES).sum(1)
+        is_end = cols == lengths[rows]
+        line = ~is_end
+        flat = corpus.seq_offsets[idx[rows[line]]] + cols[line]
+        out.surprisal[flat] = nll[line]
+        out.expected_class[flat] = top[line]
+        out.expected_prob[flat] = top_p[line]
+        out.entropy[flat] = entropy[line]
+        seq = idx[rows[is_end]]
+        out.end_surprisal[seq] = nll[is_end]
+        out.end_expected_class[seq] = top[is_end]
+        out.end_expected_prob[seq] = top_p[is_end]
+        out.end_entropy[seq] = entropy[is_end]
         if on_progress:
             on_progress((b + 1) / len(batches))
-    return SequenceScores(head, embedding, surprisal, expected_class, expected_prob)
+    return out

@@ -43,11 +43,18 @@ class SessionExplanation:
     is_anomaly: bool
     components: dict[str, float]  # the standardised signals the score adds up
     lines: list[LineReason]  # most surprising first
+    end_surprisal: float = 0.0  # -log p(the session ends where it does)
+    end_expected: str = ""  # what the model expected instead of the end
 
     def summary(self) -> str:
         if not self.lines:
             return "no lines"
         top = self.lines[0]
+        if self.end_surprisal > top.score and self.end_expected != "(end of session)":
+            return (
+                f"the session stops unexpectedly (p={np.exp(-self.end_surprisal):.2g}); "
+                f"expected next: '{self.end_expected}'"
+            )
         return (
             f"line {top.line_no} is the most surprising (p={top.probability:.2g}); "
             f"expected '{top.expected}'"
@@ -70,6 +77,8 @@ class ScoreResult:
     position_expected: np.ndarray = field(repr=False)  # expected line text per member entry
     position_expected_prob: np.ndarray = field(repr=False)
     line_words: pa.Array = field(repr=False)
+    end_surprisal: np.ndarray = field(repr=False)  # per session: -log p(the session ends here)
+    end_expected: np.ndarray = field(repr=False)  # per session: what was expected instead
     session_labels: np.ndarray | None = None  # 0/1, -1 unknown
     line_labels: np.ndarray | None = None
 
@@ -152,7 +161,8 @@ class ScoreResult:
         return int(matches[0])
 
     def explain(self, session: str | int, k: int = 5) -> SessionExplanation:
-        """Why a session scored as it did: its most surprising lines, with what was expected."""
+        """Why a session scored as it did: its most surprising lines (in context), with what
+        the model expected at each, and how surprising the session's end was."""
         i = self.session_index(session) if isinstance(session, str) else int(session)
         start, end = int(self.sessions.offsets[i]), int(self.sessions.offsets[i + 1])
         members = self.sessions.members[start:end]
@@ -184,6 +194,8 @@ class ScoreResult:
             is_anomaly=bool(row["is_anomaly"]),
             components=components,
             lines=reasons,
+            end_surprisal=float(self.end_surprisal[i]),
+            end_expected=str(self.end_expected[i]),
         )
 
     def session_lines(self, session: str | int) -> pd.DataFrame:

@@ -13,7 +13,15 @@ import pyarrow as pa
 
 from .log_tokenizer import LogTokenizer
 from .sessions import SessionIndex
-from .tinylogbert_model import CLS_LINE, MASK_LINE, N_PSEUDO_LINES, OTHER_LINE_CLASS, PAD_LINE
+from .tinylogbert_model import (
+    CLS_LINE,
+    END_LINE_CLASS,
+    FIRST_LINE_CLASS,
+    MASK_LINE,
+    N_PSEUDO_LINES,
+    OTHER_LINE_CLASS,
+    PAD_LINE,
+)
 
 
 @dataclass
@@ -21,7 +29,7 @@ class SessionCorpus:
     line_texts: list[str]  # distinct normalised lines; table row = N_PSEUDO_LINES + index
     line_tokens: np.ndarray  # [N_PSEUDO_LINES + n_distinct, T] word-piece ids
     line_row: np.ndarray  # per input line: its row in the table
-    line_class: np.ndarray  # per table row: its class in the line vocabulary (0 = other)
+    line_class: np.ndarray  # per table row: its class (OTHER for lines outside the vocabulary)
     sequences: list[np.ndarray]  # distinct chunk sequences (table rows, no [CLS])
     counts: np.ndarray  # occurrences of each distinct sequence
     seq_offsets: np.ndarray  # flat position of each sequence's first line (len n_seq + 1)
@@ -48,7 +56,7 @@ def line_table(tokenizer: LogTokenizer, texts: list[str]) -> np.ndarray:
 def build_line_vocab(texts: list[str], counts: np.ndarray, max_classes: int) -> list[str]:
     """The lines the MLM head predicts by name: the most frequent, ties broken by text."""
     order = sorted(range(len(texts)), key=lambda i: (-int(counts[i]), texts[i]))
-    return [texts[i] for i in order[: max_classes - 1]]
+    return [texts[i] for i in order[: max_classes - FIRST_LINE_CLASS] if counts[i] > 0]
 
 
 def build_corpus(
@@ -91,7 +99,7 @@ def build_corpus(
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
     seq_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     line_class = np.zeros(N_PSEUDO_LINES + len(texts), dtype=np.int64)
-    if line_vocab:
+    if line_vocab and texts:
         line_class[N_PSEUDO_LINES:] = [line_vocab.get(t, OTHER_LINE_CLASS) for t in texts]
     return SessionCorpus(
         line_texts=texts,
@@ -114,3 +122,18 @@ def pad_batch(sequences: list[np.ndarray]) -> np.ndarray:
     for i, seq in enumerate(sequences):
         out[i, 1 : 1 + len(seq)] = seq
     return out
+
+
+def next_line_targets(batch: np.ndarray, line_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a padded batch read left to right: position ``t`` names the line at ``t + 1``, and the
+    last line's position names ``[END]``. Returns (bool[B, L] where, int[B, L] class)."""
+    real = batch >= N_PSEUDO_LINES
+    lengths = real.sum(1)
+    where = np.zeros(batch.shape, dtype=bool)
+    truth = np.zeros(batch.shape, dtype=np.int64)
+    where[:, :-1] = real[:, 1:]
+    truth[:, :-1] = np.where(real[:, 1:], line_class[batch[:, 1:]], 0)
+    rows = np.arange(len(batch))
+    where[rows, lengths] = True  # position of the last line (or [CLS] for an empty one)
+    truth[rows, lengths] = END_LINE_CLASS
+    return where, truth

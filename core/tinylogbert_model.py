@@ -8,12 +8,13 @@ anomalies that are about *order and presence of events* (most HDFS anomalies) ar
 sees. Two heads share the encoder:
 
 - the MLM head predicts which line a masked position holds, over the training lines' vocabulary
-  plus ``[OTHER]`` (masked-line modelling, LogBERT's masked log-key prediction); the surprisal
-  ``-log p(line | session)`` is the line's anomaly score. A bag-of-word-pieces target was tried
-  first and dropped: its loss floor is the entropy of the pieces *within* a line (~log 7 nats),
-  which buries the signal under line length;
+  plus ``[OTHER]`` and ``[END]`` (masked-line modelling, LogBERT's masked log-key prediction);
+  ``-log p(line | the lines before it)`` is the line's anomaly score (``training.py`` says why
+  the model reads only the lines before). A bag-of-word-pieces target was tried first and
+  dropped: its loss floor is the entropy of the pieces *within* a line (~log 7 nats), which
+  buries the signal under line length;
 - the anomaly head (``Linear(h, 64) -> ReLU -> Linear(64, 1)`` on ``[CLS]``) scores the whole
-  session in one pass; it is trained without labels (see ``training.py``).
+  session in one pass; it is fitted without labels to the multi-pass score (see ``training.py``).
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 # Rows 0..2 of every line table are pseudo-lines: padding, the session's [CLS], a masked line.
 PAD_LINE, CLS_LINE, MASK_LINE = 0, 1, 2
 N_PSEUDO_LINES = 3
-# Class 0 of the line vocabulary: any line not in it.
-OTHER_LINE_CLASS = 0
+# Line classes: 0 any line outside the vocabulary, 1 "the session ends here", then the vocabulary.
+OTHER_LINE_CLASS, END_LINE_CLASS, FIRST_LINE_CLASS = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,27 @@ class TinyLogBERT(nn.Module):
         keep = (line_tokens != self.pad_token_id).unsqueeze(-1).to(emb.dtype)
         return (emb * keep).sum(1) / keep.sum(1).clamp(min=1.0)
 
-    def encode(self, line_tokens: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, line_tokens: torch.Tensor, sequences: torch.Tensor,
+        causal: torch.Tensor | bool = False,
+    ) -> torch.Tensor:
         """Contextual line vectors ``[B, L, hidden]``.
 
         ``line_tokens`` is the line table ``[n_lines, T]`` (rows 0..2 pseudo-lines) and
         ``sequences`` ``[B, L]`` indexes into it, position 0 being ``CLS_LINE``. Only the lines
-        the batch uses are embedded.
+        the batch uses are embedded. ``causal`` (one bool, or one per row) makes a row attend
+        left-to-right only, as in UniLM: the same weights then serve both objectives.
         """
         used, inverse = torch.unique(sequences, return_inverse=True)
         vectors = self.line_vectors(line_tokens[used])[inverse]
-        attention = (sequences != PAD_LINE).long()
-        return self.bert(inputs_embeds=vectors, attention_mask=attention).last_hidden_state
+        valid = sequences != PAD_LINE
+        length = sequences.shape[1]
+        causal = torch.as_tensor(causal, dtype=torch.bool).expand(sequences.shape[0])
+        lower = torch.ones(length, length, dtype=torch.bool).tril()
+        allowed = torch.where(causal[:, None, None], lower[None], True) & valid[:, None, :]
+        # A padding row may see only itself (keeps softmax finite; its output is never used).
+        allowed |= torch.eye(length, dtype=torch.bool)[None] & ~valid[:, :, None]
+        return self.bert(inputs_embeds=vectors, attention_mask=allowed[:, None]).last_hidden_state
 
     def line_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         """``[..., hidden]`` -> log-probabilities over line classes ``[..., n_line_classes]``."""
