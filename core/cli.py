@@ -21,15 +21,19 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoint"
 def _add_format_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="auto",
                    help="'auto' (detect), a format name (see 'tinylogbert formats'), a template "
-                        "like '<Date> <Time> <Level>: <Content>', or a regex with named groups")
+                        "like '<Date> <Time> <Level>: <Content>', a regex with named groups, or "
+                        "'json' / 'json:message=KEY,time=KEY'")
     p.add_argument("--sessions", default="auto", choices=["auto", "id", "window", "time"],
                    help="how lines become sessions (auto: an id in the line if the format has one, "
                         "else windows of lines)")
-    p.add_argument("--session-id", metavar="REGEX", help="regex whose matches are session ids")
+    p.add_argument("--session-id", metavar="REGEX",
+                   help="session ids: a regex (its match, its group 'id' or its only group), "
+                        "or a parsed field such as '<Node>'")
     p.add_argument("--window", type=int, default=0, metavar="LINES", help="lines per window")
     p.add_argument("--step", type=int, default=0, metavar="LINES",
                    help="lines between window starts (default: the window size)")
-    p.add_argument("--time-window", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument("--time-window", type=float, default=0.0, metavar="SECONDS",
+                   help="seconds per time window (0: the format's default)")
     p.add_argument("--time-step", type=float, default=0.0, metavar="SECONDS")
 
 
@@ -44,7 +48,7 @@ def _session_config(args: argparse.Namespace):
 
 def _session_options_given(args: argparse.Namespace) -> bool:
     return (args.sessions != "auto" or args.session_id or args.window or args.step
-            or args.time_window != 60.0 or args.time_step)
+            or args.time_window or args.time_step)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -214,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
-EXTRA_COMMAND_MODULES: tuple[str, ...] = ()
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ("core.formats_cli", "benchmarks.bench_cli")
 
 
 def _extra_commands():

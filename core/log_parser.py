@@ -2,10 +2,15 @@
 
 A line that does not fit the format is *kept*: its whole text becomes the message and
 ``parse_ok`` is False, so it is still scored and still in the output (no line is ever dropped).
+In a labelled format (label first, loghub style) such a line still loses its leading label, so a
+label can never reach the model, parsed line or not.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,15 +18,29 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import FormatError, LogInputError
-from .log_formats import GENERIC, TIME_FIELDS, LogFormat, available_formats, get_format
+from .log_formats import (
+    GENERIC,
+    LABEL_SUFFIX,
+    LABEL_VALUE,
+    JsonKeys,
+    LogFormat,
+    available_formats,
+    get_format,
+)
 from .log_reader import LogLines
 from .normalize import normalize_messages
 
 DETECT_SAMPLE = 2000
 # A format must parse at least this share of the sample to beat the generic fallback.
 MIN_DETECT_RATE = 0.5
+# An inline label is only believed when at least this share of labelled lines says "normal":
+# otherwise an upper-case first word (a level, a host) would pass for a label and be stripped.
+MIN_NORMAL_LABEL_SHARE = 0.05
+# JSON lines: at most this many extra keys are kept as fields (for --session-id '<key>').
+MAX_JSON_FIELDS = 64
 
 LINE_COLUMNS = ("line_no", "timestamp", "level", "component", "message", "label", "parse_ok")
+_LARGE_NULL = pa.scalar(None, pa.large_string())
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,9 @@ class ParsedLog:
     format: LogFormat
     detection: FormatGuess | None = None
     source: str = "<input>"
+    # Every parsed field but the content and label (regex groups, JSON keys), by its own name:
+    # what ``--session-id '<Node>'`` reads. Never part of the model's input.
+    fields: pa.Table | None = None
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -68,7 +90,17 @@ class ParsedLog:
         out[valid] = np.where(normal[valid], 0, 1)
         return out
 
+    def field(self, name: str) -> pa.Array | None:
+        """A parsed field's column by name (case-insensitive), or None if the format has none."""
+        if self.fields is None:
+            return None
+        for column in self.fields.column_names:
+            if column.lower() == name.lower():
+                return self.fields[column].combine_chunks()
+        return None
 
+
+# ---- detection -----------------------------------------------------------------------------------
 def _sample(lines: pa.Array, k: int) -> pa.Array:
     if len(lines) <= k:
         return lines
@@ -76,32 +108,98 @@ def _sample(lines: pa.Array, k: int) -> pa.Array:
     return lines.take(pa.array(idx))
 
 
-def _match_rate(sample: pa.Array, fmt: LogFormat) -> float:
-    nonempty = pc.filter(sample, pc.greater(pc.utf8_length(sample), 0))
-    if len(nonempty) == 0:
-        return 0.0
+def _matches(sample: pa.Array, regex: str) -> np.ndarray:
     try:
-        hits = pc.match_substring_regex(nonempty, pattern=fmt.regex)
-        return float(pc.mean(pc.cast(hits, pa.float64())).as_py())
+        hits = pc.match_substring_regex(sample, pattern=regex)
+        return hits.to_numpy(zero_copy_only=False).astype(bool)
     except pa.ArrowInvalid:  # regex RE2 cannot compile: use Python's engine
-        rx = re.compile(fmt.regex)
-        return float(np.mean([rx.match(s) is not None for s in nonempty.to_pylist()]))
+        rx = re.compile(regex)
+        return np.array([rx.match(s) is not None for s in sample.to_pylist()], dtype=bool)
+
+
+def _json_objects(sample: pa.Array) -> np.ndarray:
+    return np.array([_load_object(s) is not None for s in sample.to_pylist()], dtype=bool)
+
+
+def _match_rate(sample: pa.Array, fmt: LogFormat) -> float:
+    """Share of the non-empty sampled lines that ``fmt`` parses."""
+    if len(sample) == 0:
+        return 0.0
+    hits = _json_objects(sample) if fmt.is_jsonl else _matches(sample, fmt.regex)
+    if fmt.name.endswith(LABEL_SUFFIX) and not _plausible_labels(sample, hits, fmt):
+        return 0.0
+    return float(hits.mean())
+
+
+def _plausible_labels(sample: pa.Array, hits: np.ndarray, fmt: LogFormat) -> bool:
+    """An inferred label column must say "normal" now and then (see MIN_NORMAL_LABEL_SHARE)."""
+    if not hits.any():
+        return False
+    first = pc.utf8_split_whitespace(pc.filter(sample, pa.array(hits)), max_splits=1)
+    first = pc.list_element(first, 0)
+    share = float(pc.mean(pc.cast(pc.equal(first, fmt.normal_label), pa.float64())).as_py() or 0)
+    return share >= MIN_NORMAL_LABEL_SHARE
+
+
+def _candidates(formats: list[LogFormat]) -> list[LogFormat]:
+    """The given formats, plus each label-less one behind a loghub label (``linux+label``)."""
+    out = []
+    for fmt in formats:
+        if fmt.name == GENERIC.name:
+            continue
+        out.append(fmt)
+        if not fmt.has_label and not fmt.is_jsonl and fmt.regex.startswith("^"):
+            out.append(fmt.with_inline_label())
+    return out
+
+
+def rank_formats(lines: LogLines, candidates: list[LogFormat] | None = None) -> list[FormatGuess]:
+    """Every candidate format with its match rate on a sample, best first.
+
+    Ranking: the share of lines parsed (to 0.1 %), then a format over its ``+label`` variant, then
+    specificity (more typed fields). The generic fallback is not ranked.
+    """
+    sample = _sample(lines.lines, DETECT_SAMPLE)
+    nonempty = pc.filter(sample, pc.greater(pc.utf8_length(sample), 0))
+    guesses = [
+        FormatGuess(fmt, _match_rate(nonempty, fmt), len(sample))
+        for fmt in _candidates(candidates or available_formats())
+    ]
+    return sorted(
+        guesses,
+        key=lambda g: (round(g.match_rate, 3), not g.format.name.endswith(LABEL_SUFFIX),
+                       g.format.specificity),
+        reverse=True,
+    )
 
 
 def detect_format(lines: LogLines, candidates: list[LogFormat] | None = None) -> FormatGuess:
-    """Pick the registered format that parses the most sampled lines (ties: more fields wins)."""
+    """Pick the format that parses the most sampled lines; generic when none parses half."""
+    ranked = rank_formats(lines, candidates)
+    if ranked and ranked[0].match_rate >= MIN_DETECT_RATE:
+        return ranked[0]
+    n_sampled = min(len(lines), DETECT_SAMPLE)
+    # Nothing fits, but the lines may still carry loghub labels: strip them, keep the rest whole.
+    labelled = GENERIC.with_inline_label()
     sample = _sample(lines.lines, DETECT_SAMPLE)
-    best: FormatGuess | None = None
-    for fmt in candidates or available_formats():
-        if fmt.name == GENERIC.name:
-            continue
-        rate = _match_rate(sample, fmt)
-        key = (round(rate, 3), len(fmt.groups))
-        if best is None or key > (round(best.match_rate, 3), len(best.format.groups)):
-            best = FormatGuess(fmt, rate, len(sample))
-    if best is None or best.match_rate < MIN_DETECT_RATE:
-        return FormatGuess(GENERIC, 1.0, len(sample))
-    return best
+    rate = _match_rate(pc.filter(sample, pc.greater(pc.utf8_length(sample), 0)), labelled)
+    if rate >= MIN_DETECT_RATE:
+        return FormatGuess(labelled, rate, n_sampled)
+    return FormatGuess(GENERIC, 1.0, n_sampled)
+
+
+# ---- parsing -------------------------------------------------------------------------------------
+@dataclass
+class _Records:
+    """What a format extracted from every line (None where a line did not parse)."""
+
+    ok: pa.Array  # bool
+    message: pa.Array
+    timestamp: pa.Array
+    level: pa.Array
+    component: pa.Array
+    label: pa.Array
+    fields: pa.Table | None
 
 
 def _extract(lines: pa.Array, fmt: LogFormat) -> pa.StructArray:
@@ -119,6 +217,122 @@ def _extract(lines: pa.Array, fmt: LogFormat) -> pa.StructArray:
         return pa.StructArray.from_arrays(arrays, names=names, mask=mask)
 
 
+def _regex_records(raw: pa.Array, fmt: LogFormat) -> _Records:
+    struct = _extract(raw, fmt)
+    ok = pc.is_valid(struct)
+    columns = {}
+    for name in fmt.groups:
+        column = pc.cast(struct.field(name), pa.large_string())
+        if name.lower() != "content":
+            # RE2 reports an optional group that took no part as '': make it missing.
+            ok_here = pc.and_(ok, pc.not_equal(column, ""))
+        else:
+            ok_here = ok
+        columns[name] = pc.if_else(ok_here, column, _LARGE_NULL)
+    by_lower = {name.lower(): column for name, column in columns.items()}
+    nulls = pa.nulls(len(raw), pa.large_string())
+    message = pc.if_else(ok, by_lower["content"], raw)
+    label = by_lower.get("label", nulls)
+    if fmt.has_label and fmt.label_leads:
+        # A labelled line that does not parse still starts with its label: take it off.
+        lead = pc.extract_regex(raw, pattern=rf"^(?P<label>{LABEL_VALUE})(?:\s+|$)(?P<rest>.*)$")
+        found = pc.and_(pc.invert(ok), pc.is_valid(lead))
+        label = pc.if_else(found, lead.field("label"), label)
+        message = pc.if_else(found, lead.field("rest"), message)
+    time_parts = [columns[g] for g in fmt.timestamp_groups]
+    if len(time_parts) > 1:
+        # Optional time groups (absent = null) are skipped rather than nulling the whole stamp.
+        # (Filled and trimmed by hand: null_handling='skip' returns short arrays in pyarrow 26.)
+        joined = pc.binary_join_element_wise(
+            *(pc.fill_null(part, "") for part in time_parts), pa.scalar(" ", pa.large_string())
+        )
+        joined = pc.utf8_trim_whitespace(pc.replace_substring_regex(joined, r"\s{2,}", " "))
+        timestamp = pc.if_else(pc.and_(ok, pc.not_equal(joined, "")), joined, _LARGE_NULL)
+    else:
+        timestamp = time_parts[0] if time_parts else nulls
+    extra = {n: c for n, c in columns.items() if n.lower() not in {"content", "label"}}
+    return _Records(
+        ok=ok, message=message, timestamp=timestamp, level=by_lower.get("level", nulls),
+        component=by_lower.get("component", nulls), label=label,
+        fields=pa.table(extra) if extra else None,
+    )
+
+
+def _load_object(line: str | None) -> dict | None:
+    text = (line or "").strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _lookup(record: dict, keys: tuple[str, ...]) -> tuple[str | None, object]:
+    """The first of ``keys`` present in ``record`` (``a.b`` looks inside ``a``)."""
+    for key in keys:
+        value: object = record
+        for part in key.split(".") if key not in record else (key,):
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            if value is not None and not isinstance(value, dict):
+                return key, value
+    return None, None
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _strings(values: list) -> pa.Array:
+    return pa.array(values, type=pa.large_string())
+
+
+def _json_records(raw: pa.Array, keys: JsonKeys) -> _Records:
+    """Parse JSON objects; a record without a message field is scored as ``key=value`` text."""
+    n = len(raw)
+    ok = np.zeros(n, dtype=bool)
+    parts = {role: [None] * n for role in ("message", "timestamp", "level", "component")}
+    extra: dict[str, list] = {}
+    for i, line in enumerate(raw.to_pylist()):
+        record = _load_object(line)
+        if record is None:
+            continue
+        ok[i] = True
+        used = set()
+        for role, candidates in (("timestamp", keys.time), ("level", keys.level),
+                                 ("component", keys.component), ("message", keys.message)):
+            key, value = _lookup(record, candidates)
+            if key is not None:
+                parts[role][i] = _as_text(value)
+                used.add(key.split(".")[0])
+        if parts["message"][i] is None:
+            parts["message"][i] = " ".join(
+                f"{k}={_as_text(v)}" for k, v in record.items() if k not in used
+            )
+        for key, value in record.items():
+            if isinstance(value, (str, int, float, bool)) and (
+                key in extra or len(extra) < MAX_JSON_FIELDS
+            ):
+                extra.setdefault(key, [None] * n)[i] = str(value)
+    raw_large = pc.cast(raw, pa.large_string())
+    ok_arr = pa.array(ok)
+    return _Records(
+        ok=ok_arr,
+        message=pc.if_else(ok_arr, _strings(parts["message"]), raw_large),
+        timestamp=_strings(parts["timestamp"]),
+        level=_strings(parts["level"]),
+        component=_strings(parts["component"]),
+        label=pa.nulls(n, pa.large_string()),
+        fields=pa.table({k: _strings(v) for k, v in extra.items()}) if extra else None,
+    )
+
+
 def parse_log(lines: LogLines, fmt: str | LogFormat = "auto") -> ParsedLog:
     """Parse every line with ``fmt`` (``'auto'``: detect) and normalise its words."""
     if len(lines) == 0:
@@ -130,44 +344,43 @@ def parse_log(lines: LogLines, fmt: str | LogFormat = "auto") -> ParsedLog:
     else:
         fmt = get_format(fmt)
     raw = pc.cast(lines.lines, pa.large_string())
-    struct = _extract(raw, fmt)
-    ok = pc.is_valid(struct)
-    null = pa.scalar(None, pa.large_string())
+    pieces = [raw.slice(start, PARSE_CHUNK) for start in range(0, len(raw), PARSE_CHUNK)]
+    if len(pieces) == 1:
+        parts = [_parse_piece(pieces[0], fmt)]
+    else:  # Arrow kernels release the GIL: chunks of a big log parse on every core
+        with ThreadPoolExecutor(max_workers=min(len(pieces), os.cpu_count() or 1)) as pool:
+            parts = list(pool.map(lambda piece: _parse_piece(piece, fmt), pieces))
+    table = pa.concat_tables([part[0] for part in parts]).combine_chunks()
+    table = table.add_column(0, "line_no", pa.array(lines.line_no))
+    words = pa.concat_arrays([part[1] for part in parts])
+    fields = None
+    if parts[0][2] is not None:
+        fields = pa.concat_tables([part[2] for part in parts], promote_options="default")
+    return ParsedLog(
+        table=table, words=words, format=fmt, detection=detection, source=lines.source,
+        fields=fields,
+    )
 
-    def column(name: str) -> pa.Array:
-        child = _group(struct, fmt, name)
-        if child is None:
-            return pa.nulls(len(raw), pa.large_string())
-        return pc.if_else(ok, child, null)
 
-    message = pc.if_else(ok, _group(struct, fmt, "content"), raw)
-    time_parts = [column(g.lower()) for g in fmt.groups if g.lower() in TIME_FIELDS]
-    if len(time_parts) > 1:
-        timestamp = pc.binary_join_element_wise(*time_parts, pa.scalar(" ", pa.large_string()))
-    else:
-        timestamp = time_parts[0] if time_parts else pa.nulls(len(raw), pa.large_string())
-    component = column("component")
+PARSE_CHUNK = 65_536
+
+
+def _parse_piece(raw: pa.Array, fmt: LogFormat) -> tuple[pa.Table, pa.Array, pa.Table | None]:
+    """Records and model words of one slice of lines (no ``line_no``: the caller adds it)."""
+    records = _json_records(raw, fmt.json_keys) if fmt.is_jsonl else _regex_records(raw, fmt)
     table = pa.table(
         {
-            "line_no": pa.array(lines.line_no),
-            "timestamp": timestamp,
-            "level": column("level"),
-            "component": component,
-            "message": message,
-            "label": column("label"),
-            "parse_ok": ok,
+            "timestamp": records.timestamp,
+            "level": records.level,
+            "component": records.component,
+            "message": records.message,
+            "label": records.label,
+            "parse_ok": records.ok,
         }
     )
-    words = normalize_messages(component, message)
-    return ParsedLog(table=table, words=words, format=fmt, detection=detection, source=lines.source)
-
-
-def _group(struct: pa.StructArray, fmt: LogFormat, name: str) -> pa.Array | None:
-    """A named group's column from ``extract_regex`` output, matched case-insensitively."""
-    for group in fmt.groups:
-        if group.lower() == name:
-            return pc.cast(struct.field(group), pa.large_string())
-    return None
+    # The model reads the component and the message only: never the label or other fields.
+    words = normalize_messages(records.component, records.message)
+    return table, words, records.fields
 
 
 def require_some_parsed(parsed: ParsedLog) -> None:
@@ -177,3 +390,4 @@ def require_some_parsed(parsed: ParsedLog) -> None:
             f"{parsed.source}: no line matches format {parsed.format.name!r}; "
             "try --format auto or give the format as '<Date> <Time> <Level>: <Content>'"
         )
+

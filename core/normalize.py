@@ -34,6 +34,14 @@ DEFAULT_MASKING_RULES: tuple[MaskingRule, ...] = (
 MAX_WORDS_PER_LINE = 48
 
 
+def _combined_pattern(rules: tuple[MaskingRule, ...]) -> str:
+    """All masks and "anything but a letter" as one alternation: one scan of the text instead
+    of one per rule (RE2 tries the alternatives left to right at each position, as the rules'
+    order says)."""
+    alternatives = "|".join([f"(?:{rule.pattern})" for rule in rules] + ["[^A-Za-z]"])
+    return f"(?:{alternatives})+"  # a whole run of masks and non-letters becomes one space
+
+
 def normalize_messages(
     component: pa.Array,
     message: pa.Array,
@@ -45,14 +53,16 @@ def normalize_messages(
         pc.cast(pc.fill_null(message, ""), pa.large_string()),
         pa.scalar(" ", pa.large_string()),
     )
-    for rule in rules:
-        text = pc.replace_substring_regex(text, pattern=rule.pattern, replacement=rule.replacement)
-    text = pc.replace_substring_regex(text, pattern=r"[^A-Za-z]+", replacement=" ")
+    text = pc.replace_substring_regex(text, pattern=_combined_pattern(rules), replacement=" ")
     text = pc.utf8_trim_whitespace(pc.utf8_lower(text))
-    # Cap very long lines (a 1 MB line must not become a 1 MB model input).
-    return pc.replace_substring_regex(
-        text, pattern=rf"^((?:\S+ ){{{MAX_WORDS_PER_LINE - 1}}}\S+) .*$", replacement=r"\1"
-    )
+    # Cap very long lines (a 1 MB line must not become a 1 MB model input); only long ones pay.
+    long = pc.greater(pc.utf8_length(text), MAX_WORDS_PER_LINE * 4)
+    if pc.any(long).as_py():
+        capped = pc.replace_substring_regex(
+            text, pattern=rf"^((?:\S+ ){{{MAX_WORDS_PER_LINE - 1}}}\S+) .*$", replacement=r"\1"
+        )
+        text = pc.if_else(long, capped, text)
+    return text
 
 
 def normalize_message(message: str, component: str = "") -> list[str]:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import FormatError
+from .log_formats import FIELD_REFERENCE
 from .log_parser import ParsedLog
 
 STRATEGIES = ("auto", "id", "window", "time")
@@ -24,13 +25,18 @@ MIN_ID_COVERAGE = 0.5
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """How lines become sessions. Zero values mean "the format's default"."""
+    """How lines become sessions. Zero values mean "the format's default".
+
+    ``id_pattern`` is a regex whose matches in a message are session ids (a named group ``id``
+    keeps only that part: ``instance: (?P<id>[0-9a-f-]+)``), or ``<Field>`` to use a parsed field
+    (``<Node>``, a JSON key) as the id.
+    """
 
     by: str = "auto"
-    id_pattern: str | None = None  # regex; each match in a message is a session id
+    id_pattern: str | None = None
     window_size: int = 0  # lines per window ('window')
     window_step: int = 0  # lines between window starts; 0 = window_size (no overlap)
-    time_window: float = 60.0  # seconds per window ('time')
+    time_window: float = 0.0  # seconds per window ('time'); 0 = the format's default
     time_step: float = 0.0  # seconds between window starts; 0 = time_window
 
     def __post_init__(self) -> None:
@@ -38,9 +44,9 @@ class SessionConfig:
             raise FormatError(f"unknown session strategy {self.by!r}; use one of {STRATEGIES}")
         if self.window_size < 0 or self.window_step < 0:
             raise FormatError("window size and step must be positive")
-        if self.time_window <= 0 or self.time_step < 0:
-            raise FormatError("time window must be positive")
-        if self.id_pattern:
+        if self.time_window < 0 or self.time_step < 0:
+            raise FormatError("time window and step must be positive")
+        if self.id_pattern and not FIELD_REFERENCE.match(self.id_pattern):
             try:
                 re.compile(self.id_pattern)
             except re.error as exc:
@@ -75,6 +81,8 @@ class SessionIndex:
 def build_sessions(parsed: ParsedLog, config: SessionConfig = SessionConfig()) -> SessionIndex:
     """Assign every line of ``parsed`` to one or more sessions."""
     pattern = config.id_pattern or parsed.format.session_pattern
+    if pattern is None and parsed.field("session") is not None:
+        pattern = "<session>"  # the format has an explicit session field
     by = config.by
     if by == "auto":
         by = "id" if pattern and _id_coverage(parsed, pattern) >= MIN_ID_COVERAGE else "window"
@@ -82,7 +90,7 @@ def build_sessions(parsed: ParsedLog, config: SessionConfig = SessionConfig()) -
         if not pattern:
             raise FormatError(
                 f"format {parsed.format.name!r} has no session id; give --session-id REGEX "
-                "or use --sessions window"
+                "(or '<Field>') or use --sessions window"
             )
         return _by_id(parsed, pattern)
     if by == "time":
@@ -91,9 +99,38 @@ def build_sessions(parsed: ParsedLog, config: SessionConfig = SessionConfig()) -
     return _by_count(len(parsed), size, config.window_step or size, parsed)
 
 
+def _field_column(parsed: ParsedLog, name: str) -> pa.Array:
+    column = parsed.field(name)
+    if column is None:
+        known = ", ".join(f"<{c}>" for c in (parsed.fields.column_names if parsed.fields else []))
+        raise FormatError(
+            f"session id <{name}>: format {parsed.format.name!r} has no field {name!r} "
+            f"(its fields: {known or 'none'})"
+        )
+    return column
+
+
 def _id_coverage(parsed: ParsedLog, pattern: str) -> float:
-    sample = parsed.table["message"].slice(0, 5000)
-    return float(pc.mean(pc.cast(pc.match_substring_regex(sample, pattern), pa.float64())).as_py())
+    """Share of (the first 5,000) lines that carry a session id."""
+    field = FIELD_REFERENCE.match(pattern)
+    if field:
+        if parsed.field(field.group(1)) is None:
+            return 0.0
+        values = _field_column(parsed, field.group(1)).slice(0, 5000)
+        return float(np.mean(_present(values))) if len(values) else 0.0
+    sample = parsed.table["message"].combine_chunks().slice(0, 5000)
+    try:
+        hits = pc.match_substring_regex(sample, pattern)
+    except pa.ArrowInvalid:  # RE2 cannot compile it: Python's engine
+        rx = re.compile(pattern)
+        return float(np.mean([bool(rx.search(s or "")) for s in sample.to_pylist()]))
+    return float(pc.mean(pc.cast(hits, pa.float64())).as_py() or 0.0)
+
+
+def _present(values: pa.Array) -> np.ndarray:
+    """True where a field holds a non-blank value."""
+    filled = pc.utf8_trim_whitespace(pc.fill_null(pc.cast(values, pa.large_string()), ""))
+    return pc.greater(pc.utf8_length(filled), 0).to_numpy(zero_copy_only=False)
 
 
 def _from_membership(line_idx: np.ndarray, sid: np.ndarray, n_lines: int, strategy: str):
@@ -123,32 +160,61 @@ def _from_membership(line_idx: np.ndarray, sid: np.ndarray, n_lines: int, strate
 
 
 def _by_id(parsed: ParsedLog, pattern: str) -> SessionIndex:
-    message = parsed.table["message"].combine_chunks()
-    n = len(message)
-    counts = pc.count_substring_regex(message, pattern).to_numpy(zero_copy_only=False)
-    first = pc.extract_regex(message, f"(?P<sid>{pattern})").field("sid")
-    first = pc.cast(first, pa.large_string()).to_numpy(zero_copy_only=False)
-    single = np.flatnonzero(counts == 1)
-    line_idx = [single]
-    sid = [first[single]]
-    multi = np.flatnonzero(counts > 1)
-    if len(multi):
-        rx = re.compile(pattern)
-        extra_lines, extra_ids = [], []
-        for i in multi:
-            for s in dict.fromkeys(m.group(0) for m in rx.finditer(message[int(i)].as_py())):
-                extra_lines.append(i)
-                extra_ids.append(s)
-        line_idx.append(np.asarray(extra_lines, dtype=np.int64))
-        sid.append(np.asarray(extra_ids, dtype=object))
-    orphans = np.flatnonzero(counts == 0)
+    n = len(parsed)
+    field = FIELD_REFERENCE.match(pattern)
+    if field:
+        values = _field_column(parsed, field.group(1))
+        line_idx = np.flatnonzero(_present(values))
+        sid = values.take(pa.array(line_idx)).to_numpy(zero_copy_only=False).astype(object)
+        strategy = f"id field <{field.group(1)}>"
+    else:
+        line_idx, sid = _ids_from_regex(parsed.table["message"].combine_chunks(), pattern)
+        strategy = f"id /{pattern}/"
+    covered = np.zeros(n, dtype=bool)
+    covered[line_idx] = True
+    orphans = np.flatnonzero(~covered)
     if len(orphans):
         # Lines without an id still get scored: consecutive runs of them form their own sessions.
-        line_idx.append(orphans)
-        sid.append(_orphan_ids(orphans, parsed))
-    return _from_membership(
-        np.concatenate(line_idx), np.concatenate(sid), n, f"id /{pattern}/"
-    )
+        line_idx = np.concatenate([line_idx, orphans])
+        sid = np.concatenate([sid, _orphan_ids(orphans, parsed)])
+    return _from_membership(line_idx.astype(np.int64), sid, n, strategy)
+
+
+def _ids_from_regex(message: pa.Array, pattern: str) -> tuple[np.ndarray, np.ndarray]:
+    """(line index, session id) pairs: every distinct match in every line (blank ids dropped).
+
+    Vectorised with RE2 for lines holding one id; Python's ``re`` for lines holding several, and
+    for patterns RE2 cannot run (look-arounds) or whose id is an unnamed group.
+    """
+    rx = re.compile(pattern)
+    group: str | int = "id" if "id" in rx.groupindex else (1 if rx.groups else 0)
+    try:
+        counts = pc.count_substring_regex(message, pattern).to_numpy(zero_copy_only=False)
+        if group == 1:
+            raise pa.ArrowInvalid("unnamed id group")
+        wrapped = pattern if group == "id" else f"(?P<id>{pattern})"
+        first = pc.extract_regex(message, wrapped).field("id")
+    except pa.ArrowInvalid:
+        counts = np.full(len(message), 2)  # 'several': every line goes through Python
+        first = None
+    single = np.flatnonzero(counts == 1)
+    line_idx = [single]
+    ids = [pc.cast(first, pa.large_string()).to_numpy(zero_copy_only=False)[single]
+           if first is not None else np.array([], dtype=object)]
+    multi = np.flatnonzero(counts > 1)
+    if len(multi):
+        texts = message.take(pa.array(multi)).to_pylist()
+        extra_lines, extra_ids = [], []
+        for i, text in zip(multi, texts):
+            for sid in dict.fromkeys(m.group(group) for m in rx.finditer(text or "")):
+                extra_lines.append(i)
+                extra_ids.append(sid)
+        line_idx.append(np.asarray(extra_lines, dtype=np.int64))
+        ids.append(np.asarray(extra_ids, dtype=object))
+    all_lines = np.concatenate(line_idx).astype(np.int64)
+    all_ids = np.concatenate(ids).astype(object)
+    keep = np.array([bool(s) for s in all_ids], dtype=bool)
+    return all_lines[keep], all_ids[keep]
 
 
 def _orphan_ids(orphans: np.ndarray, parsed: ParsedLog, size: int = 20) -> np.ndarray:
@@ -166,6 +232,11 @@ def _window_ids(starts: np.ndarray, ends: np.ndarray, line_no: np.ndarray) -> np
 def _by_count(n: int, size: int, step: int, parsed: ParsedLog) -> SessionIndex:
     if size <= 0:
         raise FormatError("window size must be positive")
+    if step > size:
+        raise FormatError(
+            f"window step ({step}) is larger than the window ({size}): lines between windows "
+            "would be left out"
+        )
     starts = np.arange(0, max(n - size, 0) + 1, step)
     if starts[-1] + size < n:  # a last, shorter window so no tail line is left out
         starts = np.append(starts, starts[-1] + step)
@@ -179,14 +250,57 @@ def _by_count(n: int, size: int, step: int, parsed: ParsedLog) -> SessionIndex:
 
 def parse_times(parsed: ParsedLog) -> np.ndarray:
     """Seconds since the epoch per line (NaN where the timestamp is missing or unreadable)."""
-    ts = parsed.table["timestamp"].to_pandas()
-    fmt = parsed.format.time_format
-    try:
-        times = pd.to_datetime(ts, format=fmt or "mixed", errors="coerce")
-    except (ValueError, TypeError):
-        times = pd.Series(pd.NaT, index=ts.index)
-    seconds = (times - pd.Timestamp(0)) / pd.Timedelta(seconds=1)
-    return seconds.to_numpy(dtype=np.float64, na_value=np.nan)
+    return timestamps_to_seconds(parsed.table["timestamp"].to_pandas(), parsed.format.time_format)
+
+
+def timestamps_to_seconds(ts: pd.Series, time_format: str | None = None) -> np.ndarray:
+    """Read timestamp strings: with ``time_format`` (strptime, 'epoch', 'ISO8601', 'mixed') first,
+    then, for what that leaves unread, as epoch numbers or any date pandas recognises.
+
+    Zone-aware times are converted to UTC; naive ones are taken as they are.
+    """
+    ts = ts.astype(object).where(ts.notna(), None)
+    seconds = np.full(len(ts), np.nan)
+    present = np.array([isinstance(v, str) and bool(v.strip()) for v in ts], dtype=bool)
+    if not present.any():
+        return seconds
+    if time_format and time_format != "epoch":
+        try:
+            times = pd.to_datetime(ts, format=time_format, errors="coerce", utc=True)
+            seconds = _epoch_seconds(times)
+        except (ValueError, TypeError):
+            pass  # a format pandas rejects: fall back to guessing below
+    todo = present & np.isnan(seconds)
+    if todo.any():
+        values = ts[todo]
+        uniques = pd.unique(values)  # timestamps repeat: read each distinct one once
+        numbers = pd.to_numeric(pd.Series(uniques), errors="coerce").to_numpy(dtype=np.float64)
+        guessed = _epoch_from_number(numbers)
+        words = np.isnan(guessed)
+        if words.any():
+            texts = pd.Series(uniques[words])
+            try:
+                times = pd.to_datetime(texts, format="mixed", errors="coerce", utc=True)
+                guessed[words] = _epoch_seconds(times)
+            except (ValueError, TypeError, OverflowError):
+                pass
+        lookup = dict(zip(uniques, guessed))
+        seconds[todo] = np.array([lookup[v] for v in values], dtype=np.float64)
+    return seconds
+
+
+def _epoch_seconds(times: pd.Series) -> np.ndarray:
+    delta = (times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    return np.array(delta.to_numpy(dtype=np.float64, na_value=np.nan))  # a writable copy
+
+
+def _epoch_from_number(numbers: np.ndarray) -> np.ndarray:
+    """Epoch seconds from epoch numbers in s, ms, us or ns (told apart by magnitude)."""
+    out = numbers.copy()
+    for limit, scale in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):
+        big = np.abs(out) >= limit
+        out[big] = out[big] / scale
+    return out
 
 
 def _by_time(parsed: ParsedLog, config: SessionConfig) -> SessionIndex:
@@ -199,7 +313,13 @@ def _by_time(parsed: ParsedLog, config: SessionConfig) -> SessionIndex:
         )
     # A line without a readable time belongs with the line before it (or the first timed line).
     seconds = seconds.ffill().bfill().to_numpy()
-    span, step = config.time_window, config.time_step or config.time_window
+    span = config.time_window or parsed.format.time_window
+    step = config.time_step or span
+    if step > span:
+        raise FormatError(
+            f"time step ({step:g}s) is larger than the time window ({span:g}s): lines between "
+            "windows would be left out"
+        )
     t0 = seconds.min()
     last_bucket = np.floor((seconds - t0) / step).astype(np.int64)
     # Window k covers [t0 + k*step, t0 + k*step + span): a line is in every k it falls into.

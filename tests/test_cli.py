@@ -1,0 +1,119 @@
+"""The CLI contract: names, columns, row counts, one-line errors and exit codes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import SMALL_LABELS, SMALL_LOG
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def scored(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli")
+    lines, sessions = out / "lines.csv", out / "sessions.csv"
+    proc = run("score", str(SMALL_LOG), "--model", str(tiny_checkpoint), "--out", str(lines),
+               "--sessions-out", str(sessions))
+    return lines, sessions, proc
+
+
+def test_score_writes_one_row_per_line_and_one_per_session(scored):
+    lines, sessions, proc = scored
+    frame = pd.read_csv(lines)
+    assert len(frame) == 7481
+    assert list(frame.columns[:9]) == ["line_no", "session_id", "timestamp", "level",
+                                       "component", "message", "score", "is_anomaly", "parse_ok"]
+    sess = pd.read_csv(sessions)
+    assert list(sess.columns[:6]) == ["session_id", "n_lines", "first_line_no", "score",
+                                      "is_anomaly", "top_line_no"]
+    assert len(sess) == 300
+    assert "scored 7,481 lines" in proc.stdout
+
+
+def test_evaluate_json_has_the_contract_keys(scored):
+    _, sessions, _ = scored
+    proc = run("evaluate", "--scores", str(sessions), "--labels", str(SMALL_LABELS), "--json")
+    result = json.loads(proc.stdout)
+    for key in ("roc_auc", "pr_auc", "precision", "recall", "f1", "n", "n_anomalies",
+                "threshold"):
+        assert key in result
+    assert result["n"] == 300 and result["n_anomalies"] == 16
+
+
+def test_train_writes_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "model"
+    proc = run("train", str(SMALL_LOG), "--out", str(out), "--epochs", "1", "--head-epochs", "1",
+               "--steps-per-epoch", "3", "--hidden", "32", "--layers", "1", "--heads", "2",
+               "--quiet")
+    assert "saved to" in proc.stdout
+    assert (out / "model.safetensors").exists() and (out / "detector.json").exists()
+
+
+def _assert_one_line_error(proc: subprocess.CompletedProcess, text: str) -> None:
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert text in proc.stderr
+
+
+def test_bad_inputs_give_one_line_errors(tiny_checkpoint, tmp_path):
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes(range(256)) * 40)
+    words = tmp_path / "words.log"
+    words.write_text("nothing here looks like hdfs\nat all\n")
+    out = str(tmp_path / "o.csv")
+    model = ["--model", str(tiny_checkpoint)]
+    _assert_one_line_error(run("score", str(empty), *model, "--out", out, check=False), "empty")
+    _assert_one_line_error(run("score", str(binary), *model, "--out", out, check=False), "binary")
+    _assert_one_line_error(
+        run("score", str(words), *model, "--out", out, "--format", "hdfs", check=False),
+        "no line matches format 'hdfs'")
+    _assert_one_line_error(
+        run("score", str(tmp_path / "missing.log"), *model, "--out", out, check=False),
+        "no such file")
+
+
+def test_wrong_hash_is_a_one_line_error(tiny_checkpoint, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_checkpoint, bad)
+    data = bytearray((bad / "model.safetensors").read_bytes())
+    data[-1] ^= 0x01
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    proc = run("score", str(SMALL_LOG), "--model", str(bad), "--out", str(tmp_path / "o.csv"),
+               check=False)
+    _assert_one_line_error(proc, "sha256 mismatch")
+
+
+def test_bad_label_files(scored, tmp_path):
+    _, sessions, _ = scored
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("BlockId,Label\nblk_1,Anomaly\nblk_2,Normal\n")
+    _assert_one_line_error(
+        run("evaluate", "--scores", str(sessions), "--labels", str(unknown), check=False),
+        "none of the 300 sessions")
+    one_column = tmp_path / "one.csv"
+    one_column.write_text("BlockId\nblk_1\n")
+    _assert_one_line_error(
+        run("evaluate", "--scores", str(sessions), "--labels", str(one_column), check=False),
+        "two columns")
+    bad_value = tmp_path / "bad_value.csv"
+    bad_value.write_text("BlockId,Label\nblk_1,maybe\n")
+    _assert_one_line_error(
+        run("evaluate", "--scores", str(sessions), "--labels", str(bad_value), check=False),
+        "unknown label value")

@@ -1,0 +1,370 @@
+"""Log formats: every registry format parses its own fixture and only its own, detection names the
+right one, users' templates and regexes work, inline labels never reach the model's input, and a
+labelled log goes train -> score -> evaluate --level line from the command line."""
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import cli
+from core.errors import FormatError
+from core.log_formats import (
+    GENERIC,
+    LogFormat,
+    available_formats,
+    format_from_template,
+    get_format,
+    register,
+)
+from core.log_parser import parse_log, rank_formats
+from core.log_reader import read_log_file, read_log_lines
+from core.sessions import parse_times
+
+FIXTURES = Path(__file__).resolve().parent / "data" / "formats"
+
+# fixture -> (format it is written in, what its first line parses to)
+EXPECTED = {
+    "hdfs": ("hdfs", {"timestamp": "081109 203615", "level": "INFO",
+                      "component": "dfs.DataNode$PacketResponder"}),
+    "hdfs_seed": ("hdfs_seed", {"timestamp": "2023-10-10 08:02:30.123", "level": "INFO",
+                                "component": "DFSClient"}),
+    "bgl": ("bgl", {"timestamp": "2005-06-03-15.44.14.669780", "level": "INFO",
+                    "component": "KERNEL", "label": "-"}),
+    "thunderbird": ("thunderbird", {"timestamp": "2005.11.09 12:01:01",
+                                    "component": "crond(pam_unix)", "label": "-",
+                                    "message": "session closed for user root"}),
+    "spirit": ("thunderbird", {"timestamp": "2005.01.01 00:00:00", "component": "kernel",
+                               "label": "-"}),
+    "liberty": ("thunderbird", {"timestamp": "2004.12.12 20:12:28", "component": "ntpd",
+                                "message": "synchronized to 10.100.24.9, stratum 2"}),
+    "hadoop": ("hadoop", {"timestamp": "2015-10-18 18:01:47,978", "level": "INFO",
+                          "component": "org.apache.hadoop.mapreduce.v2.app.MRAppMaster"}),
+    "spark": ("spark", {"timestamp": "17/06/09 20:10:40", "level": "INFO",
+                        "component": "executor.CoarseGrainedExecutorBackend",
+                        "message": "Registered signal handlers for [TERM, HUP, INT]"}),
+    "zookeeper": ("zookeeper", {"timestamp": "2015-07-29 17:41:41,536", "level": "INFO",
+                                "component": "QuorumPeerConfig"}),
+    "openstack": ("openstack", {"timestamp": "2017-05-16 00:00:00.008", "level": "INFO",
+                                "component": "nova.osapi_compute.wsgi.server"}),
+    "linux": ("linux", {"timestamp": "Jun 14 15:16:01", "component": "sshd(pam_unix)"}),
+    "syslog_iso": ("syslog_iso", {"timestamp": "2024-03-01T12:00:01.123456+00:00",
+                                  "component": "nginx"}),
+    "apache": ("apache", {"timestamp": "Sun Dec 04 04:47:44 2005", "level": "notice",
+                          "component": None,
+                          "message": "workerEnv.init() ok /etc/httpd/conf/workers2.properties"}),
+    "android": ("android", {"timestamp": "03-17 16:13:38.811", "level": "D",
+                            "component": "WindowManager"}),
+    "healthapp": ("healthapp", {"timestamp": "20171223-22:15:29:606", "component": "Step_LSC",
+                                "message": "onStandStepChanged 3579"}),
+    "jsonl": ("jsonl", {"timestamp": "2024-03-01T12:00:00.120Z", "level": "INFO",
+                        "component": "api.http", "message": "GET /v1/orders/8812 200 in 12ms"}),
+}
+BGL_ALERTS = {"APPREAD", "KERNDTLB", "KERNSTOR", "APPSEV"}
+
+
+def fixture(name: str):
+    return read_log_file(FIXTURES / f"{name}.log")
+
+
+def test_every_registry_format_has_a_fixture():
+    covered = {fmt for fmt, _ in EXPECTED.values()}
+    registry = {f.name for f in available_formats()} - {GENERIC.name}
+    assert registry <= covered, f"formats without a fixture: {registry - covered}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_parses_fully_with_its_format(name):
+    fmt_name, first = EXPECTED[name]
+    parsed = parse_log(fixture(name), fmt_name)
+    rows = parsed.table.to_pylist()
+    for key, value in first.items():
+        assert rows[0][key] == value, key
+    ok = parsed.table["parse_ok"].to_numpy(zero_copy_only=False)
+    if name == "jsonl":  # one deliberate non-JSON line, kept whole
+        assert ok.sum() == len(rows) - 1
+        assert rows[int(np.flatnonzero(~ok)[0])]["message"] == "Traceback (most recent call last):"
+    else:
+        assert ok.all(), parsed.unparsed_examples()
+    # Time windows need readable timestamps: every parsed line has one.
+    assert not np.isnan(parse_times(parsed)[ok]).any()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_auto_detection_names_the_format_and_discriminates(name):
+    fmt_name, _ = EXPECTED[name]
+    parsed = parse_log(fixture(name), "auto")
+    assert parsed.format.name == fmt_name
+    rate = "87.5" if name == "jsonl" else "100.0"
+    assert re.fullmatch(rf"{fmt_name}: {rate}% of \d+ sampled lines", parsed.detection.describe())
+    runner_up = rank_formats(fixture(name))[1]
+    assert runner_up.match_rate < 0.5, f"{runner_up.describe()} also fits {name}"
+
+
+def test_detection_on_the_2k_slices_reports_the_sample():
+    lines = read_log_lines(fixture("thunderbird").lines.to_pylist() * 20)  # 2,400 lines
+    parsed = parse_log(lines)
+    assert parsed.detection.describe() == "thunderbird: 100.0% of 2,000 sampled lines"
+
+
+def test_aliases_and_case_resolve_to_the_same_format():
+    assert get_format("Spirit") is get_format("liberty") is get_format("THUNDERBIRD")
+    assert get_format("json").name == "jsonl"
+
+
+def test_unknown_format_is_a_clear_error():
+    with pytest.raises(FormatError, match="unknown format 'nope'"):
+        get_format("nope")
+
+
+# ---- user formats -----------------------------------------------------------------------------
+CUSTOM_LINES = [
+    "2024-01-02 10:00:00 ERROR: disk /dev/sda1 is full",
+    "2024-01-02 10:00:05 INFO: cleanup started by cron",
+    "2024-01-02 10:00:09 WARN: cleanup took 4 s",
+]
+
+
+def test_custom_template_string():
+    parsed = parse_log(read_log_lines(CUSTOM_LINES), "<Date> <Time> <Level>: <Content>")
+    assert parsed.format.name == "custom"
+    assert parsed.table["level"].to_pylist() == ["ERROR", "INFO", "WARN"]
+    assert parsed.table["message"][0].as_py() == "disk /dev/sda1 is full"
+    assert parsed.table["timestamp"][0].as_py() == "2024-01-02 10:00:00"
+    assert parsed.n_unparsed == 0
+
+
+def test_template_text_is_literal_unless_it_has_backslashes():
+    lines = read_log_lines(["[WARN] (db) pool low", "[INFO] (api) ok"])
+    parsed = parse_log(lines, "[<Level>] (<Component>) <Content>")
+    assert parsed.table["component"].to_pylist() == ["db", "api"]
+    # loghub writes its templates as regexes: \[ is a bracket, (...)? is optional.
+    apache = parse_log(fixture("apache"), r"\[<Time>\] \[<Level>\] <Content>")
+    assert apache.n_unparsed == 0
+    loghub_linux = r"<Month> <Day> <Time> <Host> <Component>(\[<PID>\])?: <Content>"
+    linux = parse_log(fixture("linux"), loghub_linux)
+    assert linux.table["component"][0].as_py() == "sshd(pam_unix)"
+    assert linux.field("PID")[0].as_py() == "19939"
+
+
+def test_custom_regex_with_named_groups():
+    parsed = parse_log(
+        read_log_lines(CUSTOM_LINES),
+        r"^(?P<Date>\S+) (?P<Time>\S+) (?P<Level>[A-Z]+): (?P<Content>.*)$",
+    )
+    assert parsed.format.name == "custom-regex"
+    assert parsed.table["level"].to_pylist() == ["ERROR", "INFO", "WARN"]
+
+
+def test_typed_fields_make_a_template_specific():
+    fmt = format_from_template("<Date> <Level> <Content>", fields={"Date": r"\d{4}-\d{2}-\d{2}"})
+    parsed = parse_log(read_log_lines(["2024-01-02 INFO ok", "yesterday INFO ok"]), fmt)
+    assert parsed.table["parse_ok"].to_pylist() == [True, False]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("<Date> <Time> <Level>", "needs a <Content> field"),
+    ("<Content> <Content>", "appears twice"),
+    ("(?P<Content>[unclosed", "invalid regex"),
+    ("json:colour=red", "bad JSON format option"),
+])
+def test_bad_user_formats_are_one_line_errors(spec, message):
+    with pytest.raises(FormatError, match=re.escape(message)):
+        get_format(spec)
+
+
+def test_a_user_format_can_join_the_registry():
+    fmt = format_from_template(
+        "<Date>T<Time> <Level> <Content>", name="test-isoish",
+        fields={"Date": r"\d{4}-\d{2}-\d{2}", "Time": r"\d{2}:\d{2}:\d{2}", "Level": "[A-Z]+"},
+    )
+    register(fmt)
+    try:
+        lines = read_log_lines(["2024-01-02T10:00:00 INFO started", "2024-01-02T10:00:01 INFO ok"])
+        assert parse_log(lines).format.name == "test-isoish"
+        with pytest.raises(FormatError, match="already used"):
+            register(LogFormat(name="other", regex=fmt.regex, aliases=("test-isoish",)))
+    finally:
+        from core import log_formats
+
+        log_formats._REGISTRY.pop("test-isoish")
+
+
+# ---- inline labels ------------------------------------------------------------------------------
+def test_inline_labels_are_kept_out_of_the_model_input():
+    parsed = parse_log(fixture("bgl"))
+    raw = fixture("bgl").lines.to_pylist()
+    labels = parsed.table["label"].to_pylist()
+    assert labels == [line.split(" ", 1)[0] for line in raw]
+    assert set(labels) - {"-"} == BGL_ALERTS
+    words = " ".join(parsed.words.to_pylist()).split()
+    messages = " ".join(parsed.table["message"].to_pylist()).split()
+    for alert in BGL_ALERTS:
+        assert alert.lower() not in words and alert not in messages
+    assert parsed.line_is_anomaly_label().sum() == 14
+
+
+@pytest.mark.parametrize("name", ["bgl", "thunderbird", "spirit"])
+def test_lines_differing_only_in_label_read_the_same(name):
+    line = fixture(name).lines[0].as_py()
+    body = line.split(" ", 1)[1]
+    parsed = parse_log(read_log_lines([f"- {body}", f"KERNDTLB {body}", f"R_HDA_NR {body}"]), name)
+    assert parsed.table["label"].to_pylist() == ["-", "KERNDTLB", "R_HDA_NR"]
+    assert len(set(parsed.words.to_pylist())) == 1
+    assert len(set(parsed.table["message"].to_pylist())) == 1
+    assert parsed.line_is_anomaly_label().tolist() == [0, 1, 1]
+
+
+def test_a_labelled_line_that_does_not_parse_still_loses_its_label():
+    good = fixture("bgl").lines[0].as_py()
+    parsed = parse_log(read_log_lines([good, "KERNDTLB truncated line", "-"]), "bgl")
+    assert parsed.table["parse_ok"].to_pylist() == [True, False, False]
+    assert parsed.table["label"].to_pylist() == ["-", "KERNDTLB", "-"]
+    assert parsed.table["message"].to_pylist()[1:] == ["truncated line", ""]
+    assert "kerndtlb" not in parsed.words[1].as_py()
+
+
+def test_any_format_behind_a_loghub_label_is_detected():
+    lines = fixture("linux").lines.to_pylist()
+    labelled = [("PAMFAIL " if "failure" in line else "- ") + line for line in lines]
+    parsed = parse_log(read_log_lines(labelled))
+    assert parsed.format.name == "linux+label"
+    assert parsed.table["component"][0].as_py() == "sshd(pam_unix)"
+    assert parsed.line_is_anomaly_label().sum() == 2
+    assert not any("pamfail" in w for w in parsed.words.to_pylist())
+
+
+def test_labelled_lines_of_no_known_format_still_lose_their_labels():
+    lines = ["- node 4 booted", "- node 5 booted", "DISK_FAIL node 6 lost /dev/sdb", "- node 7 up"]
+    parsed = parse_log(read_log_lines(lines))
+    assert parsed.format.name == "generic+label"
+    assert parsed.table["message"][2].as_py() == "node 6 lost /dev/sdb"
+
+
+def test_an_upper_case_first_word_is_not_taken_for_a_label():
+    lines = ["INFO service started", "WARN disk at 91%", "INFO request served", "ERROR timeout"]
+    parsed = parse_log(read_log_lines(lines))
+    assert parsed.format.name == "generic"
+    assert parsed.table["message"][0].as_py() == "INFO service started"
+    assert not parsed.has_labels
+
+
+# ---- JSON lines ----------------------------------------------------------------------------------
+def test_json_lines_take_message_time_level_from_common_keys():
+    parsed = parse_log(fixture("jsonl"))
+    rows = parsed.table.to_pylist()
+    assert rows[3]["message"] == "payment gateway timeout after 30000 ms"  # 'msg'
+    assert rows[3]["level"] == "ERROR" and rows[3]["timestamp"] == "1709294402.5"  # 'severity'
+    assert rows[4]["message"] == "cache miss" and rows[4]["level"] == "debug"  # 'event', log.level
+    assert rows[5]["message"] == "user=bob action=login request_id=r-81f5"  # no message key
+    assert rows[6]["parse_ok"] is False and rows[6]["level"] is None
+    assert parsed.field("request_id").to_pylist()[:3] == ["r-81f2", "r-81f3", "r-81f3"]
+    assert parsed.words[0].as_py() == "api http get in ms"
+
+
+def test_json_keys_can_be_named():
+    lines = read_log_lines(['{"when": "2024-03-01T12:00:00Z", "text": "a", "what": "disk full"}'])
+    parsed = parse_log(lines, "json:message=what,time=when")
+    row = parsed.table.to_pylist()[0]
+    assert row["message"] == "disk full" and row["timestamp"] == "2024-03-01T12:00:00Z"
+
+
+# ---- the formats command -------------------------------------------------------------------------
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "EXTRA_COMMAND_MODULES", ("core.formats_cli",))
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_formats_lists_the_registry_with_examples(run_cli):
+    code, out, _ = run_cli("formats")
+    assert code == 0
+    for fmt in available_formats():
+        assert re.search(rf"^{re.escape(fmt.name)}\b", out, re.MULTILINE)
+    assert "also: spirit, liberty" in out
+    assert out.count("  example  ") >= len(available_formats()) - 1  # generic has none
+
+
+def test_formats_detect_prints_the_verdict_and_top_three(run_cli):
+    code, out, _ = run_cli("formats", "--detect", FIXTURES / "bgl.log")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "bgl: 100.0% of 160 sampled lines"
+    assert lines[1] == "top 3 candidates:"
+    assert re.match(r"\s+1\. bgl\s+100\.0%", lines[2]) and lines[4].lstrip().startswith("3.")
+    assert "14 alert lines" in out
+
+
+def test_formats_detect_tries_a_users_format(run_cli):
+    code, out, _ = run_cli("formats", "--detect", FIXTURES / "spark.log",
+                           "--format", "<Date> <Time> <Level> <Component>: <Content>")
+    assert code == 0 and out.startswith("custom: 100.0% of 9 sampled lines")
+    code, out, _ = run_cli("formats", "--detect", FIXTURES / "jsonl.log", "--format", "hdfs")
+    assert code == 0 and out.startswith("hdfs: 0.0% of 8 sampled lines")
+    assert "unparsed line 1:" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("formats", "--detect", "no/such.log"), "no such file"),
+    (("formats", "--detect", FIXTURES / "bgl.log", "--format", "<Level>"), "needs a <Content>"),
+])
+def test_formats_errors_are_one_line(run_cli, argv, message):
+    code, _, err = run_cli(*argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+# ---- end to end: a labelled log of one's own, from the command line -----------------------------
+def test_train_score_evaluate_by_line_on_inline_labels(run_cli, tmp_path):
+    model, lines_csv = tmp_path / "model", tmp_path / "lines.csv"
+    code, out, err = run_cli(
+        "train", FIXTURES / "bgl.log", "--out", model, "--epochs", "1", "--head-epochs", "1",
+        "--steps-per-epoch", "4", "--batch-size", "8", "--hidden", "32", "--layers", "1",
+        "--heads", "2", "--vocab-size", "120", "--threads", "1", "--quiet",
+    )
+    assert code == 0, err
+    assert "format bgl" in out
+
+    from core.detector import TinyLogBERTDetector
+
+    detector = TinyLogBERTDetector.load(model)
+    vocabulary = set(detector.tokenizer_.tokenizer.get_vocab())
+    for alert in BGL_ALERTS:  # the labels never reached the tokenizer or the line vocabulary
+        assert alert.lower() not in vocabulary
+        assert not any(alert.lower() in line for line in detector.line_vocab_)
+
+    code, out, err = run_cli("score", FIXTURES / "bgl.log", "--model", model, "--out", lines_csv)
+    assert code == 0, err
+    scored = pd.read_csv(lines_csv)
+    assert scored["line_no"].tolist() == list(range(1, 161))  # every line accounted for
+    raw_labels = [line.split(" ", 1)[0] for line in fixture("bgl").lines.to_pylist()]
+    assert scored["label"].tolist() == [0 if lab == "-" else 1 for lab in raw_labels]
+
+    code, out, err = run_cli("evaluate", "--scores", lines_csv, "--level", "line", "--json")
+    assert code == 0, err
+    import json
+
+    ev = json.loads(out)
+    assert ev["level"] == "line" and ev["n"] == 160 and ev["n_anomalies"] == 14
+    assert 0.0 <= ev["roc_auc"] <= 1.0
+
+    # The same labels from a line_no,label CSV give the same evaluation.
+    labels_csv = tmp_path / "labels.csv"
+    with open(labels_csv, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["line_no", "label"])
+        writer.writerows((i, "Normal" if lab == "-" else "Anomaly")
+                         for i, lab in enumerate(raw_labels, start=1))
+    code, out2, err = run_cli("evaluate", "--scores", lines_csv, "--level", "line",
+                              "--labels", labels_csv, "--json")
+    assert code == 0, err
+    assert json.loads(out2)["roc_auc"] == pytest.approx(ev["roc_auc"])
