@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
-EXTRA_COMMAND_MODULES: tuple[str, ...] = ("core.formats_cli", "benchmarks.bench_cli")
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ("core.formats_cli", "core.serve_cli", "benchmarks.bench_cli")
 
 
 def _extra_commands():

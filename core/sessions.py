@@ -133,28 +133,39 @@ def _present(values: pa.Array) -> np.ndarray:
     return pc.greater(pc.utf8_length(filled), 0).to_numpy(zero_copy_only=False)
 
 
-def _from_membership(line_idx: np.ndarray, sid: np.ndarray, n_lines: int, strategy: str):
-    """Build a SessionIndex from (line, session id) pairs."""
-    codes, uniques = pd.factorize(sid)  # codes in order of first appearance
-    order = np.lexsort((line_idx, codes))
-    members = line_idx[order]
-    counts = np.bincount(codes, minlength=len(uniques))
+def _from_membership(
+    line_idx: np.ndarray, sid: pa.Array | np.ndarray, n_lines: int, strategy: str
+) -> SessionIndex:
+    """Build a SessionIndex from (line, session id) pairs; ids stay Arrow strings throughout,
+    since a million Python string objects would cost more than everything else here."""
+    if not isinstance(sid, (pa.Array, pa.ChunkedArray)):
+        sid = pa.array(sid, type=pa.large_string())
+    sid = pc.cast(sid, pa.large_string())
+    if isinstance(sid, pa.ChunkedArray):
+        sid = sid.combine_chunks()
+    by_line = np.argsort(line_idx, kind="stable")
+    line_idx = line_idx[by_line]
+    sid = sid.take(pa.array(by_line))
+    encoded = sid.dictionary_encode()  # codes in order of first appearance, by line
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    ids = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    order = np.argsort(codes, kind="stable")  # line order kept within each session
+    counts = np.bincount(codes, minlength=len(ids))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    ids = np.asarray(uniques, dtype=object)
-    # Per-line label: the ids a line belongs to, ';'-joined (almost always exactly one).
-    per_line = pd.Series(ids[codes[np.argsort(line_idx, kind="stable")]],
-                         index=np.sort(line_idx, kind="stable"))
-    if len(per_line) == n_lines:
-        joined = per_line.to_numpy()
-    else:
-        joined = per_line.groupby(level=0, sort=True).agg(";".join).reindex(
-            range(n_lines), fill_value=""
-        ).to_numpy()
+    if len(line_idx) == n_lines:  # every line in exactly one session: the ids are the column
+        line_session = sid
+    else:  # the ids a line belongs to, ';'-joined
+        per_line = pd.Series(ids[codes], index=line_idx)
+        line_session = pa.array(
+            per_line.groupby(level=0, sort=True).agg(";".join)
+            .reindex(range(n_lines), fill_value="").to_numpy(),
+            type=pa.large_string(),
+        )
     return SessionIndex(
         ids=ids,
         offsets=offsets,
-        members=members.astype(np.int64),
-        line_session=pa.array(joined, type=pa.large_string()),
+        members=line_idx[order].astype(np.int64),
+        line_session=line_session,
         strategy=strategy,
     )
 
@@ -176,7 +187,10 @@ def _by_id(parsed: ParsedLog, pattern: str) -> SessionIndex:
     if len(orphans):
         # Lines without an id still get scored: consecutive runs of them form their own sessions.
         line_idx = np.concatenate([line_idx, orphans])
-        sid = np.concatenate([sid, _orphan_ids(orphans, parsed)])
+        sid = pa.concat_arrays([
+            pc.cast(sid if isinstance(sid, pa.Array) else pa.array(sid), pa.large_string()),
+            pa.array(_orphan_ids(orphans, parsed), type=pa.large_string()),
+        ])
     return _from_membership(line_idx.astype(np.int64), sid, n, strategy)
 
 
@@ -199,8 +213,8 @@ def _ids_from_regex(message: pa.Array, pattern: str) -> tuple[np.ndarray, np.nda
         first = None
     single = np.flatnonzero(counts == 1)
     line_idx = [single]
-    ids = [pc.cast(first, pa.large_string()).to_numpy(zero_copy_only=False)[single]
-           if first is not None else np.array([], dtype=object)]
+    ids = [pc.cast(first, pa.large_string()).take(pa.array(single))
+           if first is not None else pa.array([], type=pa.large_string())]
     multi = np.flatnonzero(counts > 1)
     if len(multi):
         texts = message.take(pa.array(multi)).to_pylist()
@@ -210,11 +224,11 @@ def _ids_from_regex(message: pa.Array, pattern: str) -> tuple[np.ndarray, np.nda
                 extra_lines.append(i)
                 extra_ids.append(sid)
         line_idx.append(np.asarray(extra_lines, dtype=np.int64))
-        ids.append(np.asarray(extra_ids, dtype=object))
+        ids.append(pa.array(extra_ids, type=pa.large_string()))
     all_lines = np.concatenate(line_idx).astype(np.int64)
-    all_ids = np.concatenate(ids).astype(object)
-    keep = np.array([bool(s) for s in all_ids], dtype=bool)
-    return all_lines[keep], all_ids[keep]
+    all_ids = pa.concat_arrays(ids)
+    keep = pc.fill_null(pc.greater(pc.utf8_length(all_ids), 0), False)
+    return all_lines[keep.to_numpy(zero_copy_only=False)], all_ids.filter(keep)
 
 
 def _orphan_ids(orphans: np.ndarray, parsed: ParsedLog, size: int = 20) -> np.ndarray:
