@@ -102,7 +102,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     sessions = _session_config(args) if _session_options_given(args) else None
     started = time.perf_counter()
     result = detector.score(args.logfile, threshold=args.threshold, log_format=args.format,
-                            sessions=sessions)
+                            sessions=sessions, embeddings=False)
     result.write_lines_csv(args.out)
     if args.sessions_out:
         result.write_sessions_csv(args.sessions_out)

@@ -54,8 +54,10 @@ def _batches(lengths: np.ndarray) -> list[np.ndarray]:
 @torch.inference_mode()
 def score_sequences(
     model: TinyLogBERT, corpus: SessionCorpus,
-    on_progress: Callable[[float], None] | None = None,
+    on_progress: Callable[[float], None] | None = None, clean_pass: bool = True,
 ) -> SequenceScores:
+    """``clean_pass=False`` skips the bidirectional pass (half the work): no embeddings and no
+    head estimate (NaN), for callers that need neither, such as the CLI."""
     model.eval()
     table = torch.from_numpy(corpus.line_tokens)
     n_seq, n_pos = len(corpus.sequences), corpus.n_positions
@@ -75,13 +77,17 @@ def score_sequences(
     for b, idx in enumerate(batches):
         batch = pad_batch([corpus.sequences[i] for i in idx])
         B = len(idx)
-        both = torch.from_numpy(np.concatenate([batch, batch]))
-        causal = torch.arange(2 * B) >= B
-        hidden = model.encode(table, both, causal)
-        out.head[idx] = model.anomaly_logit(hidden[:B]).numpy()
-        out.embedding[idx] = hidden[:B, 0].numpy()
+        rows = np.concatenate([batch, batch]) if clean_pass else batch
+        causal = torch.arange(len(rows)) >= (B if clean_pass else 0)
+        hidden = model.encode(table, torch.from_numpy(rows), causal)
+        if clean_pass:
+            out.head[idx] = model.anomaly_logit(hidden[:B]).numpy()
+            out.embedding[idx] = hidden[:B, 0].numpy()
+            hidden = hidden[B:]
+        else:
+            out.head[idx] = np.nan
         where, truth = next_line_targets(batch, corpus.line_class)
-        log_probs = model.line_log_probs(hidden[B:][torch.from_numpy(where)])
+        log_probs = model.line_log_probs(hidden[torch.from_numpy(where)])
         nll = -log_probs.gather(1, torch.from_numpy(truth[where])[:, None]).squeeze(1).numpy()
         top_lp, top = log_probs.max(dim=1)
         top, top_p = top.numpy(), top_lp.exp().numpy()

@@ -220,8 +220,14 @@ class ScoreResult:
         """One row per input line, in order: the CLI's LINES.csv."""
         pacsv.write_csv(self.line_table, str(path))
 
+    def _session_csv_table(self) -> pa.Table:
+        """The sessions as the CLI writes them: the head's estimate (a diagnostic that the
+        CLI does not compute) stays out, so every front end writes the same file."""
+        drop = [c for c in ("z_head",) if c in self.session_table.column_names]
+        return self.session_table.drop_columns(drop)
+
     def write_sessions_csv(self, path: str | Path) -> None:
-        pacsv.write_csv(self.session_table, str(path))
+        pacsv.write_csv(self._session_csv_table(), str(path))
 
     def lines_csv_bytes(self) -> bytes:
         sink = pa.BufferOutputStream()
@@ -230,7 +236,7 @@ class ScoreResult:
 
     def sessions_csv_bytes(self) -> bytes:
         sink = pa.BufferOutputStream()
-        pacsv.write_csv(self.session_table, sink)
+        pacsv.write_csv(self._session_csv_table(), sink)
         return sink.getvalue().to_pybytes()
 
     def summary(self) -> dict:
