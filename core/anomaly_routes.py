@@ -364,8 +364,10 @@ class ScoringService:
         return result.lines_csv_bytes() if as_csv else self._render_json(result, job, filename)
 
     def _score(self, log: LogLines, job: ScoreJob) -> ScoreResult:
+        # Responses carry no embeddings: skip the pass that makes them (half the work).
         return self.detector.score(
-            log, threshold=job.threshold, log_format=job.log_format, sessions=job.sessions
+            log, threshold=job.threshold, log_format=job.log_format, sessions=job.sessions,
+            embeddings=False,
         )
 
     def _read_upload(self, data: bytes, filename: str) -> LogLines:

@@ -45,6 +45,7 @@ from .log_parser import ParsedLog, parse_log, require_some_parsed
 from .log_reader import LogLines, read_log_file, read_log_lines, read_log_text
 from .log_tokenizer import LogTokenizer
 from .results import ScoreResult
+from .sequence_cache import SequenceCache
 from .session_corpus import SessionCorpus, build_corpus, build_line_vocab
 from .sessions import SessionConfig, SessionIndex, build_sessions
 from .tinylogbert_model import (
@@ -296,8 +297,15 @@ class TinyLogBERTDetector:
         self._check_fitted()
         self._threads()
         parsed, index, corpus = self._prepare(log, log_format, sessions)
-        raw = score_sequences(self.model_, corpus, on_progress, clean_pass=embeddings)
+        raw = self._cache().score(self.model_, corpus, on_progress, clean_pass=embeddings)
         return self._result(parsed, index, corpus, raw, threshold)
+
+    def _cache(self) -> SequenceCache:
+        """Results for distinct sequences, kept across calls (cleared when the model changes)."""
+        if getattr(self, "_sequence_cache_model", None) is not self.model_:
+            self._sequence_cache = SequenceCache()
+            self._sequence_cache_model = self.model_
+        return self._sequence_cache
 
     def _result(
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,

@@ -149,3 +149,27 @@ def test_labels_with_no_matching_ids_are_an_error(small_result):
     labels = pd.Series([1], index=pd.Index(["blk_1"], dtype=object), dtype=np.int8)
     with pytest.raises(LabelError, match="none of the 300 sessions"):
         small_result.with_session_labels(labels)
+
+
+def test_repeated_sessions_come_from_the_cache_with_identical_results(tiny_detector):
+    from core.sequence_cache import SequenceCache
+
+    fresh = tiny_detector.score(SMALL_LOG)
+    cache = tiny_detector._cache()
+    hits_before = cache.hits
+    again = tiny_detector.score(SMALL_LOG)
+    assert cache.hits - hits_before == len(set(SequenceCache.keys(
+        tiny_detector._prepare(SMALL_LOG)[2])))
+    np.testing.assert_array_equal(again.session_scores, fresh.session_scores)
+    np.testing.assert_array_equal(again.session_embeddings, fresh.session_embeddings)
+    small = SequenceCache(max_sequences=5)
+    small.score(tiny_detector.model_, tiny_detector._prepare(SMALL_LOG)[2])
+    assert len(small) == 5
+
+
+def test_skipping_embeddings_keeps_the_scores(tiny_checkpoint, small_result):
+    quick = TinyLogBERTDetector.load(tiny_checkpoint).score(SMALL_LOG, embeddings=False)
+    np.testing.assert_allclose(quick.session_scores, small_result.session_scores, atol=1e-5)
+    assert np.isnan(quick.session_frame["z_head"]).all()
+    assert quick.sessions_csv_bytes() == small_result.with_threshold(
+        small_result.threshold).sessions_csv_bytes()
