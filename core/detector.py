@@ -314,8 +314,9 @@ class TinyLogBERTDetector:
         calib = self.calibration_
         thr = self.threshold_ if threshold is None else float(threshold)
         comps = self._components(corpus, index, raw)
-        session_score = calib.combine(comps)
-        line_score = self._line_scores(parsed, index, corpus, raw)
+        # Rounded as written, so that flags computed here and by ``with_threshold`` agree.
+        session_score = np.round(calib.combine(comps), 6)
+        line_score = np.round(self._line_scores(parsed, index, corpus, raw), 6)
         position = raw.surprisal[corpus.member_flat]
         member_session = index.member_session()
         # Top line of a session: its highest-scoring member.
@@ -337,10 +338,10 @@ class TinyLogBERTDetector:
                 "level": t["level"],
                 "component": t["component"],
                 "message": t["message"],
-                "score": pa.array(line_score.round(6)),
+                "score": pa.array(line_score),
                 "is_anomaly": pa.array(line_score >= self.line_threshold_),
                 "parse_ok": t["parse_ok"],
-                "session_score": pa.array(line_session_score.round(6)),
+                "session_score": pa.array(line_session_score),
                 "session_is_anomaly": pa.array(line_session_score >= thr),
                 "severity": pa.array(
                     severity(line_session_score, thr, scale).astype(str), type=pa.string()
@@ -355,7 +356,7 @@ class TinyLogBERTDetector:
             "session_id": pa.array(index.ids.astype(str)),
             "n_lines": pa.array(index.lengths()),
             "first_line_no": pa.array(line_no[index.members[index.offsets[:-1]]]),
-            "score": pa.array(session_score.round(6)),
+            "score": pa.array(session_score),
             "is_anomaly": pa.array(session_score >= thr),
             "top_line_no": pa.array(line_no[top_member]),
             "severity": pa.array(severity(session_score, thr, scale).astype(str), type=pa.string()),

@@ -113,15 +113,18 @@ class ScoreResult:
 
     def with_threshold(self, threshold: float) -> "ScoreResult":
         """The same scores judged at another session threshold (no rescoring)."""
-        flagged = pc.greater_equal(self.session_table["score"], threshold)
-        sessions = self.session_table.set_column(
-            self.session_table.schema.get_field_index("is_anomaly"), "is_anomaly", flagged
-        )
-        line_flag = pc.greater_equal(self.line_table["session_score"], threshold)
-        lines = self.line_table.set_column(
-            self.line_table.schema.get_field_index("session_is_anomaly"),
-            "session_is_anomaly", line_flag,
-        )
+        from .anomaly_score import severity
+
+        def judged(table: pa.Table, score: str, flag: str) -> pa.Table:
+            values = table[score].to_numpy()
+            table = table.set_column(table.schema.get_field_index(flag), flag,
+                                     pa.array(values >= threshold))
+            levels = severity(values, threshold, self.score_scale).astype(str)
+            return table.set_column(table.schema.get_field_index("severity"), "severity",
+                                    pa.array(levels, type=pa.string()))
+
+        sessions = judged(self.session_table, "score", "is_anomaly")
+        lines = judged(self.line_table, "session_score", "session_is_anomaly")
         out = replace(self, line_table=lines, session_table=sessions, threshold=float(threshold))
         out.__dict__.pop("lines", None)
         out.__dict__.pop("session_frame", None)

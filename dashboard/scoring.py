@@ -1,0 +1,75 @@
+"""Turn uploaded bytes into a ``Workspace``: read, parse (reporting what did not parse), score.
+
+Kept free of Streamlit: progress goes through a callback, errors are ``TinyLogBERTError``s that
+the page shows as one line.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.detector import TinyLogBERTDetector
+from core.log_parser import FormatGuess, detect_format, parse_log, require_some_parsed
+from core.log_reader import LogLines, read_log_bytes
+
+from .score_settings import ScoreSettings
+from .workspace import UNPARSED_EXAMPLES, ParseReport, Workspace
+
+
+@dataclass(frozen=True)
+class LogUpload:
+    """An uploaded log, read into lines once and identified by its content."""
+
+    name: str
+    lines: LogLines
+    digest: str
+    n_bytes: int
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str) -> LogUpload:
+        lines = read_log_bytes(data, source=name)  # LogInputError for empty / binary input
+        return cls(name, lines, hashlib.blake2b(data, digest_size=16).hexdigest(), len(data))
+
+    def detect(self) -> FormatGuess:
+        return detect_format(self.lines)
+
+
+def input_key(upload: LogUpload, settings: ScoreSettings, model_path: str, stamp: float) -> str:
+    """Equal keys mean scoring again would give the same result."""
+    return repr((upload.digest, settings, str(model_path), stamp))
+
+
+def score_upload(
+    detector: TinyLogBERTDetector,
+    upload: LogUpload,
+    settings: ScoreSettings,
+    model_path: str,
+    key: str,
+    on_stage: Callable[[str], None] = lambda stage: None,
+    on_progress: Callable[[float], None] | None = None,
+) -> Workspace:
+    """Parse and score ``upload``; lines that do not parse are kept, counted and scored."""
+    on_stage("parsing")
+    parsed = parse_log(upload.lines, settings.log_format)
+    require_some_parsed(parsed)
+    on_stage("scoring")
+    result = detector.score(parsed, sessions=settings.sessions, on_progress=on_progress)
+    report = ParseReport(
+        n_lines=len(parsed),
+        n_unparsed=parsed.n_unparsed,
+        examples=parsed.unparsed_examples(UNPARSED_EXAMPLES),
+        format_description=result.format_description,
+        session_strategy=result.session_strategy,
+        replaced_bytes=upload.lines.replaced_bytes,
+    )
+    return Workspace(
+        source=upload.name,
+        scored=result,
+        report=report,
+        settings=settings,
+        model_path=str(model_path),
+        input_digest=upload.digest,
+        input_key=key,
+        model_threshold=float(result.threshold),
+    )

@@ -1,0 +1,72 @@
+"""Anomalies: the sessions above the threshold; pick one to see why it scored high."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import state
+from dashboard.explain_view import explanation_html, shade_by_surprisal
+
+PICK = "anomaly_pick"
+TABLE = "anomaly_table"
+TOP_LINES = 5
+MAX_SESSION_ROWS = 2000
+COLUMNS = ["session_id", "score", "severity", "n_lines", "first_line_no", "top_line"]
+
+
+def pick_from_table(session_ids: list[str]) -> None:
+    """A row clicked in the table becomes the picked session."""
+    rows = st.session_state[TABLE].selection.rows
+    if rows:
+        st.session_state[PICK] = session_ids[rows[0]]
+
+
+st.title("Anomalies")
+workspace = state.require_workspace()
+if workspace is not None:
+    threshold = state.current_threshold()
+    result = workspace.at(threshold)
+    frame = result.session_frame.assign(top_line=workspace.top_line_messages)
+    flagged = frame[frame["is_anomaly"]].sort_values("score", ascending=False, kind="stable")
+    if flagged.empty:
+        st.info(f"No session scores at or above {threshold:.4f}: lower the threshold in the "
+                "sidebar to see the highest-scoring ones.", icon=":material/check_circle:")
+    else:
+        columns = COLUMNS + (["label"] if "label" in flagged.columns else [])
+        table = flagged[columns].reset_index(drop=True)
+        ids = table["session_id"].tolist()
+        st.caption(f"{len(table):,} sessions at or above {threshold:.4f}, highest first. Click a "
+                   "column to sort, a row to explain it.")
+        st.dataframe(
+            table, hide_index=True, key=TABLE, on_select=lambda: pick_from_table(ids),
+            selection_mode="single-row", height=min(38 + 35 * len(table), 380),
+            column_config={"score": st.column_config.NumberColumn(format="%.4f"),
+                           "top_line": st.column_config.TextColumn("most surprising line")},
+        )
+        if st.session_state.get(PICK) not in ids:
+            st.session_state[PICK] = ids[0]
+        session_id = st.selectbox(
+            "Session", ids, key=PICK,
+            format_func=lambda sid: f"{sid} (score {table.loc[ids.index(sid), 'score']:.3f})",
+        )
+        explanation = result.explain(session_id, k=TOP_LINES)
+        cols = st.columns(4)
+        cols[0].metric("Score", f"{explanation.score:.3f}", help=f"threshold {threshold:.4f}")
+        cols[1].metric("Severity", table.loc[ids.index(session_id), "severity"])
+        cols[2].metric("Lines", f"{table.loc[ids.index(session_id), 'n_lines']:,}")
+        if "label" in table.columns:
+            label = int(table.loc[ids.index(session_id), "label"])
+            cols[3].metric("Label", {1: "anomaly", 0: "normal"}.get(label, "unlabelled"))
+        st.markdown(f"**Why:** {explanation.summary()}")
+        st.caption("Signals (standardised): " + " · ".join(
+            f"{name.removeprefix('z_')} {value:+.2f}" for name, value in
+            explanation.components.items()))
+        st.markdown(f"**The {len(explanation.lines)} most surprising lines** (unexpected words "
+                    "marked)")
+        st.html(explanation_html(explanation))
+        lines = result.session_lines(session_id)
+        shown = lines[["line_no", "timestamp", "level", "component", "message",
+                       "surprisal_in_session", "expected"]].head(MAX_SESSION_ROWS)
+        st.markdown(f"**All {len(lines):,} lines of the session**"
+                    + (f" (first {MAX_SESSION_ROWS:,})" if len(lines) > MAX_SESSION_ROWS else "")
+                    + ", shaded by how surprising each line is")
+        st.dataframe(shade_by_surprisal(shown), hide_index=True, key="session_lines")

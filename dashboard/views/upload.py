@@ -1,0 +1,327 @@
+"""Upload: pick a log (or the HDFS sample) and optional labels, check the format, score, train."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import LabelError, TinyLogBERTError
+from core.log_formats import available_formats
+from dashboard import state
+from dashboard.cache import SAMPLE_LABELS, load_detector, load_sample
+from dashboard.models import TRAINING_PRESETS, model_exists, model_stamp, train_model
+from dashboard.score_settings import CUSTOM_FORMAT, MODEL_SESSIONS, ScoreSettings
+from dashboard.scoring import LogUpload, input_key, score_upload
+from dashboard.workspace import Workspace
+
+INPUT_SOURCE = "input_source"  # "file" or SAMPLE: whichever the user chose last
+SAMPLE = "sample"
+LOG_FILE, LABELS_FILE = "log_file", "labels_file"
+SETTINGS = "score_settings"  # the applied ScoreSettings (a plain key: survives page changes)
+SETTINGS_ERROR = "score_settings_error"
+READ_CACHE = "_log_upload"  # (file_id, LogUpload | error message)
+FAILED = "_failed_scoring"  # (input key, message): a failure is not retried on every rerun
+LABELS_INPUT = "labels_input"  # (name, bytes) of the labels to use, SAMPLE, or None
+LABELS_APPLIED = "_labels_applied"  # (what was applied, error message or None)
+FORM_FIELDS = ("format_choice", "format_custom", "sessions_by", "session_id", "window_size",
+               "window_step", "time_window", "time_step")
+PROGRESS_INTERVAL_S = 0.3
+
+
+def upload_limit_mb() -> int:
+    return int(st.get_option("server.maxUploadSize"))
+
+
+def applied_settings() -> ScoreSettings:
+    return st.session_state.get(SETTINGS) or ScoreSettings()
+
+
+def _labels_in_uploader() -> tuple[str, bytes] | None:
+    labels_file = st.session_state.get(LABELS_FILE)
+    return (labels_file.name, labels_file.getvalue()) if labels_file else None
+
+
+def _log_chosen() -> None:
+    st.session_state[INPUT_SOURCE] = "file"
+    st.session_state[LABELS_INPUT] = _labels_in_uploader()
+
+
+def _labels_chosen() -> None:
+    st.session_state[LABELS_INPUT] = _labels_in_uploader()
+
+
+def _sample_chosen() -> None:
+    st.session_state[INPUT_SOURCE] = SAMPLE
+    st.session_state[LABELS_INPUT] = _labels_in_uploader() or SAMPLE
+
+
+def labels_input() -> tuple[str, bytes] | None:
+    """(name, bytes) of the labels to attach, or None."""
+    chosen = st.session_state.get(LABELS_INPUT)
+    return (SAMPLE_LABELS.name, load_sample()[1]) if chosen == SAMPLE else chosen
+
+
+def chosen_log() -> LogUpload | None:
+    """The log the user chose last (a file or the sample); a file that cannot be read is shown
+    as an error. A widget's file is forgotten when the user visits another page: the scored
+    workspace and the labels input are kept in plain keys, so nothing is lost."""
+    if st.session_state.get(INPUT_SOURCE) == SAMPLE:
+        return load_sample()[0]
+    log_file = st.session_state.get(LOG_FILE)
+    if log_file is None:
+        return None
+    cached = st.session_state.get(READ_CACHE)
+    if cached is None or cached[0] != log_file.file_id:
+        try:
+            if log_file.size > upload_limit_mb() * 2**20:
+                raise TinyLogBERTError(
+                    f"{log_file.name}: {log_file.size / 2**20:.0f} MB is over the "
+                    f"{upload_limit_mb()} MB upload limit"
+                )
+            cached = (log_file.file_id, LogUpload.from_bytes(log_file.getvalue(), log_file.name))
+        except TinyLogBERTError as exc:
+            cached = (log_file.file_id, str(exc))
+        st.session_state[READ_CACHE] = cached
+    if isinstance(cached[1], str):
+        st.error(cached[1], icon=":material/error:")
+        return None
+    return cached[1]
+
+
+def score(upload: LogUpload, settings: ScoreSettings, model_path: Path, key: str) -> None:
+    """Score with visible progress, install the result and rerun so the sidebar follows."""
+    with st.status(f"Scoring {upload.name} ({len(upload.lines):,} lines)…", expanded=True) as box:
+        bar = st.progress(0.0, text="loading the model")
+        started = time.perf_counter()
+        try:
+            detector = load_detector(str(model_path), model_stamp(model_path))
+            workspace = score_upload(
+                detector, upload, settings, str(model_path), key,
+                on_stage=lambda stage: bar.progress(0.0, text=stage),
+                on_progress=lambda f: bar.progress(min(max(f, 0.0), 1.0), text=f"scoring {f:.0%}"),
+            )
+        except TinyLogBERTError as exc:
+            box.update(label=f"Could not score {upload.name}", state="error")
+            st.session_state[FAILED] = (key, str(exc))
+            st.error(str(exc), icon=":material/error:")
+            return
+        workspace.score_seconds = time.perf_counter() - started
+        box.update(label=f"Scored in {workspace.score_seconds:.1f} s", state="complete")
+    st.session_state.pop(FAILED, None)
+    state.install_workspace(workspace)
+    st.rerun()
+
+
+def apply_labels(workspace: Workspace, labels: tuple[str, bytes] | None) -> None:
+    """Attach (or drop) labels when they or the workspace changed; a bad file is reported."""
+    source, data = labels or (None, None)
+    wanted = (workspace.token, source, hash(data) if data is not None else None)
+    applied = st.session_state.get(LABELS_APPLIED)
+    if applied is None or applied[0] != wanted:
+        error = None
+        if data is None:
+            workspace.clear_labels()
+        else:
+            try:
+                workspace.attach_labels(data, source)
+            except LabelError as exc:
+                workspace.clear_labels()
+                error = str(exc)
+        applied = (wanted, error)
+        st.session_state[LABELS_APPLIED] = applied
+    if applied[1]:
+        st.error(f"Labels not used: {applied[1]}", icon=":material/label:")
+
+
+def summary(workspace: Workspace) -> None:
+    result = state.current_result()
+    report = workspace.report
+    cols = st.columns(4)
+    cols[0].metric("Lines", f"{report.n_lines:,}")
+    cols[1].metric("Sessions", f"{result.n_sessions:,}")
+    cols[2].metric("Anomalous sessions", f"{result.n_anomalous_sessions:,}",
+                   help=f"At the current threshold {state.current_threshold():.4f}")
+    cols[3].metric("Lines that did not parse", f"{report.n_unparsed:,}")
+    st.caption(
+        f"**{workspace.source}** · format {report.format_description} · sessions by "
+        f"{report.session_strategy} · scored in {workspace.score_seconds:.1f} s"
+    )
+    if report.n_unparsed:
+        st.warning(
+            f"{report.n_unparsed:,} of {report.n_lines:,} lines did not match the format; they are "
+            "kept (the whole line is the message) and scored. The first few:",
+            icon=":material/extension:",
+        )
+        st.dataframe(pd.DataFrame(report.examples, columns=["line_no", "line"]), hide_index=True,
+                     key="unparsed_examples")
+    if report.replaced_bytes:
+        st.warning("The file is not valid UTF-8; undecodable bytes were replaced by �.")
+    labels = workspace.labels
+    if labels is not None:
+        st.success(
+            f"Labels from {labels.source}: {labels.n_labelled:,} of {labels.n_total:,} "
+            f"{labels.level}s labelled, {labels.n_anomalous:,} anomalous.", icon=":material/label:",
+        )
+    elif workspace.has_labels:
+        st.success("The log carries inline labels; they are used for evaluation.",
+                   icon=":material/label:")
+    links = st.columns(3)
+    links[0].page_link("views/distribution.py", label="Score distribution",
+                       icon=":material/bar_chart:")
+    links[1].page_link("views/anomalies.py", label="Anomalies", icon=":material/warning:")
+    links[2].page_link("views/download.py", label="Download the CSV", icon=":material/download:")
+
+
+def store_settings() -> None:
+    """Form callback: keep the submitted settings in a key that outlives the form's widgets."""
+    try:
+        fields = {name: st.session_state.get(name) for name in FORM_FIELDS}
+        st.session_state[SETTINGS] = ScoreSettings.from_fields(fields)
+        st.session_state.pop(SETTINGS_ERROR, None)
+    except TinyLogBERTError as exc:
+        st.session_state[SETTINGS_ERROR] = str(exc)
+
+
+def settings_form(upload: LogUpload, expanded: bool) -> None:
+    """Format override and session strategy, applied (and scored) on submit."""
+    guess = upload.detect()
+    names = ["auto"] + [f.name for f in available_formats()]
+    fields = applied_settings().to_fields(names)
+    options = names + [CUSTOM_FORMAT]
+    sessions = [MODEL_SESSIONS, "auto", "id", "window", "time"]
+    with st.expander(f"Format and sessions · detected format: {guess.describe()}",
+                     expanded=expanded, icon=":material/tune:"):
+        with st.form("score_settings_form", border=False):
+            left, right = st.columns(2)
+            left.selectbox(
+                "Format", options, index=options.index(fields["format_choice"]),
+                key="format_choice",
+                format_func=lambda n: f"auto (detected: {guess.format.name})" if n == "auto" else n,
+                help="Override the detected format if lines do not parse.",
+            )
+            left.text_input(
+                "Custom format (when Format is 'custom')", value=fields["format_custom"],
+                key="format_custom",
+                placeholder="<Date> <Time> <Level>: <Content>   or a regex with (?P<Content>...)",
+            )
+            right.selectbox(
+                "Sessions", sessions, index=sessions.index(fields["sessions_by"]),
+                key="sessions_by",
+                help="How lines become the sequences the model reads: an id in the line (an HDFS "
+                     "block), windows of lines, or time windows. 'model default': as trained.",
+            )
+            right.text_input("Session id regex (id)", value=fields["session_id"], key="session_id",
+                             placeholder="e.g. blk_-?\\d+ (default: the format's)")
+            a, b = right.columns(2)
+            a.number_input("Window lines (window)", min_value=0, value=fields["window_size"],
+                           step=5, key="window_size", help="0: the format's default")
+            b.number_input("Step lines (window)", min_value=0, value=fields["window_step"],
+                           step=5, key="window_step", help="0: no overlap")
+            a.number_input("Window seconds (time)", min_value=0.0, value=fields["time_window"],
+                           step=10.0, key="time_window", help="0: the format's default")
+            b.number_input("Step seconds (time)", min_value=0.0, value=fields["time_step"],
+                           step=10.0, key="time_step", help="0: no overlap")
+            st.form_submit_button("Apply and score", type="primary", on_click=store_settings)
+        if st.session_state.get(SETTINGS_ERROR):
+            st.error(st.session_state[SETTINGS_ERROR], icon=":material/error:")
+
+
+def training_section(upload: LogUpload | None, missing: bool) -> None:
+    title = "Train a new model on this file" if upload else "Train a new model"
+    with st.expander(title, expanded=missing, icon=":material/model_training:"):
+        if upload is None:
+            st.write("Upload a log first; a new model learns what is normal in it (no labels).")
+            return
+        st.write(
+            f"Learns what is normal in **{upload.name}** ({len(upload.lines):,} lines, no labels "
+            "needed) with the format and session settings above, then scores it. Stay on this "
+            "page while it trains."
+        )
+        preset = TRAINING_PRESETS[st.selectbox("Model size", list(TRAINING_PRESETS),
+                                               key="training_preset")]
+        if not st.button("Train", type="primary" if missing else "secondary", key="train"):
+            return
+        settings = applied_settings()
+        bar = st.progress(0.0, text="preparing the training data")
+        loss_chart = st.empty()
+        history: list[dict] = []
+        last_drawn = [0.0]
+
+        def progress(p) -> None:
+            history.append({"step": p.step, "loss": p.loss})
+            now = time.perf_counter()
+            if now - last_drawn[0] < PROGRESS_INTERVAL_S and p.step < p.total_steps:
+                return
+            last_drawn[0] = now
+            bar.progress(p.fraction, text=f"{p.phase} step {p.step:,}/{p.total_steps:,} · "
+                                          f"loss {p.loss:.3f} · about {p.eta_s:.0f} s left")
+            loss_chart.line_chart(pd.DataFrame(history).set_index("step"), height=220)
+
+        folder = train_model(upload.lines, preset, settings.log_format, settings.sessions, progress)
+        bar.progress(1.0, text="trained; scoring with the new model")
+        state.use_trained_model(folder)
+        st.rerun()
+
+
+def model_notice(model_path: Path, missing: bool) -> None:
+    if st.session_state.get(state.TRAINED_MODEL):
+        st.info(f"Scoring with a model trained in this session ({model_path}).",
+                icon=":material/science:")
+        st.button("Switch back to the default model", on_click=state.use_trained_model,
+                  args=(None,), key="use_default_model")
+    elif missing:
+        st.warning(
+            f"No trained model at {model_path}. Train one on your log below, or point the "
+            "TINYLOGBERT_MODEL environment variable at a checkpoint folder.",
+            icon=":material/model_training:",
+        )
+
+
+st.title("Upload a log")
+st.caption(
+    f"A .log, .txt or .gz file (plain text, one event per line), up to {upload_limit_mb()} MB "
+    "(server.maxUploadSize in .streamlit/config.toml). Nothing leaves this machine."
+)
+upload_col, sample_col = st.columns([3, 1], vertical_alignment="center")
+upload_col.file_uploader("Log file", type=["log", "txt", "gz"], key=LOG_FILE, on_change=_log_chosen)
+sample_col.button(
+    "Use the HDFS sample", icon=":material/dataset:", key="use_sample",
+    help="sample_data/HDFS_sample.log.gz (about 100,000 lines) with its labels",
+    on_click=_sample_chosen,
+)
+st.file_uploader(
+    "Labels CSV (optional)", type=["csv", "txt", "gz"], key=LABELS_FILE,
+    help="BlockId,Label (HDFS), session_id,label or line_no,label; Normal/Anomaly or 0/1.",
+    on_change=_labels_chosen,
+)
+
+model_path = state.active_model_path()
+missing = not model_exists(model_path)
+model_notice(model_path, missing)
+upload = chosen_log()
+failed_here = False
+if upload is not None and not missing:
+    settings = applied_settings()
+    key = input_key(upload, settings, str(model_path), model_stamp(model_path))
+    failed = st.session_state.get(FAILED)
+    current = state.current_workspace()
+    if failed and failed[0] == key:
+        st.error(failed[1], icon=":material/error:")
+        failed_here = True
+    elif current is None or current.input_key != key:
+        score(upload, settings, model_path, key)
+        failed_here = True  # only reached when scoring failed (success reruns)
+
+workspace = state.current_workspace()
+if workspace is None and upload is None and st.session_state.get(LOG_FILE) is None:
+    st.info("Drop a log file above, or use the HDFS sample.", icon=":material/description:")
+if workspace is not None:
+    if upload is None or workspace.input_digest == upload.digest:
+        apply_labels(workspace, labels_input())
+    summary(workspace)
+if upload is not None:
+    unparsed = workspace is not None and workspace.report.n_unparsed > 0
+    settings_form(upload, expanded=failed_here or unparsed)
+training_section(upload, missing)

@@ -1,0 +1,178 @@
+"""One scored log as the dashboard holds it: the result, where it came from, and its labels.
+
+No Streamlit here: a ``Workspace`` is plain data kept in ``st.session_state``, so every page reads
+the same object and the tests can build one directly. Moving the threshold re-judges the stored
+scores (``ScoreResult.with_threshold``); nothing is ever rescored for it.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import uuid
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from core.anomaly_score import severity
+from core.errors import LabelError
+from core.evaluate import labels_from_rows
+from core.log_reader import GZIP_MAGIC
+from core.results import ScoreResult
+
+from .score_settings import ScoreSettings
+
+UNPARSED_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class ParseReport:
+    """How well the log parsed: shown on the Upload page instead of failing."""
+
+    n_lines: int
+    n_unparsed: int
+    examples: list[tuple[int, str]]  # (line_no, text) of the first lines that did not parse
+    format_description: str
+    session_strategy: str
+    replaced_bytes: bool = False  # invalid UTF-8 was replaced
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """Uploaded labels, already matched against the result's sessions or lines."""
+
+    source: str
+    level: str  # "session" or "line"
+    n_labelled: int  # sessions (or lines) of this result that received a label
+    n_anomalous: int
+    n_total: int
+
+
+@dataclass
+class Workspace:
+    """A scored log plus everything the pages need to show it."""
+
+    source: str  # the uploaded file's name
+    scored: ScoreResult  # exactly what core returned (model threshold, inline labels only)
+    report: ParseReport
+    settings: ScoreSettings
+    model_path: str
+    input_digest: str  # the uploaded bytes' digest
+    input_key: str  # identifies the input bytes + settings + model that produced ``scored``
+    model_threshold: float
+    score_seconds: float = 0.0
+    labelled: ScoreResult | None = None  # ``scored`` with uploaded labels attached
+    labels: LabelSet | None = None
+    token: str = field(default_factory=lambda: uuid.uuid4().hex, init=False)  # a cache key
+    _view: tuple[float, ScoreResult] | None = field(default=None, repr=False, init=False)
+
+    @property
+    def base(self) -> ScoreResult:
+        return self.labelled if self.labelled is not None else self.scored
+
+    def at(self, threshold: float) -> ScoreResult:
+        """The result judged at ``threshold`` (memoised: pages ask many times per rerun)."""
+        if self._view is None or self._view[0] != threshold:
+            self._view = (threshold, judge_at(self.base, threshold))
+        return self._view[1]
+
+    def export_at(self, threshold: float) -> ScoreResult:
+        """What ``tinylogbert score --threshold`` writes: no uploaded labels mixed in."""
+        return judge_at(self.scored, threshold)
+
+    @property
+    def session_labels(self) -> np.ndarray | None:
+        """0/1 per session (-1 unknown), or None when no session has a label."""
+        labels = self.base.session_labels
+        if labels is None or not (np.asarray(labels) >= 0).any():
+            return None
+        return np.asarray(labels)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.session_labels is not None
+
+    @cached_property
+    def top_line_messages(self) -> np.ndarray:
+        """Per session, the text of its most surprising line (for hover and tables)."""
+        messages = self.scored.line_table["message"].to_numpy(zero_copy_only=False)
+        top = self.scored.session_table["top_line_no"].to_numpy() - 1  # line_no is 1-based
+        return messages[top] if len(top) else np.array([], dtype=object)
+
+    def attach_labels(self, data: bytes, source: str) -> LabelSet:
+        """Parse a label CSV and attach it to sessions, else to lines; raise ``LabelError``."""
+        series = parse_label_bytes(data, source)
+        try:
+            labelled = self.scored.with_session_labels(series)
+            aligned, level, total = labelled.session_labels, "session", self.scored.n_sessions
+        except LabelError as session_error:
+            try:
+                labelled = self.scored.with_line_labels(series)
+            except LabelError:
+                raise session_error from None
+            labelled = _sessions_from_line_labels(labelled)
+            aligned, level, total = labelled.line_labels, "line", self.scored.n_lines
+        known = aligned >= 0
+        self.labelled = labelled
+        self.labels = LabelSet(source, level, int(known.sum()), int((aligned == 1).sum()), total)
+        self._view = None
+        return self.labels
+
+    def clear_labels(self) -> None:
+        self.labelled, self.labels, self._view = None, None, None
+
+
+def judge_at(result: ScoreResult, threshold: float) -> ScoreResult:
+    """``result.with_threshold(threshold)`` with the ``severity`` columns judged at it too.
+
+    Severity depends on the threshold; ``with_threshold`` leaves it as scored, so it is redone
+    here with core's own rule. Harmless once core does it itself.
+    """
+    out = result.with_threshold(threshold)
+    lines, sessions = out.line_table, out.session_table
+    if "severity" in lines.column_names:
+        lines = _set_severity(lines, "session_score", threshold, out.score_scale)
+    if "severity" in sessions.column_names:
+        sessions = _set_severity(sessions, "score", threshold, out.score_scale)
+    return replace(out, line_table=lines, session_table=sessions)
+
+
+def _set_severity(table: pa.Table, score_column: str, threshold: float, scale: float) -> pa.Table:
+    values = severity(table[score_column].to_numpy(), threshold, scale).astype(str)
+    return table.set_column(
+        table.schema.get_field_index("severity"), "severity", pa.array(values, type=pa.string())
+    )
+
+
+def _sessions_from_line_labels(result: ScoreResult) -> ScoreResult:
+    """A session is anomalous when any of its labelled lines is (the convention core uses)."""
+    lines = result.line_labels
+    index = result.sessions
+    member_labels = lines[index.members]
+    session_labels = np.full(len(index), -1, dtype=np.int8)
+    known = member_labels >= 0
+    np.maximum.at(session_labels, index.member_session()[known], member_labels[known])
+    series = pd.Series(session_labels, index=pd.Index(index.ids.astype(str), dtype=object))
+    return result.with_session_labels(series[series >= 0])
+
+
+def parse_label_bytes(data: bytes, source: str) -> pd.Series:
+    """A label CSV (plain or gzip) from an upload -> Series of 0/1 by id."""
+    if data.startswith(GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise LabelError(
+                f"{source}: looks like gzip but cannot be decompressed ({exc})"
+            ) from None
+    if b"\x00" in data[:4096]:
+        raise LabelError(f"{source}: this looks like a binary file, not a label CSV")
+    text = data.decode("utf-8", errors="replace")
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise LabelError(f"{source}: not a CSV file ({exc})") from None
+    return labels_from_rows(rows, source)

@@ -1,0 +1,409 @@
+"""The Streamlit dashboard, page by page, with Streamlit's AppTest (no browser, tiny model).
+
+Each test drives the app the way a user does (upload, slider, page switch) and checks what the
+pages show against values computed independently from the scored result.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, SMALL_LABELS, SMALL_LOG
+from sklearn.metrics import roc_auc_score
+from streamlit.testing.v1 import AppTest
+
+APP = ROOT / "dashboard" / "app.py"
+PAGES = ["views/distribution.py", "views/roc_pr.py", "views/embeddings.py",
+         "views/anomalies.py", "views/download.py"]
+TIMEOUT = 120
+
+
+@pytest.fixture
+def app(tiny_checkpoint, monkeypatch) -> AppTest:
+    monkeypatch.setenv("TINYLOGBERT_MODEL", str(tiny_checkpoint))
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+
+
+def upload(at: AppTest, log: bytes | None = None, labels: bytes | None = None,
+           name: str = "hdfs_small.log.gz") -> AppTest:
+    at.file_uploader(key="log_file").upload(name, SMALL_LOG.read_bytes() if log is None else log,
+                                            "application/octet-stream")
+    if labels is not None:
+        at.file_uploader(key="labels_file").upload("labels.csv", labels, "text/csv")
+    return at.run()
+
+
+def no_traceback(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def workspace(at: AppTest):
+    return at.session_state["workspace"]
+
+
+# ---- no file, no labels ---------------------------------------------------------------------
+def test_every_page_loads_without_a_log_and_points_to_upload(app):
+    no_traceback(app)
+    assert any("Drop a log file" in i.value for i in app.info)
+    assert any("Score a log first" in c.value for c in app.sidebar.caption)
+    for page in PAGES:
+        app.switch_page(page).run()
+        no_traceback(app)
+        assert not errors(app), page
+        assert any("No log is scored yet" in i.value for i in app.info), page
+
+
+def test_upload_scores_the_log_and_summarises_it(app):
+    at = upload(app, labels=SMALL_LABELS.read_bytes())
+    no_traceback(at)
+    assert not errors(at)
+    ws = workspace(at)
+    assert metric(at, "Lines") == "7,481"
+    assert metric(at, "Sessions") == f"{ws.scored.n_sessions:,}" == "300"
+    flagged = int((ws.scored.session_scores >= ws.model_threshold).sum())
+    assert metric(at, "Anomalous sessions") == f"{flagged:,}"
+    assert metric(at, "Lines that did not parse") == "0"
+    assert any("16 anomalous" in s.value for s in at.success)
+    assert "hdfs" in at.expander[0].label  # the detected format is shown
+    # The threshold starts at the model's label-free threshold.
+    assert at.slider(key="threshold_slider").value == pytest.approx(ws.model_threshold)
+
+
+def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatch):
+    from core.detector import TinyLogBERTDetector
+
+    calls = []
+    original = TinyLogBERTDetector.score
+    monkeypatch.setattr(TinyLogBERTDetector, "score",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    at = upload(app, labels=SMALL_LABELS.read_bytes())
+    scores = workspace(at).scored.session_scores
+    threshold = float(np.quantile(scores, 0.9))
+    at.slider(key="threshold_slider").set_value(threshold).run()
+    expected = int((scores >= threshold).sum())
+    assert expected > workspace(at).scored.n_anomalous_sessions  # the slider really moved
+    assert at.session_state["threshold"] == pytest.approx(threshold)
+    assert at.number_input(key="threshold_top_percent").value == pytest.approx(
+        round(100 * expected / len(scores), 2))
+    assert metric(at, "Anomalous sessions") == f"{expected:,}"
+
+    at.switch_page("views/distribution.py").run()
+    assert metric(at, "Sessions flagged") == f"{expected:,}"
+    at.switch_page("views/roc_pr.py").run()
+    labels = workspace(at).session_labels
+    recall = ((scores >= threshold) & (labels == 1)).sum() / (labels == 1).sum()
+    assert metric(at, "At this threshold: recall") == f"{recall:.3f}"
+    at.switch_page("views/embeddings.py").run()
+    at.radio(key="colour_by").set_value("predicted anomaly").run()
+    assert f"flagged ({expected:,})" in at.get("plotly_chart")[0].proto.spec
+    at.switch_page("views/anomalies.py").run()
+    assert len(at.dataframe[0].value) == expected
+    at.switch_page("views/download.py").run()
+    assert f"({expected:,} anomalous sessions)" in at.markdown[0].value
+    no_traceback(at)
+    assert len(calls) == 1
+
+
+def test_top_n_percent_sets_the_threshold(app):
+    from dashboard.threshold import threshold_for_top_percent
+
+    at = upload(app)
+    scores = workspace(at).scored.session_scores
+    at.number_input(key="threshold_top_percent").set_value(10.0).run()
+    threshold = threshold_for_top_percent(scores, 10.0)
+    assert at.session_state["threshold"] == pytest.approx(threshold)
+    assert at.slider(key="threshold_slider").value == pytest.approx(threshold)
+    assert (scores >= threshold).sum() >= 30  # 10 % of 300, ties flagged together
+    at.button(key="reset_threshold").click().run()
+    assert at.session_state["threshold"] == pytest.approx(workspace(at).model_threshold)
+
+
+# ---- pages ----------------------------------------------------------------------------------
+def test_distribution_page_metrics_follow_labels(app):
+    from core.evaluate import evaluate_scores
+
+    at = upload(app)
+    at.switch_page("views/distribution.py").run()
+    assert any("No labels" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 2  # session and line histograms
+    assert not any(m.label == "F1" for m in at.metric)
+
+    at.switch_page("views/upload.py").run()
+    at.file_uploader(key="labels_file").upload("labels.csv", SMALL_LABELS.read_bytes(),
+                                               "text/csv").run()
+    at.switch_page("views/distribution.py").run()
+    ws = workspace(at)
+    ev = evaluate_scores(ws.base.session_scores, ws.session_labels, ws.model_threshold)
+    assert metric(at, "Precision") == f"{ev.precision:.3f}"
+    assert metric(at, "F1") == f"{ev.f1:.3f}"
+    no_traceback(at)
+
+
+def test_roc_page_without_labels_is_a_message_not_an_error(app):
+    at = upload(app)
+    at.switch_page("views/roc_pr.py").run()
+    no_traceback(at)
+    assert not errors(at)
+    assert any("need labels" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 0
+
+
+def test_roc_page_reports_the_auc_of_the_labels(app):
+    at = upload(app, labels=SMALL_LABELS.read_bytes())
+    at.switch_page("views/roc_pr.py").run()
+    ws = workspace(at)
+    labels = pd.read_csv(SMALL_LABELS).set_index("BlockId")["Label"].eq("Anomaly").astype(int)
+    truth = labels.reindex(ws.scored.sessions.ids.astype(str)).to_numpy()
+    assert metric(at, "ROC-AUC") == f"{roc_auc_score(truth, ws.scored.session_scores):.3f}"
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_embedding_page_projects_sessions_and_colours_by_label(app):
+    at = upload(app, labels=SMALL_LABELS.read_bytes())
+    at.switch_page("views/embeddings.py").run()
+    no_traceback(at)
+    assert not errors(at)
+    assert at.radio(key="colour_by").value == "label"
+    assert len(at.get("plotly_chart")) == 1
+    assert any("All 300 sessions" in c.value for c in at.caption)
+    at.radio(key="projection_method").set_value("UMAP").run()
+    no_traceback(at)
+    assert not errors(at)
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_anomalies_page_explains_the_top_session(app):
+    at = upload(app, labels=SMALL_LABELS.read_bytes())
+    at.switch_page("views/anomalies.py").run()
+    ws = workspace(at)
+    frame = ws.scored.session_frame
+    top = frame.sort_values("score", ascending=False, kind="stable")["session_id"].iloc[0]
+    assert at.selectbox(key="anomaly_pick").value == top
+    assert "<mark>" in at.get("html")[0].value
+    lines_table = at.dataframe[-1].value  # all lines of the picked session
+    assert len(lines_table) == int(frame.loc[frame["session_id"] == top, "n_lines"].iloc[0])
+    second = at.dataframe(key="anomaly_table").value["session_id"].iloc[1]
+    at.selectbox(key="anomaly_pick").set_value(second).run()
+    no_traceback(at)
+    assert at.selectbox(key="anomaly_pick").value == second
+
+
+def test_anomalies_page_with_nothing_flagged(app):
+    at = upload(app)
+    top = float(workspace(at).scored.session_scores.max())
+    at.slider(key="threshold_slider").set_value(top + 1e-3).run()
+    at.switch_page("views/anomalies.py").run()
+    no_traceback(at)
+    assert any("No session scores at or above" in i.value for i in at.info)
+
+
+def test_download_is_what_the_cli_writes_at_the_current_threshold(app, tiny_checkpoint, tmp_path):
+    from core.cli import main
+
+    at = upload(app, labels=SMALL_LABELS.read_bytes())
+    distinct = np.unique(workspace(at).scored.session_scores)
+    k = int(len(distinct) * 0.8)
+    # Midway between two scores: the CSV stores scores rounded to 6 decimals, and a threshold on
+    # a rounded score can judge its session differently than core's unrounded comparison.
+    threshold = float(distinct[k] + distinct[k + 1]) / 2
+    at.slider(key="threshold_slider").set_value(threshold).run()
+    at.switch_page("views/download.py").run()
+    no_traceback(at)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download lines CSV (7,481 rows)", "Download sessions CSV (300 rows)"]
+    export = workspace(at).export_at(at.session_state["threshold"])
+    out, sessions_out = tmp_path / "lines.csv", tmp_path / "sessions.csv"
+    assert main(["score", str(SMALL_LOG), "--model", str(tiny_checkpoint), "--threshold",
+                 repr(at.session_state["threshold"]), "--out", str(out),
+                 "--sessions-out", str(sessions_out)]) == 0
+    assert export.lines_csv_bytes() == out.read_bytes()
+    assert export.sessions_csv_bytes() == sessions_out.read_bytes()
+    assert len(pd.read_csv(out)) == 7481
+
+
+# ---- bad input ------------------------------------------------------------------------------
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"),
+    (b"\x00\x01\x02\x03binary\x00" * 100, "binary"),
+    (b"\x1f\x8b not really gzip", "gzip"),
+], ids=["empty", "binary", "broken-gzip"])
+def test_unusable_files_get_a_clear_message(app, content, message):
+    at = upload(app, log=content, name="bad.log")
+    no_traceback(at)
+    assert len(errors(at)) == 1 and message in errors(at)[0]
+    assert "workspace" not in at.session_state
+
+
+def test_a_bad_label_file_is_reported_and_scores_are_kept(app):
+    at = upload(app, labels=b"BlockId,Label\nblk_1,Maybe\n")
+    no_traceback(at)
+    assert any("Labels not used" in e and "Maybe" in e for e in errors(at))
+    assert metric(at, "Lines") == "7,481"
+    at = upload(app, labels=b"BlockId,Label\nblk_nothing,Anomaly\n")
+    assert any("none of the" in e for e in errors(at))
+
+
+def test_lines_that_do_not_parse_are_counted_and_listed(app):
+    lines = gzip.decompress(SMALL_LOG.read_bytes()).decode().splitlines()[:400]
+    junk = ["### not a log line", "", "another odd line"]
+    text = "\n".join(lines[:100] + junk + lines[100:]) + "\n"
+    at = upload(app, log=text.encode(), name="mixed.log")
+    no_traceback(at)
+    assert metric(at, "Lines") == f"{len(lines) + len(junk):,}"
+    assert metric(at, "Lines that did not parse") == "3"
+    assert any("3 of 403 lines did not match" in w.value for w in at.warning)
+    examples = at.dataframe[0].value
+    assert examples["line_no"].tolist() == [101, 102, 103]
+
+
+def test_format_override_rescores_and_a_bad_format_is_a_message(app):
+    at = upload(app)
+    at.selectbox(key="format_choice").set_value("generic")
+    at.button(key="FormSubmitter:score_settings_form-Apply and score").click().run()
+    no_traceback(at)
+    assert "generic" in workspace(at).report.format_description
+    at.selectbox(key="format_choice").set_value("custom")
+    at.text_input(key="format_custom").set_value("<Date> <Time> no content field")
+    at.button(key="FormSubmitter:score_settings_form-Apply and score").click().run()
+    no_traceback(at)
+    assert any("Content" in e for e in errors(at))
+    assert "generic" in workspace(at).report.format_description  # the last good result stays
+
+
+def test_window_sessions_option(app):
+    at = upload(app)
+    at.selectbox(key="sessions_by").set_value("window")
+    at.number_input(key="window_size").set_value(50)
+    at.button(key="FormSubmitter:score_settings_form-Apply and score").click().run()
+    no_traceback(at)
+    assert workspace(at).scored.n_sessions == int(np.ceil(7481 / 50))
+    assert "windows of 50" in workspace(at).report.session_strategy
+
+
+def test_the_hdfs_sample_button(app):
+    at = app.button(key="use_sample").click().run()
+    no_traceback(at)
+    ws = workspace(at)
+    assert metric(at, "Lines") == f"{ws.report.n_lines:,}" and ws.report.n_lines > 90_000
+    assert ws.labels is not None and ws.labels.n_anomalous > 0
+
+
+def test_an_internal_error_is_one_line_not_a_traceback(app, monkeypatch):
+    import dashboard.scoring
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(dashboard.scoring, "score_upload", broken)
+    at = upload(app)
+    no_traceback(at)
+    assert errors(at) == [
+        "Internal error (RuntimeError: boom). The details are in the server log; please report it."
+    ]
+
+
+# ---- model ----------------------------------------------------------------------------------
+def test_without_a_model_the_app_offers_to_train_one(tmp_path, monkeypatch):
+    import tempfile
+
+    import dashboard.models
+    from core.tinylogbert_model import ModelConfig
+    from core.training import TrainConfig
+
+    tiny = dashboard.models.TrainingPreset(
+        "tiny", ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=64),
+        TrainConfig(epochs=1, head_epochs=1, steps_per_epoch=4, batch_size=16), vocab_size=200,
+    )
+    monkeypatch.setattr(dashboard.models, "TRAINING_PRESETS", {tiny.label: tiny})
+    monkeypatch.setenv("TINYLOGBERT_MODEL", str(tmp_path / "no-model-here"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the trained model is saved
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert any("No trained model" in w.value for w in at.warning)
+    at = upload(at)
+    assert "workspace" not in at.session_state  # nothing to score with yet
+    at.button(key="train").click().run()
+    no_traceback(at)
+    assert not errors(at)
+    trained = Path(at.session_state["trained_model_path"])
+    assert trained.is_relative_to(tmp_path) and (trained / "detector.json").is_file()
+    assert workspace(at).model_path == str(trained)
+    assert metric(at, "Lines") == "7,481"
+    at.button(key="use_default_model").click().run()
+    assert "trained_model_path" not in at.session_state
+
+
+# ---- helpers behind the pages ---------------------------------------------------------------
+def test_top_percent_threshold_flags_ties_together():
+    from dashboard.threshold import flagged_percent, threshold_for_top_percent
+
+    scores = np.array([1.0, 2.0, 2.0, 3.0])
+    assert threshold_for_top_percent(scores, 25) == 3.0
+    assert threshold_for_top_percent(scores, 50) == 2.0
+    assert flagged_percent(scores, 2.0) == 75.0  # the tie comes along
+    assert threshold_for_top_percent(scores, 100) == 1.0
+    assert flagged_percent(scores, threshold_for_top_percent(scores, 0)) == 0.0
+
+
+def test_map_sample_keeps_the_top_scores_and_every_labelled_anomaly():
+    from dashboard.projection import sample_sessions
+
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=5000)
+    labels = np.zeros(5000, dtype=int)
+    labels[rng.choice(5000, 700, replace=False)] = 1
+    sample = sample_sessions(scores, labels, max_points=1000)
+    kept = set(sample.indices.tolist())
+    assert set(np.argsort(-scores)[:500].tolist()) <= kept
+    assert set(np.flatnonzero(labels == 1).tolist()) <= kept
+    assert len(kept) == len(sample.indices) and not sample.is_complete
+    assert sample_sessions(scores[:10], None, 1000).is_complete
+
+
+def test_explanation_marks_whole_words_and_escapes_html():
+    from dashboard.explain_view import mark_words
+
+    html = mark_words("Exception <b>in</b> receiveBlock, not in blockReceiver", ["in", "exception"])
+    assert html == ("<mark>Exception</mark> &lt;b&gt;<mark>in</mark>&lt;/b&gt; receiveBlock, not "
+                    "<mark>in</mark> blockReceiver")
+
+
+def test_upload_form_settings_round_trip():
+    from core.errors import FormatError
+    from core.sessions import SessionConfig
+    from dashboard.score_settings import ScoreSettings
+
+    names = ["auto", "hdfs", "generic"]
+    for settings in [ScoreSettings(), ScoreSettings("hdfs"),
+                     ScoreSettings("<Date> <Time> <Level>: <Content>",
+                                   SessionConfig(by="window", window_size=30, window_step=10))]:
+        assert ScoreSettings.from_fields(settings.to_fields(names)) == settings
+    assert ScoreSettings("hdfs", SessionConfig(by="window", window_size=30)).cli_options() == [
+        "--format", "hdfs", "--sessions", "window", "--window", "30"]
+    with pytest.raises(FormatError):
+        ScoreSettings.from_fields({"format_choice": "custom", "format_custom": " "})
+
+
+def test_line_level_labels_mark_their_sessions(tiny_detector):
+    from dashboard.score_settings import ScoreSettings
+    from dashboard.scoring import LogUpload, score_upload
+
+    upload = LogUpload.from_bytes(SMALL_LOG.read_bytes(), "small.log.gz")
+    ws = score_upload(tiny_detector, upload, ScoreSettings(), "tiny", "key")
+    anomalous_line = int(ws.scored.sessions.lines_of(0)[0]) + 1  # first line of session 0
+    csv = "line_no,label\n" + "".join(f"{n},{int(n == anomalous_line)}\n" for n in range(1, 7482))
+    labels = ws.attach_labels(csv.encode(), "lines.csv")
+    assert (labels.level, labels.n_labelled, labels.n_anomalous) == ("line", 7481, 1)
+    its_sessions = set(ws.scored.lines["session_id"].iloc[anomalous_line - 1].split(";"))
+    assert set(ws.scored.sessions.ids[ws.session_labels == 1]) == its_sessions

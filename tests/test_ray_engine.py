@@ -1,0 +1,266 @@
+"""Batch scoring across files: the Ray engine must give the local engine's scores exactly.
+
+The input is the small HDFS log cut into files so that blocks span files, with one line naming two
+blocks (its score is the max over both sessions) and one line naming none (a file-local session).
+The local reference is ``detector.score`` on the files' concatenation, in order.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from conftest import SMALL_LOG
+
+from core.batch_inputs import expand_inputs, resolve_settings
+from core.errors import LogInputError, TinyLogBERTError
+from core.log_reader import read_log_text
+
+TOLERANCE = 1e-5
+ORPHAN_LINE = "081109 204005 35 INFO dfs.FSNamesystem: BLOCK* NameSystem.heartbeat: no block here"
+# Natural order (part-2 before part-10) is line order; an empty file is skipped.
+PARTS = ("part-1.log", "part-2.log.gz", "part-3.log", "part-10.log")
+
+
+@pytest.fixture(scope="module")
+def split_log(tmp_path_factory) -> tuple[Path, list[str], list[list[str]]]:
+    """The folder of parts, the concatenated lines, and each part's lines."""
+    with gzip.open(SMALL_LOG, "rt") as handle:
+        lines = handle.read().splitlines()
+    other_block = lines[5200].split("blk_")[1].split()[0]
+    lines[100] = f"{lines[100]} and blk_{other_block}"  # one line, two sessions, two files
+    lines.insert(3000, ORPHAN_LINE)
+    chunks = [lines[:2500], lines[2500:5000], [], lines[5000:]]
+    folder = tmp_path_factory.mktemp("split")
+    for name, chunk in zip(PARTS, chunks):
+        data = "".join(f"{line}\n" for line in chunk).encode()
+        (folder / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return folder, lines, chunks
+
+
+@pytest.fixture(scope="module")
+def local_result(tiny_detector, split_log):
+    _, lines, _ = split_log
+    return tiny_detector.score(read_log_text("\n".join(lines) + "\n"))
+
+
+def global_line_no(files: pd.Series, line_no: pd.Series, folder: Path, chunks) -> np.ndarray:
+    """(file, line_no) -> line number in the concatenation."""
+    offsets = np.cumsum([0] + [len(c) for c in chunks])[:-1]
+    start = {str(folder / name): off for name, off in zip(PARTS, offsets)}
+    return files.map(start).to_numpy() + line_no.to_numpy()
+
+
+def assert_same_as_local(local, lines: pd.DataFrame, sessions: pd.DataFrame, split_log) -> None:
+    folder, all_lines, chunks = split_log
+    # Lines: every input line exactly once, with the local engine's values.
+    lines = lines.assign(g=global_line_no(lines["file"], lines["line_no"], folder, chunks))
+    lines = lines.sort_values("g").reset_index(drop=True)
+    expected = local.lines
+    assert lines["g"].tolist() == list(range(1, len(all_lines) + 1))
+    for column in ("message", "timestamp", "parse_ok", "is_anomaly", "session_is_anomaly",
+                   "severity"):
+        assert lines[column].tolist() == expected[column].tolist(), column
+    for column in ("score", "session_score"):
+        np.testing.assert_allclose(lines[column], expected[column], atol=TOLERANCE, rtol=0)
+    orphan = expected["session_id"].str.startswith("no-id:")
+    assert orphan.sum() == 1
+    assert lines.loc[~orphan, "session_id"].tolist() == expected.loc[~orphan, "session_id"].tolist()
+    assert lines.loc[orphan, "session_id"].iloc[0].startswith(f"{folder / 'part-2.log.gz'}:no-id:")
+    assert ";" in lines.loc[100, "session_id"]  # the line naming two blocks
+
+    # Sessions: the same ids (the orphan run is keyed by its file), scores and top lines.
+    sessions = sessions.assign(
+        first=global_line_no(sessions["first_file"], sessions["first_line_no"], folder, chunks),
+        top=global_line_no(sessions["top_file"], sessions["top_line_no"], folder, chunks),
+    ).set_index("first").sort_index()
+    expected = local.session_frame.set_index("first_line_no").sort_index()
+    assert len(sessions) == len(expected) == local.n_sessions
+    assert sessions.index.tolist() == expected.index.tolist()
+    named = ~expected["session_id"].str.startswith("no-id:")
+    assert sessions.loc[named, "session_id"].tolist() == expected.loc[named, "session_id"].tolist()
+    assert sessions["top"].tolist() == expected["top_line_no"].tolist()
+    for column in ("n_lines", "is_anomaly", "severity"):
+        assert sessions[column].tolist() == expected[column].tolist(), column
+    for column in [c for c in expected.columns if c == "score" or c.startswith("z_")]:
+        np.testing.assert_allclose(sessions[column], expected[column], atol=TOLERANCE, rtol=0)
+
+
+# ---- without Ray: the stage functions themselves -------------------------------------------------
+def test_stage_functions_match_local_engine(tiny_detector, split_log, local_result):
+    """The pipeline's functions, run in-process on 3 buckets, give the local scores."""
+    from core.ray_engine import (
+        MEMBER_COLUMNS,
+        assign_buckets,
+        explode_members,
+        file_lines,
+        file_memberships,
+        score_complete_sessions,
+    )
+
+    folder, _, _ = split_log
+    files = expand_inputs([str(folder)])
+    settings = resolve_settings(files, "auto", tiny_detector.sessions)
+    memberships = pa.concat_tables(
+        file_memberships(pa.table({"file_index": [i]}), files, settings) for i in range(len(files))
+    )
+    memberships = assign_buckets(memberships, 3)
+    scored = pa.concat_tables(
+        score_complete_sessions(
+            tiny_detector,
+            memberships.filter(pc.equal(memberships["bucket"], b)).drop_columns(["bucket"]),
+            settings, files,
+        )
+        for b in range(3)
+    )
+    assert len(pc.unique(memberships["bucket"])) == 3  # sessions really were split up
+    scores = explode_members(scored.select([*MEMBER_COLUMNS, "score", "is_anomaly", "severity"]))
+    lines = pa.concat_tables(
+        file_lines(scores.filter(pc.equal(scores["file_index"], i)), files, settings)
+        for i in sorted(set(scores["file_index"].to_pylist()))
+    )
+    sessions = scored.drop_columns(list(MEMBER_COLUMNS))
+    assert_same_as_local(local_result, lines.to_pandas(), sessions.to_pandas(), split_log)
+
+
+def bgl_lines(n: int) -> list[str]:
+    """BGL-style lines (inline labels, no session id): every 37th is an alert."""
+    messages = ("instruction cache parity error corrected", "generating core.2275",
+                "data TLB error interrupt", "ciod: failed to read message prefix on control stream")
+    return [
+        f"{'KERNDTLB' if i % 37 == 0 else '-'} {1117838570 + i} 2005.06.03 R02-M1-N{i % 4}-C:J12-U11 "
+        f"2005-06-03-15.42.{i % 60:02d}.675872 R02-M1-N{i % 4}-C:J12-U11 RAS KERNEL INFO "
+        f"{messages[i % 7 % 4]}"
+        for i in range(n)
+    ]
+
+
+def test_window_sessions_stay_within_their_file(tiny_detector, tmp_path):
+    """Without ids, sessions are windows of one file, keyed by it; labels come through."""
+    from core.ray_engine import (
+        MEMBER_COLUMNS,
+        explode_members,
+        file_lines,
+        file_memberships,
+        score_complete_sessions,
+    )
+    from core.sessions import SessionConfig
+
+    path = tmp_path / "bgl.log"
+    path.write_text("\n".join(bgl_lines(130)) + "\n")
+    windows = SessionConfig(by="window", window_size=20, window_step=10)
+    local = tiny_detector.score(str(path), log_format="bgl", sessions=windows)
+    files = [str(path)]
+    settings = resolve_settings(files, "bgl", windows)
+    memberships = file_memberships(pa.table({"file_index": [0]}), files, settings)
+    scored = score_complete_sessions(tiny_detector, memberships, settings, files)
+    scores = explode_members(scored.select([*MEMBER_COLUMNS, "score", "is_anomaly", "severity"]))
+    lines = file_lines(scores, files, settings).to_pandas()
+    sessions = scored.drop_columns(list(MEMBER_COLUMNS)).to_pandas()
+
+    expected = local.session_frame
+    assert sessions["session_id"].tolist() == [f"{path}:{s}" for s in expected["session_id"]]
+    np.testing.assert_allclose(sessions["score"], expected["score"], atol=TOLERANCE, rtol=0)
+    assert sessions["label"].tolist() == expected["label"].tolist()
+    assert lines["session_id"].tolist() == [
+        ";".join(f"{path}:{s}" for s in ids.split(";")) for ids in local.lines["session_id"]
+    ]
+    np.testing.assert_allclose(lines["score"], local.lines["score"], atol=TOLERANCE, rtol=0)
+    assert lines["label"].tolist() == local.lines["label"].tolist()
+    assert lines["label"].sum() == 4  # lines 0, 37, 74, 111
+
+
+def test_expand_inputs_orders_naturally_and_reports_missing(tmp_path, split_log):
+    folder, _, _ = split_log
+    expected = [str(folder / name) for name in PARTS]
+    assert expand_inputs([str(folder)]) == expected
+    assert expand_inputs([str(folder / "part-*")]) == expected
+    assert expand_inputs([str(folder / "part-10.log"), str(folder)])[0] == expected[-1]
+    assert expand_inputs([f"file://{folder}"]) == [f"file://{p}" for p in expected]
+    (tmp_path / "notes.txt").write_text("not a log")
+    with pytest.raises(LogInputError, match="no .log or .gz file"):
+        expand_inputs([str(tmp_path)])
+    with pytest.raises(LogInputError, match="no log file matches"):
+        expand_inputs([str(tmp_path / "*.log")])
+    with pytest.raises(LogInputError, match="no such file or folder"):
+        expand_inputs([str(tmp_path / "missing.log")])
+
+
+# ---- on Ray --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.ray
+def test_ray_engine_matches_local_engine(ray_instance, tiny_checkpoint, split_log, local_result,
+                                         tmp_path, capsys):
+    """End to end, through ``tinylogbert score --engine ray``."""
+    from core.cli import main
+
+    folder, all_lines, _ = split_log
+    out = tmp_path / "out"
+    command = ["score", str(folder), "--engine", "ray", "--model", str(tiny_checkpoint),
+               "--out", str(out), "--csv", "--lines-per-call", "3000"]
+    assert main(command) == 0
+    assert f"scored {len(all_lines):,} lines of 4 files" in capsys.readouterr().out
+
+    lines = pq.read_table(out / "lines").to_pandas()
+    sessions = pq.read_table(out / "sessions").to_pandas()
+    assert_same_as_local(local_result, lines, sessions, split_log)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["buckets"] >= 3  # the sessions were scored in several calls
+    expected = local_result.summary()
+    for key in ("lines", "sessions", "anomalous_sessions", "anomalous_lines", "unparsed_lines",
+                "sessions_by"):
+        assert summary[key] == expected[key], key
+    assert (summary["files"], summary["empty_files"]) == (4, 1)
+    csv_lines = pd.concat(pd.read_csv(p) for p in (out / "lines_csv").glob("*.csv"))
+    assert len(csv_lines) == len(all_lines)
+    assert main(command) == 2  # results are never mixed with an earlier run's
+    assert "already holds results" in capsys.readouterr().err
+
+
+def test_cli_refuses_engine_option_mixes(tiny_checkpoint, split_log, tmp_path, capsys):
+    from core.cli import main
+
+    folder, _, _ = split_log
+    two = [str(folder / "part-1.log"), str(folder / "part-10.log")]
+    assert main(["score", *two, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "x")]) == 2
+    assert "use --engine ray" in capsys.readouterr().err
+    assert main(["score", two[0], "--csv", "--model", str(tiny_checkpoint),
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert "--csv needs --engine ray" in capsys.readouterr().err
+
+
+def test_ray_engine_without_ray_says_how_to_install_it(monkeypatch, split_log, tmp_path):
+    from core.ray_cli import score_with_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
+    folder, _, _ = split_log
+    with pytest.raises(TinyLogBERTError, match=r"needs Ray: pip install -e '\.\[ray\]'"):
+        score_with_ray([str(folder)], "checkpoint", str(tmp_path / "out"))
+
+
+@pytest.mark.ray
+def test_ray_engine_reports_a_bad_file_in_one_line(ray_instance, tiny_checkpoint, split_log,
+                                                   tmp_path):
+    from core.ray_engine import RayScoreConfig, score_files
+
+    folder, _, _ = split_log
+    bad = tmp_path / "zz-binary.log"
+    bad.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(LogInputError) as error:
+        score_files([str(folder / "part-1.log"), str(bad)], str(tmp_path / "out"),
+                    RayScoreConfig(model=str(tiny_checkpoint)))
+    assert str(error.value) == f"{bad}: this looks like a binary file, not a text log"
