@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import TinyLogBERTError
+from .ray_cli import add_ray_arguments
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoint"
 
@@ -95,13 +96,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .detector import TinyLogBERTDetector
+    from .ray_cli import check_engine_options, describe_summary, score_with_ray
 
+    check_engine_options(args, args.logfile)
+    sessions = _session_config(args) if _session_options_given(args) else None
+    if args.engine == "ray":
+        summary = score_with_ray(
+            args.logfile, args.model, args.out, address=args.address, csv=args.csv,
+            log_format=args.format, sessions=sessions, threshold=args.threshold,
+            threads=args.threads, scorers=args.scorers, lines_per_call=args.lines_per_call,
+        )
+        print(describe_summary(summary))
+        return 0
     detector = TinyLogBERTDetector.load(args.model)
     if args.threads:
         detector.num_threads = args.threads
-    sessions = _session_config(args) if _session_options_given(args) else None
     started = time.perf_counter()
-    result = detector.score(args.logfile, threshold=args.threshold, log_format=args.format,
+    result = detector.score(args.logfile[0], threshold=args.threshold, log_format=args.format,
                             sessions=sessions, embeddings=False)
     result.write_lines_csv(args.out)
     if args.sessions_out:
@@ -195,13 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="score a log with a trained model")
-    p.add_argument("logfile")
+    p.add_argument("logfile", nargs="+",
+                   help="the log (--engine ray: any number of files, folders or globs)")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint folder")
-    p.add_argument("--out", required=True, help="LINES.csv: one row per input line")
+    p.add_argument("--out", required=True,
+                   help="LINES.csv: one row per input line (--engine ray: a folder for "
+                        "Parquet lines/ and sessions/, CSV with --csv, and summary.json)")
     p.add_argument("--sessions-out", help="SESSIONS.csv: one row per session")
     p.add_argument("--threshold", type=float, help="override the model's session threshold")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (--engine ray: per scoring actor)")
     _add_format_options(p)
+    add_ray_arguments(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="ROC-AUC, PR-AUC and F1 of scores against labels")

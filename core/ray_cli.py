@@ -31,8 +31,10 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--engine ray: also write CSV beside the Parquet")
     parser.add_argument("--scorers", type=int, default=0, metavar="N",
                         help="--engine ray: scoring actors (0: as many as the CPUs allow)")
-    parser.add_argument("--lines-per-call", type=int, default=200_000, metavar="LINES",
-                        help="--engine ray: lines of whole sessions scored per model call")
+    parser.add_argument("--lines-per-call", type=int, default=1_000_000, metavar="LINES",
+                        help="--engine ray: at most this many lines (whole sessions) per "
+                             "scoring call; bigger calls reuse more work and take about 1 GB "
+                             "per million lines")
 
 
 def check_engine_options(args: argparse.Namespace, inputs: Sequence[str]) -> None:
@@ -64,7 +66,7 @@ def score_with_ray(
     threshold: float | None = None,
     threads: int = 0,
     scorers: int = 0,
-    lines_per_call: int = 200_000,
+    lines_per_call: int = 1_000_000,
     progress: bool | None = None,
 ) -> dict:
     """Score ``inputs`` (files, folders, globs) on Ray into ``out_dir``; the summary as a dict."""

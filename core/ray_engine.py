@@ -14,8 +14,11 @@ What the Ray engine adds is where the work runs and which lines meet in one call
   session must reach the same scorer call. Sessions are hashed into buckets and each bucket is one
   ``map_groups`` call: a whole bucket holds whole sessions, however many files they came from.
 - **Many sessions per call.** Grouping by session id itself would call the model once per
-  session (HDFS: ~20 lines) and lose the local engine's biggest speed-up, scoring each *distinct*
-  sequence once; a bucket of ~200,000 lines keeps both (see ``benchmarks/ray_scale.py``).
+  session (HDFS: ~20 lines, ~4 ms a call: 50x slower) and lose the local engine's biggest
+  speed-up, scoring each *distinct* sequence once. Buckets of up to ~1,000,000 lines (under
+  1 GB of memory per call) keep both; smaller ones repeat the model's work on sequences that
+  other buckets also hold (see ``benchmarks/ray_scale.py``), though each actor's detector still
+  remembers the sequences it has scored.
 - **Only what the model reads is shuffled.** Memberships carry the normalised words, not the raw
   lines; the last stage re-reads each file instead and writes every line of it, in order, with
   the scores of its sessions. A line in several sessions gets the highest, as in the local
@@ -79,13 +82,20 @@ class RayScoreConfig:
     address: str | None = None  # None: start a local Ray; 'auto' or 'ray://host:10001': join one
     num_cpus: int | None = None  # CPUs of a local Ray instance (None: all)
     scorers: int = 0  # scoring actors; 0: as many as the cluster's CPUs allow
-    threads_per_scorer: int = 1  # torch threads (and Ray CPUs) per actor
-    lines_per_call: int = 200_000  # target size of one scorer call (a bucket of sessions)
+    threads_per_scorer: int = 1  # torch threads per actor (the default count divides CPUs by it)
+    lines_per_call: int = 1_000_000  # most lines per scorer call (a bucket of whole sessions)
     progress: bool = False  # Ray Data progress bars on stderr
     # Ray Data's shuffle for the two groupbys. Sorting runs as tasks in the workers Ray already
     # has; hash shuffles start aggregator actors per shuffle, which cost more than they save on
     # a few machines (see benchmarks/ray_scale.py). 'hash_shuffle' may pay off on a big cluster.
     shuffle: str = "sort_shuffle_pull_based"
+
+    def __post_init__(self) -> None:
+        if self.scorers < 0:
+            raise TinyLogBERTError("scorers must be 0 (as many as the CPUs allow) or more")
+        for name in ("threads_per_scorer", "lines_per_call"):
+            if getattr(self, name) < 1:
+                raise TinyLogBERTError(f"{name.replace('_', ' ')} must be at least 1")
 
 
 @dataclass
@@ -177,7 +187,8 @@ def score_complete_sessions(
         format=settings.format,
     )
     result = detector.score(
-        keyed, threshold=threshold, sessions=SessionConfig(by="id", id_pattern=WHOLE_KEY)
+        keyed, threshold=threshold, sessions=SessionConfig(by="id", id_pattern=WHOLE_KEY),
+        embeddings=False,  # as the local CLI: same scores, no embeddings, half the time
     )
     index = result.sessions
     file_index = rows["file_index"].to_numpy()
@@ -468,7 +479,7 @@ def _run(
     import ray
     import ray.data
 
-    threads = max(1, config.threads_per_scorer)
+    threads = config.threads_per_scorer
     scorers = config.scorers or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     sources = ray.data.from_items(
         [{"file_index": i} for i in range(len(files))], override_num_blocks=len(files)
@@ -481,7 +492,7 @@ def _run(
     n_rows = memberships.count()
     if n_rows == 0:
         raise LogInputError("every input file is empty")
-    n_buckets = max(scorers, math.ceil(n_rows / max(config.lines_per_call, 1)))
+    n_buckets = max(scorers, math.ceil(n_rows / config.lines_per_call))
     scored = (
         memberships.map_batches(assign_buckets, batch_format="pyarrow",
                                 fn_kwargs={"n_buckets": n_buckets})

@@ -48,7 +48,7 @@ def split_log(tmp_path_factory) -> tuple[Path, list[str], list[list[str]]]:
 @pytest.fixture(scope="module")
 def local_result(tiny_detector, split_log):
     _, lines, _ = split_log
-    return tiny_detector.score(read_log_text("\n".join(lines) + "\n"))
+    return tiny_detector.score(read_log_text("\n".join(lines) + "\n"), embeddings=False)
 
 
 def global_line_no(files: pd.Series, line_no: pd.Series, folder: Path, chunks) -> np.ndarray:
@@ -156,7 +156,7 @@ def test_window_sessions_stay_within_their_file(tiny_detector, tmp_path):
     path = tmp_path / "bgl.log"
     path.write_text("\n".join(bgl_lines(130)) + "\n")
     windows = SessionConfig(by="window", window_size=20, window_step=10)
-    local = tiny_detector.score(str(path), log_format="bgl", sessions=windows)
+    local = tiny_detector.score(str(path), log_format="bgl", sessions=windows, embeddings=False)
     files = [str(path)]
     settings = resolve_settings(files, "bgl", windows)
     memberships = file_memberships(pa.table({"file_index": [0]}), files, settings)
