@@ -13,7 +13,6 @@ versions, timings) and ``<name>.md`` (the README table), and prints the table.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
@@ -21,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from core.errors import TinyLogBERTError
+from core.cli import run_reporting_errors
 
 from .report import MethodResult, Skipped, markdown_report, package_versions, write_json
 
@@ -247,20 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run_from_args(args, "python -m benchmarks.hdfs")
-    except TinyLogBERTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: one line unless debugging, as in core.cli
-        if os.environ.get("TINYLOGBERT_DEBUG"):
-            raise
-        print(f"internal error: {type(exc).__name__}: {exc} "
-              "(set TINYLOGBERT_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
+    return run_reporting_errors(run_from_args, args, "python -m benchmarks.hdfs")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ _LAZY = {
     "TinyLogBERTError": ("core.errors", "TinyLogBERTError"),
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "__version__", "TinyLogBERTDetector", "SessionConfig", "ModelConfig", "TrainConfig",
+    "ScoreResult", "TinyLogBERTError",
+]
 
 
 def __getattr__(name: str):

@@ -166,7 +166,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(ev.to_dict()))
     else:
-        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.4f}"
+
         print(f"{args.level}s: {ev.n:,} labelled ({ev.n_anomalies:,} anomalous), "
               f"{ev.n_flagged:,} flagged at threshold {ev.threshold:.4f}")
         print(f"ROC-AUC {fmt(ev.roc_auc)}  PR-AUC {fmt(ev.pr_auc)}  precision {ev.precision:.4f}  "
@@ -243,11 +245,10 @@ def _extra_commands():
     return [importlib.import_module(m).register for m in EXTRA_COMMAND_MODULES]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_reporting_errors(run, *args) -> int:
+    """Call ``run(*args)``; turn every failure into one line on stderr and an exit code."""
     try:
-        return int(args.func(args) or 0)
+        return int(run(*args) or 0)
     except TinyLogBERTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -263,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"internal error: {type(exc).__name__}: {exc} "
               "(set TINYLOGBERT_DEBUG=1 for a traceback and please report it)", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_reporting_errors(args.func, args)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from . import __version__
 from .anomaly_score import (
-    Calibration,
     DEFAULT_WEIGHTS,
+    Calibration,
     label_free_threshold,
     robust_center_scale,
     severity,
@@ -52,11 +50,12 @@ from .tinylogbert_model import (
     FIRST_LINE_CLASS,
     OTHER_LINE_CLASS,
     ModelConfig,
+    build_model,
+    model_from_pretrained,
 )
-from .tinylogbert_model import build_model, model_from_pretrained
 from .training import ProgressCallback, TrainConfig, Trainer
 
-LogInput = Union[str, Path, LogLines, ParsedLog, list]
+LogInput = str | Path | LogLines | ParsedLog | list
 
 
 def to_lines(log: LogInput) -> LogLines:
@@ -130,7 +129,7 @@ class TinyLogBERTDetector:
         return parsed, index, corpus
 
     # ---- fit --------------------------------------------------------------------------------------
-    def fit(self, log: LogInput, on_progress: ProgressCallback | None = None) -> "TinyLogBERTDetector":
+    def fit(self, log: LogInput, on_progress: ProgressCallback | None = None) -> TinyLogBERTDetector:
         """Learn tokenizer, model and threshold from an unlabeled log."""
         self._threads()
         started = time.perf_counter()
@@ -440,7 +439,7 @@ class TinyLogBERTDetector:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "TinyLogBERTDetector":
+    def load(cls, folder: str | Path) -> TinyLogBERTDetector:
         """Load a checkpoint folder; verifies the weights' sha256 first."""
         folder = check_folder(folder)
         meta = read_json(folder / DETECTOR_FILE)

@@ -86,7 +86,7 @@ def evaluate_scores(
         recall=float(r),
         f1=float(f),
         threshold=float(threshold),
-        n=int(len(y)),
+        n=len(y),
         n_anomalies=int(y.sum()),
         n_flagged=int(pred.sum()),
         best_f1=best_f1,

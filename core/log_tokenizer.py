@@ -62,7 +62,7 @@ class LogTokenizer:
     @classmethod
     def train(
         cls, lines: Iterable[str], vocab_size: int = 1000, max_line_tokens: int = 32
-    ) -> "LogTokenizer":
+    ) -> LogTokenizer:
         vocab = {token: i for i, token in enumerate(learn_vocab(lines, vocab_size))}
         tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK, max_input_chars_per_word=100))
         tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -95,7 +95,7 @@ class LogTokenizer:
         self.tokenizer.save(str(Path(folder) / TOKENIZER_FILE))
 
     @classmethod
-    def load(cls, folder: str | Path, max_line_tokens: int = 32) -> "LogTokenizer":
+    def load(cls, folder: str | Path, max_line_tokens: int = 32) -> LogTokenizer:
         path = Path(folder) / TOKENIZER_FILE
         if not path.exists():
             raise CheckpointError(f"{folder}: missing {TOKENIZER_FILE}")

@@ -111,7 +111,7 @@ class ScoreResult:
     def n_anomalous_sessions(self) -> int:
         return int(pc.sum(self.session_table["is_anomaly"]).as_py() or 0)
 
-    def with_threshold(self, threshold: float) -> "ScoreResult":
+    def with_threshold(self, threshold: float) -> ScoreResult:
         """The same scores judged at another session threshold (no rescoring)."""
         from .anomaly_score import severity
 
@@ -130,7 +130,7 @@ class ScoreResult:
         out.__dict__.pop("session_frame", None)
         return out
 
-    def with_session_labels(self, labels: pd.Series) -> "ScoreResult":
+    def with_session_labels(self, labels: pd.Series) -> ScoreResult:
         from .evaluate import align_labels
 
         aligned = align_labels(self.sessions.ids, labels)
@@ -142,7 +142,7 @@ class ScoreResult:
         out.__dict__.pop("session_frame", None)
         return out
 
-    def with_line_labels(self, labels: pd.Series) -> "ScoreResult":
+    def with_line_labels(self, labels: pd.Series) -> ScoreResult:
         """Line labels from a ``line_no,label`` CSV."""
         from .evaluate import align_labels
 

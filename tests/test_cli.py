@@ -7,7 +7,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import SMALL_LABELS, SMALL_LOG
 
 

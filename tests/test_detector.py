@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import SMALL_LABELS, SMALL_LOG, tiny_detector_factory
+
 from core.detector import TinyLogBERTDetector
 from core.errors import CheckpointError, LabelError, NotFittedError
 from core.evaluate import evaluate_scores, read_labels

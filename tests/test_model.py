@@ -83,6 +83,6 @@ def test_next_line_targets_end_with_end():
 def test_mask_lines_hides_at_least_one_real_line():
     rng = np.random.default_rng(0)
     batch = pad_batch([np.array([3]), np.array([3, 4, 5, 6])])
-    masked, hidden = mask_lines(batch, rng, 0.0, 0.0)
+    _, hidden = mask_lines(batch, rng, 0.0, 0.0)
     assert hidden.sum(1).tolist() == [1, 1]
     assert (batch[hidden] >= 3).all()
