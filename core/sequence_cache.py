@@ -73,7 +73,11 @@ class SequenceCache:
                     self._entries.popitem(last=False)
         elif on_progress:
             on_progress(1.0)
-        return _assemble(found, corpus)
+        out = _assemble(found, corpus)
+        if not clean_pass:  # the same answer whatever the cache held: no head, no embedding
+            out.head[:] = np.nan
+            out.embedding[:] = 0.0
+        return out
 
 
 def _sub_corpus(corpus: SessionCorpus, todo: list[int]) -> SessionCorpus:
