@@ -42,7 +42,7 @@ class BenchmarkConfig:
     templates: tuple[str, ...] = ("words", "drain3")
     quick: bool = False
     epochs: int = 5
-    head_epochs: int = 2
+    head_epochs: int | None = None  # None: the detector's own default (TrainConfig)
     steps_per_epoch: int = 0
     batch_size: int = 32
     seed: int = 0
@@ -119,7 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--quick", action="store_true",
                        help="tiny model, a few steps: tests the harness, not the model")
     model.add_argument("--epochs", type=int, default=d.epochs)
-    model.add_argument("--head-epochs", type=int, default=d.head_epochs)
+    model.add_argument("--head-epochs", type=int, default=d.head_epochs,
+                       help="anomaly-head epochs (default: the detector's own)")
     model.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
     model.add_argument("--batch-size", type=int, default=d.batch_size)
     model.add_argument("--checkpoint", type=Path, default=d.checkpoint,

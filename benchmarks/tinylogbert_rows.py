@@ -32,7 +32,7 @@ class TinyLogBERTSettings:
 
     quick: bool = False
     epochs: int = 5
-    head_epochs: int = 2
+    head_epochs: int | None = None  # None: the detector's own default (TrainConfig)
     steps_per_epoch: int = 0
     batch_size: int = 32
     seed: int = 0
@@ -52,16 +52,17 @@ class TinyLogBERTSettings:
             return TinyLogBERTDetector(model=model, training=training, vocab_size=200,
                                        contamination=self.contamination,
                                        num_threads=self.threads or None)
-        training = TrainConfig(epochs=self.epochs, head_epochs=self.head_epochs,
-                               steps_per_epoch=self.steps_per_epoch,
-                               batch_size=self.batch_size, seed=self.seed)
+        head = {} if self.head_epochs is None else {"head_epochs": self.head_epochs}
+        training = TrainConfig(epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+                               batch_size=self.batch_size, seed=self.seed, **head)
         return TinyLogBERTDetector(training=training, contamination=self.contamination,
                                    num_threads=self.threads or None)
 
     def describe(self) -> str:
         if self.quick:
             return "quick: tiny model (hidden 32, 1 layer), 8 steps per phase: a smoke test"
-        return (f"BERT-mini defaults, {self.epochs} MLM + {self.head_epochs} head epochs, "
+        head = "default" if self.head_epochs is None else self.head_epochs
+        return (f"BERT-mini defaults, {self.epochs} MLM + {head} head epochs, "
                 f"batch {self.batch_size}, seed {self.seed}")
 
 

@@ -42,14 +42,14 @@ class SessionCorpus:
 
 
 def line_table(tokenizer: LogTokenizer, texts: list[str]) -> np.ndarray:
-    """Token matrix of the pseudo-lines followed by ``texts``."""
+    """Token matrix of the pseudo-lines followed by ``texts``; the ``PAD_LINE`` row stays all
+    ``[PAD]``, so padding positions embed to zero."""
     body = tokenizer.encode_lines(texts) if texts else np.zeros((0, 1), dtype=np.int64)
     width = max(body.shape[1], 1)
     table = np.full((N_PSEUDO_LINES + len(texts), width), tokenizer.pad_id, dtype=np.int64)
     table[CLS_LINE, 0] = tokenizer.cls_id
     table[MASK_LINE, 0] = tokenizer.mask_id
     table[N_PSEUDO_LINES:, : body.shape[1]] = body
-    assert PAD_LINE == 0
     return table
 
 
