@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -56,6 +57,15 @@ from .tinylogbert_model import (
 from .training import ProgressCallback, TrainConfig, Trainer
 
 LogInput = str | Path | LogLines | ParsedLog | list
+
+
+class PositionSignals(NamedTuple):
+    """Per flat position of a corpus (``end_excess``: per sequence), computed once per call."""
+
+    rarity: np.ndarray  # -log p(line) under the training line frequencies
+    excess: np.ndarray  # surprisal beyond the prediction's entropy
+    end_excess: np.ndarray  # the same for the end of each sequence
+    line_score: np.ndarray  # mean of rarity and surprisal: a line's score
 
 
 def to_lines(log: LogInput) -> LogLines:
@@ -210,19 +220,23 @@ class TinyLogBERTDetector:
         prob = (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
         return -np.log(prob[corpus.line_class])
 
-    def _position_signals(self, corpus: SessionCorpus, raw: SequenceScores):
+    def _position_signals(self, corpus: SessionCorpus, raw: SequenceScores) -> PositionSignals:
         rarity = self._line_rarity(corpus)
         flat_rows = np.concatenate(corpus.sequences) if corpus.sequences else np.zeros(0, int)
         position_rarity = rarity[flat_rows]
-        excess = raw.surprisal - raw.entropy
-        end_excess = raw.end_surprisal - raw.end_entropy
-        return position_rarity, excess, end_excess
+        return PositionSignals(
+            rarity=position_rarity,
+            excess=raw.surprisal - raw.entropy,
+            end_excess=raw.end_surprisal - raw.end_entropy,
+            line_score=0.5 * (position_rarity + raw.surprisal),
+        )
 
     def _components(
-        self, corpus: SessionCorpus, index: SessionIndex, raw: SequenceScores
+        self, corpus: SessionCorpus, index: SessionIndex, raw: SequenceScores,
+        signals: PositionSignals,
     ) -> dict[str, np.ndarray]:
         """Per-session signals (see ``anomaly_score.py``)."""
-        position_rarity, excess, end_excess = self._position_signals(corpus, raw)
+        position_rarity, excess, end_excess = signals.rarity, signals.excess, signals.end_excess
         member_session = index.member_session()
         n = len(index)
         lengths = np.maximum(index.lengths(), 1)
@@ -238,7 +252,8 @@ class TinyLogBERTDetector:
 
     def _sequence_targets(self, corpus: SessionCorpus, raw: SequenceScores) -> np.ndarray:
         """The calibrated score of each distinct sequence, as if it were a session."""
-        position_rarity, excess, end_excess = self._position_signals(corpus, raw)
+        signals = self._position_signals(corpus, raw)
+        position_rarity, excess, end_excess = signals.rarity, signals.excess, signals.end_excess
         off = corpus.seq_offsets
         rarity = np.add.reduceat(position_rarity, off[:-1]) / np.maximum(np.diff(off), 1)
         context = np.maximum(np.maximum.reduceat(excess, off[:-1]), end_excess)
@@ -250,14 +265,15 @@ class TinyLogBERTDetector:
     def _calibrate(
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
     ) -> None:
-        comps = self._components(corpus, index, raw)
+        signals = self._position_signals(corpus, raw)
+        comps = self._components(corpus, index, raw, signals)
         center, scale = {}, {}
         for name, values in comps.items():
             center[name], scale[name] = robust_center_scale(values)
         calib = Calibration(center=center, scale=scale, weights=dict(DEFAULT_WEIGHTS))
         scores = calib.combine(comps)
         calib.threshold = label_free_threshold(scores, None, self.contamination)
-        line_scores = self._line_scores(parsed, index, corpus, raw)
+        line_scores = self._line_scores(parsed, index, corpus, signals)
         calib.line_threshold = label_free_threshold(line_scores, None, self.contamination)
         calib.contamination = float(np.mean(scores >= calib.threshold))
         calib.train_quantiles = {
@@ -268,15 +284,14 @@ class TinyLogBERTDetector:
         self.threshold_ = calib.threshold
         self.line_threshold_ = calib.line_threshold
 
+    @staticmethod
     def _line_scores(
-        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
+        parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, signals: PositionSignals
     ) -> np.ndarray:
         """A line's score: the mean of its rarity and its surprisal where it stands, in nats
         (the max over its sessions)."""
-        position_rarity, _, _ = self._position_signals(corpus, raw)
-        per_position = 0.5 * (position_rarity + raw.surprisal)
         out = np.full(len(parsed), -np.inf)
-        np.maximum.at(out, index.members, per_position[corpus.member_flat])
+        np.maximum.at(out, index.members, signals.line_score[corpus.member_flat])
         return np.where(np.isfinite(out), out, 0.0)
 
     def score(
@@ -312,16 +327,15 @@ class TinyLogBERTDetector:
     ) -> ScoreResult:
         calib = self.calibration_
         thr = self.threshold_ if threshold is None else float(threshold)
-        comps = self._components(corpus, index, raw)
+        signals = self._position_signals(corpus, raw)
+        comps = self._components(corpus, index, raw, signals)
         # Rounded as written, so that flags computed here and by ``with_threshold`` agree.
         session_score = np.round(calib.combine(comps), 6)
-        line_score = np.round(self._line_scores(parsed, index, corpus, raw), 6)
-        position = raw.surprisal[corpus.member_flat]
+        line_score = np.round(self._line_scores(parsed, index, corpus, signals), 6)
         member_session = index.member_session()
         # Top line of a session: its highest-scoring member.
-        position = (0.5 * (self._position_signals(corpus, raw)[0] + raw.surprisal))[
-            corpus.member_flat]
-        order = np.lexsort((-position, member_session))
+        member_score = signals.line_score[corpus.member_flat]
+        order = np.lexsort((-member_score, member_session))
         top_member = index.members[order[index.offsets[:-1]]] if len(order) else np.array([])
         line_no = parsed.table["line_no"].to_numpy()
         # Per line: the highest score among its sessions, for the session_is_anomaly column.
@@ -388,7 +402,7 @@ class TinyLogBERTDetector:
             session_strategy=index.strategy,
             n_unparsed=parsed.n_unparsed,
             sessions=index,
-            position_surprisal=position,
+            position_surprisal=member_score,
             position_expected=expected_text[raw.expected_class[corpus.member_flat]],
             position_expected_prob=raw.expected_prob[corpus.member_flat],
             end_surprisal=raw.end_surprisal[last_chunk] if len(last_chunk) else np.zeros(0),
