@@ -179,3 +179,27 @@ def test_skipping_embeddings_keeps_the_scores(tiny_detector, small_result):
     assert np.isnan(quick.session_frame["z_head"]).all()
     assert quick.sessions_csv_bytes() == small_result.with_threshold(
         small_result.threshold).sessions_csv_bytes()
+
+
+def test_explanation_probability_is_the_models_probability_of_the_line(tiny_detector):
+    from core.session_corpus import next_line_targets, pad_batch
+
+    result = tiny_detector.score(SMALL_LOG)
+    session = result.session_frame.sort_values("score").iloc[-1]["session_id"]
+    reason = result.explain(session, k=1).lines[0]
+    # Recompute p(line | lines before) for that line straight from the model.
+    _, index, corpus = tiny_detector._prepare(SMALL_LOG)
+    i = int(np.flatnonzero(index.ids == session)[0])
+    seq = corpus.sequences[corpus.session_seqs[i][0]]
+    position = int(np.flatnonzero(index.lines_of(i) == reason.line_no - 1)[0])
+    import torch
+
+    batch = pad_batch([seq])
+    where, truth = next_line_targets(batch, corpus.line_class)
+    with torch.no_grad():
+        hidden = tiny_detector.model_.encode(torch.from_numpy(corpus.line_tokens),
+                                             torch.from_numpy(batch), True)
+        log_probs = tiny_detector.model_.line_log_probs(hidden[0, position])
+    expected = float(log_probs[truth[0, position]].exp())
+    assert reason.probability == pytest.approx(expected, rel=1e-4)
+    assert reason.score == pytest.approx(-np.log(expected), rel=1e-4)
