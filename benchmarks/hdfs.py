@@ -16,7 +16,7 @@ import argparse
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -133,8 +133,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
-    fields = BenchmarkConfig.__dataclass_fields__
-    return replace(BenchmarkConfig(), **{k: v for k, v in vars(args).items() if k in fields})
+    known = BenchmarkConfig.__dataclass_fields__
+    return replace(BenchmarkConfig(), **{k: v for k, v in vars(args).items() if k in known})
 
 
 def run_benchmark(config: BenchmarkConfig, command: str, progress: TextIO | None = None) -> dict:
@@ -154,10 +154,9 @@ def run_benchmark(config: BenchmarkConfig, command: str, progress: TextIO | None
     say(f"data: {summary['split']}; {summary['test_anomalies']} anomalous test sessions")
     results: list[MethodResult] = []
     skipped: list[Skipped] = []
+    # The TinyLogBERT settings are the config's fields of the same names.
     settings = TinyLogBERTSettings(
-        quick=config.quick, epochs=config.epochs, head_epochs=config.head_epochs,
-        steps_per_epoch=config.steps_per_epoch, batch_size=config.batch_size, seed=config.seed,
-        threads=config.threads, contamination=config.contamination,
+        **{f.name: getattr(config, f.name) for f in fields(TinyLogBERTSettings)}
     )
     if "tinylogbert" in config.methods:
         say(f"TinyLogBERT: training on {len(data.train_lines):,} lines ({settings.describe()})")

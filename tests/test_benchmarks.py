@@ -249,3 +249,14 @@ def test_throughput_without_a_model_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error:") and "no-model" in err and "\n" not in err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_benchmark_config_carries_every_tinylogbert_setting_with_its_default():
+    from dataclasses import fields
+
+    from benchmarks.hdfs import BenchmarkConfig
+    from benchmarks.tinylogbert_rows import TinyLogBERTSettings
+
+    config, settings = BenchmarkConfig(), TinyLogBERTSettings()
+    for f in fields(TinyLogBERTSettings):
+        assert getattr(config, f.name) == getattr(settings, f.name), f.name
