@@ -40,3 +40,15 @@ def tiny_detector():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_detector, tmp_path_factory) -> Path:
     return tiny_detector.save(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def copy_with_changed_weights(checkpoint: Path, folder: Path) -> Path:
+    """A copy of ``checkpoint`` whose weights file has one byte flipped (fails the hash check)."""
+    import shutil
+
+    shutil.copytree(checkpoint, folder)
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    return folder

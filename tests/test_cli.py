@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import SMALL_LABELS, SMALL_LOG
+from conftest import SMALL_LABELS, SMALL_LOG, copy_with_changed_weights
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -87,13 +87,7 @@ def test_bad_inputs_give_one_line_errors(tiny_checkpoint, tmp_path):
 
 
 def test_wrong_hash_is_a_one_line_error(tiny_checkpoint, tmp_path):
-    import shutil
-
-    bad = tmp_path / "bad"
-    shutil.copytree(tiny_checkpoint, bad)
-    data = bytearray((bad / "model.safetensors").read_bytes())
-    data[-1] ^= 0x01
-    (bad / "model.safetensors").write_bytes(bytes(data))
+    bad = copy_with_changed_weights(tiny_checkpoint, tmp_path / "bad")
     proc = run("score", str(SMALL_LOG), "--model", str(bad), "--out", str(tmp_path / "o.csv"),
                check=False)
     _assert_one_line_error(proc, "sha256 mismatch")

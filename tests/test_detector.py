@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL_LABELS, SMALL_LOG, tiny_detector_factory
+from conftest import SMALL_LABELS, SMALL_LOG, copy_with_changed_weights, tiny_detector_factory
 
 from core.detector import TinyLogBERTDetector
 from core.errors import CheckpointError, LabelError, NotFittedError
@@ -86,11 +86,7 @@ def test_save_load_gives_identical_scores(tiny_detector, tiny_checkpoint, small_
 
 
 def test_changed_weights_fail_the_hash_check(tiny_checkpoint, tmp_path):
-    bad = tmp_path / "bad"
-    shutil.copytree(tiny_checkpoint, bad)
-    data = bytearray((bad / "model.safetensors").read_bytes())
-    data[-10] ^= 0xFF
-    (bad / "model.safetensors").write_bytes(bytes(data))
+    bad = copy_with_changed_weights(tiny_checkpoint, tmp_path / "bad")
     with pytest.raises(CheckpointError, match="sha256 mismatch"):
         TinyLogBERTDetector.load(bad)
 
@@ -195,7 +191,7 @@ def test_explanation_probability_is_the_models_probability_of_the_line(tiny_dete
     import torch
 
     batch = pad_batch([seq])
-    where, truth = next_line_targets(batch, corpus.line_class)
+    _, truth = next_line_targets(batch, corpus.line_class)
     with torch.no_grad():
         hidden = tiny_detector.model_.encode(torch.from_numpy(corpus.line_tokens),
                                              torch.from_numpy(batch), True)
