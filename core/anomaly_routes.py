@@ -240,8 +240,9 @@ class LineResult(BaseModel):
 class TopLine(BaseModel):
     line_no: int
     message: str
-    score: float = Field(description="surprisal in the session, in nats")
-    probability: float = Field(description="p(line | rest of the session)")
+    score: float = Field(description="the line's score in the session (ranks the top lines)")
+    surprisal: float = Field(description="-log p(line | the lines before it), in nats")
+    probability: float = Field(description="p(line | the lines before it)")
     expected: str = Field(description="the line the model found most likely there")
     expected_probability: float
     unexpected_words: list[str]
@@ -254,9 +255,9 @@ class SessionResult(BaseModel):
     score: float | None
     is_anomaly: bool
     severity: str
-    top_line_no: int = Field(description="the session's most surprising line")
+    top_line_no: int = Field(description="the session's top line (highest line score)")
     top_lines: list[TopLine] | None = Field(
-        description="most surprising lines first; null unless the session is among the "
+        description="highest line score first; null unless the session is among the "
                     "explained_sessions highest-scoring anomalous ones"
     )
 

@@ -403,6 +403,7 @@ class TinyLogBERTDetector:
             n_unparsed=parsed.n_unparsed,
             sessions=index,
             position_surprisal=raw.surprisal[corpus.member_flat],
+            position_score=member_score,
             position_expected=expected_text[raw.expected_class[corpus.member_flat]],
             position_expected_prob=raw.expected_prob[corpus.member_flat],
             end_surprisal=raw.end_surprisal[last_chunk] if len(last_chunk) else np.zeros(0),

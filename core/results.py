@@ -29,8 +29,9 @@ SESSION_CSV_COLUMNS = ["session_id", "n_lines", "first_line_no", "score", "is_an
 class LineReason:
     line_no: int
     message: str
-    score: float  # surprisal of the line in its session, in nats
-    probability: float  # p(line | rest of the session)
+    score: float  # the line's score there (mean of rarity and surprisal, nats): the ranking key
+    surprisal: float  # -log p(line | the lines before it), in nats
+    probability: float  # p(line | the lines before it)
     expected: str  # the line the model found most likely at that position
     expected_probability: float
     unexpected_words: list[str]  # words of this line absent from the expected line
@@ -42,7 +43,7 @@ class SessionExplanation:
     score: float
     is_anomaly: bool
     components: dict[str, float]  # the standardised signals the score adds up
-    lines: list[LineReason]  # most surprising first
+    lines: list[LineReason]  # highest line score first
     end_surprisal: float = 0.0  # -log p(the session ends where it does)
     end_expected: str = ""  # what the model expected instead of the end
 
@@ -50,14 +51,14 @@ class SessionExplanation:
         if not self.lines:
             return "no lines"
         top = self.lines[0]
-        if self.end_surprisal > top.score and self.end_expected != "(end of session)":
+        if self.end_surprisal > top.surprisal and self.end_expected != "(end of session)":
             return (
                 f"the session stops unexpectedly (p={np.exp(-self.end_surprisal):.2g}); "
                 f"expected next: '{self.end_expected}'"
             )
         return (
-            f"line {top.line_no} is the most surprising (p={top.probability:.2g}); "
-            f"expected '{top.expected}'"
+            f"line {top.line_no} weighs most (rare, and p={top.probability:.2g} where it "
+            f"stands); expected '{top.expected}'"
         )
 
 
@@ -74,6 +75,7 @@ class ScoreResult:
     n_unparsed: int
     sessions: SessionIndex = field(repr=False)
     position_surprisal: np.ndarray = field(repr=False)  # per entry of sessions.members
+    position_score: np.ndarray = field(repr=False)  # the line's score there (orders the lines)
     position_expected: np.ndarray = field(repr=False)  # expected line text per member entry
     position_expected_prob: np.ndarray = field(repr=False)
     line_words: pa.Array = field(repr=False)
@@ -164,13 +166,15 @@ class ScoreResult:
         return int(matches[0])
 
     def explain(self, session: str | int, k: int = 5) -> SessionExplanation:
-        """Why a session scored as it did: its most surprising lines (in context), with what
-        the model expected at each, and how surprising the session's end was."""
+        """Why a session scored as it did: the lines that weigh most (highest line score, the
+        first being ``top_line_no``), each with its surprisal in context and what the model
+        expected there, and how surprising the session's end was."""
         i = self.session_index(session) if isinstance(session, str) else int(session)
         start, end = int(self.sessions.offsets[i]), int(self.sessions.offsets[i + 1])
         members = self.sessions.members[start:end]
         surprisal = self.position_surprisal[start:end]
-        order = np.argsort(-surprisal, kind="stable")[:k]
+        # Ranked as ``top_line_no`` is, by the line score; each reports its own surprisal.
+        order = np.argsort(-self.position_score[start:end], kind="stable")[:k]
         messages = self.line_table["message"]
         reasons = []
         for j in order:
@@ -182,7 +186,8 @@ class ScoreResult:
                 LineReason(
                     line_no=int(self.line_table["line_no"][line].as_py()),
                     message=messages[line].as_py() or "",
-                    score=float(surprisal[j]),
+                    score=float(self.position_score[start + j]),
+                    surprisal=float(surprisal[j]),
                     probability=float(np.exp(-surprisal[j])),
                     expected=expected,
                     expected_probability=float(self.position_expected_prob[start + j]),

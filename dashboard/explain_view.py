@@ -1,4 +1,4 @@
-"""How one session's explanation is drawn: its most surprising lines with the odd words marked.
+"""How one session's explanation is drawn: the lines that weigh most, with the odd words marked.
 
 The unexpected words come from core's explanation as normalised (lower-case, masked) words; they
 are marked wherever they occur as whole words in the raw message, case-insensitively.
@@ -12,7 +12,7 @@ import pandas as pd
 
 from core.results import SessionExplanation
 
-MAX_SHADE = 0.45  # opacity of the most surprising line's row
+MAX_SHADE = 0.45  # opacity of the highest-scoring line's row
 
 
 def mark_words(message: str, words: list[str]) -> str:
@@ -40,7 +40,7 @@ def explanation_html(explanation: SessionExplanation) -> str:
         items.append(
             "<li style='margin-bottom:0.6em'>"
             f"<b>line {reason.line_no:,}</b> · p = {reason.probability:.2g} "
-            f"(surprisal {reason.score:.2f})<br>"
+            f"(surprisal {reason.surprisal:.2f})<br>"
             f"<code>{mark_words(reason.message, reason.unexpected_words)}</code><br>"
             f"<small>expected: <code>{html.escape(reason.expected)}</code> "
             f"(p = {reason.expected_probability:.2g}) · unexpected words: {unexpected}</small>"

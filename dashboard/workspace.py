@@ -97,7 +97,7 @@ class Workspace:
 
     @cached_property
     def top_line_messages(self) -> np.ndarray:
-        """Per session, the text of its most surprising line (for hover and tables)."""
+        """Per session, the text of its top line (highest line score; for hover and tables)."""
         messages = self.scored.line_table["message"].to_numpy(zero_copy_only=False)
         top = self.scored.session_table["top_line_no"].to_numpy() - 1  # line_no is 1-based
         return messages[top] if len(top) else np.array([], dtype=object)

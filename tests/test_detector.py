@@ -56,8 +56,12 @@ def test_explanation_names_lines_of_the_session(small_result):
     assert 1 <= len(explanation.lines) <= 3
     session_lines = set(small_result.session_lines(worst["session_id"])["line_no"])
     assert {r.line_no for r in explanation.lines} <= session_lines
+    assert explanation.lines[0].line_no == worst["top_line_no"]
     scores = [r.score for r in explanation.lines]
     assert scores == sorted(scores, reverse=True)
+    for reason in explanation.lines:  # the same scale as the LINES.csv score column
+        assert reason.score == pytest.approx(small_result.lines.iloc[reason.line_no - 1]["score"],
+                                             abs=1e-5)
     assert explanation.summary()
     with pytest.raises(LabelError):
         small_result.explain("blk_does_not_exist")
@@ -198,4 +202,4 @@ def test_explanation_probability_is_the_models_probability_of_the_line(tiny_dete
         log_probs = tiny_detector.model_.line_log_probs(hidden[0, position])
     expected = float(log_probs[truth[0, position]].exp())
     assert reason.probability == pytest.approx(expected, rel=1e-4)
-    assert reason.score == pytest.approx(-np.log(expected), rel=1e-4)
+    assert reason.surprisal == pytest.approx(-np.log(expected), rel=1e-4)

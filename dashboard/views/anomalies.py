@@ -40,7 +40,7 @@ if workspace is not None:
             table, hide_index=True, key=TABLE, on_select=lambda: pick_from_table(ids),
             selection_mode="single-row", height=min(38 + 35 * len(table), 380),
             column_config={"score": st.column_config.NumberColumn(format="%.4f"),
-                           "top_line": st.column_config.TextColumn("most surprising line")},
+                           "top_line": st.column_config.TextColumn("top line")},
         )
         if st.session_state.get(PICK) not in ids:
             st.session_state[PICK] = ids[0]
@@ -60,8 +60,8 @@ if workspace is not None:
         st.caption("Signals (standardised): " + " · ".join(
             f"{name.removeprefix('z_')} {value:+.2f}" for name, value in
             explanation.components.items()))
-        st.markdown(f"**The {len(explanation.lines)} most surprising lines** (unexpected words "
-                    "marked)")
+        st.markdown(f"**The {len(explanation.lines)} lines that weigh most** (rarity and surprise; "
+                    "unexpected words marked)")
         st.html(explanation_html(explanation))
         lines = result.session_lines(session_id)
         shown = lines[["line_no", "timestamp", "level", "component", "message",
