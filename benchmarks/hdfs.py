@@ -45,6 +45,8 @@ class BenchmarkConfig:
     head_epochs: int | None = None  # None: the detector's own default (TrainConfig)
     steps_per_epoch: int = 0
     batch_size: int = 32
+    clean_epochs: int = 0
+    robust_prior: bool = True
     seed: int = 0
     threads: int = 0
     contamination: float | str = "auto"
@@ -123,6 +125,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="anomaly-head epochs (default: the detector's own)")
     model.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
     model.add_argument("--batch-size", type=int, default=d.batch_size)
+    model.add_argument("--clean-epochs", type=int, default=d.clean_epochs,
+                       help="extra epochs on the training sessions the model does not flag "
+                            "(0: off)")
+    model.add_argument("--no-robust-prior", dest="robust_prior", action="store_false",
+                       help="count line frequencies over all training sessions, flagged or not")
     model.add_argument("--checkpoint", type=Path, default=d.checkpoint,
                        help="shipped model to judge on the held-out blocks (default: checkpoint/)")
     model.add_argument("--heldout-log", type=Path, default=d.heldout_log)
@@ -228,7 +235,7 @@ def command_line(prog: str, config: BenchmarkConfig) -> str:
             continue
         flag = "--format" if name == "log_format" else "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            parts.append(flag)
+            parts.append(flag if value else "--no-" + name.replace("_", "-"))
             continue
         text = ",".join(value) if isinstance(value, tuple) else str(value)
         parts += [flag, shlex.quote(text)]

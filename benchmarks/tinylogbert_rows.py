@@ -35,6 +35,8 @@ class TinyLogBERTSettings:
     head_epochs: int | None = None  # None: the detector's own default (TrainConfig)
     steps_per_epoch: int = 0
     batch_size: int = 32
+    clean_epochs: int = 0
+    robust_prior: bool = True
     seed: int = 0
     threads: int = 0
     contamination: float | str = "auto"
@@ -54,7 +56,9 @@ class TinyLogBERTSettings:
                                        num_threads=self.threads or None)
         head = {} if self.head_epochs is None else {"head_epochs": self.head_epochs}
         training = TrainConfig(epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
-                               batch_size=self.batch_size, seed=self.seed, **head)
+                               batch_size=self.batch_size, seed=self.seed,
+                               clean_epochs=self.clean_epochs, robust_prior=self.robust_prior,
+                               **head)
         return TinyLogBERTDetector(training=training, contamination=self.contamination,
                                    num_threads=self.threads or None)
 
@@ -62,8 +66,9 @@ class TinyLogBERTSettings:
         if self.quick:
             return "quick: tiny model (hidden 32, 1 layer), 8 steps per phase: a smoke test"
         head = "default" if self.head_epochs is None else self.head_epochs
-        return (f"BERT-mini defaults, {self.epochs} MLM + {head} head epochs, "
-                f"batch {self.batch_size}, seed {self.seed}")
+        robust = "robust prior" if self.robust_prior else "plain prior"
+        return (f"BERT-mini defaults, {self.epochs} MLM + {self.clean_epochs} clean + {head} head "
+                f"epochs, {robust}, batch {self.batch_size}, seed {self.seed}")
 
 
 def session_rows(

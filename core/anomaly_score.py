@@ -3,7 +3,8 @@
 Each session has three signals:
 
 - ``rarity``: the mean, over its lines, of ``-log p(line)`` under the training log's line
-  frequencies (the line prior the MLM head is trained against);
+  frequencies, counted without the training sessions the model itself flags (an unlabeled log
+  holds anomalies too, and one that recurs must not make its own lines look common);
 - ``context``: the most surprising step of the session read left to right, as *excess*
   surprisal ``-log p(line | lines before) - H(prediction)``, the end of the session included, so
   a step counts only when the model was sure of something else (an extra, missing or

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     training = TrainConfig(
         epochs=args.epochs, head_epochs=args.head_epochs, batch_size=args.batch_size,
         learning_rate=args.lr, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+        clean_epochs=args.clean_epochs,
     )
     contamination = args.contamination if args.contamination == "auto" else float(args.contamination)
     detector = TinyLogBERTDetector(
@@ -75,10 +77,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     bar = tqdm(total=None, unit="step", desc="training", disable=args.quiet, file=sys.stderr)
 
+    phase = [""]
+
     def progress(p) -> None:
-        if bar.total is None:
+        if p.phase != phase[0]:  # one bar per phase: mlm, clean, head
+            phase[0] = p.phase
+            bar.set_description(p.phase, refresh=False)
             bar.reset(total=p.total_steps)
-        bar.set_postfix(phase=p.phase, loss=f"{p.loss:.3f}", refresh=False)
+        bar.set_postfix(loss=f"{p.loss:.3f}", refresh=False)
         bar.update(p.step - bar.n)
 
     started = time.perf_counter()
@@ -94,9 +100,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_score(args: argparse.Namespace) -> int:
+def _in_background(function, *args):
+    """Run ``function(*args)`` in a daemon thread; the returned callable waits for its result
+    and re-raises its exception, if any, in the caller's thread."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller, not swallowed
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="background", daemon=True)
+    thread.start()
+
+    def result():
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return result
+
+
+def _load_detector(folder: str):
     from .detector import TinyLogBERTDetector
+
+    return TinyLogBERTDetector.load(folder)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .log_parser import parse_log, require_some_parsed
+    from .log_reader import read_log_file
     from .ray_cli import check_engine_options, describe_summary, score_with_ray
+    from .sessions import SessionConfig, build_sessions
 
     check_engine_options(args, args.logfile)
     sessions = _session_config(args) if _session_options_given(args) else None
@@ -108,12 +145,20 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
         print(describe_summary(summary))
         return 0
-    detector = TinyLogBERTDetector.load(args.model)
+    started = time.perf_counter()
+    # Importing torch and transformers and loading the model take seconds: do it in the
+    # background while the log is read and parsed (Arrow kernels, which release the GIL).
+    loading = _in_background(_load_detector, args.model)
+    parsed = parse_log(read_log_file(args.logfile[0]), args.format or "auto")
+    require_some_parsed(parsed)
+    # Sessions too, with the options given or the default every checkpoint trained without
+    # session options uses; a checkpoint with other settings builds its own (cached per config).
+    build_sessions(parsed, sessions or SessionConfig())
+    detector = loading()
     if args.threads:
         detector.num_threads = args.threads
-    started = time.perf_counter()
-    result = detector.score(args.logfile[0], threshold=args.threshold, log_format=args.format,
-                            sessions=sessions, embeddings=False)
+    result = detector.score(parsed, threshold=args.threshold, sessions=sessions,
+                            embeddings=False)
     result.write_lines_csv(args.out)
     if args.sessions_out:
         result.write_sessions_csv(args.sessions_out)
@@ -189,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     _add_format_options(p)
     p.add_argument("--epochs", type=int, default=5, help="masked-line-modelling epochs")
+    p.add_argument("--clean-epochs", type=int, default=0,
+                   help="extra epochs on the training sessions the model does not flag (0: off)")
     p.add_argument("--head-epochs", type=int, default=2, help="anomaly-head epochs")
     p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the sessions")
     p.add_argument("--batch-size", type=int, default=32)
@@ -271,5 +318,18 @@ def main(argv: list[str] | None = None) -> int:
     return run_reporting_errors(args.func, args)
 
 
+def entry() -> None:
+    """The ``tinylogbert`` command. Once the output is flushed it exits without the
+    interpreter's teardown, which after importing transformers' modeling stack takes ~1.1 s
+    (measured) — longer than scoring 100,000 lines. Not when Ray was started: its exit hooks
+    stop its processes."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "ray" in sys.modules:
+        sys.exit(code)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -179,6 +179,16 @@ class TinyLogBERTDetector:
         self._round_weights()
         raw = score_sequences(self.model_, corpus)
         self._calibrate(parsed, index, corpus, raw)
+        # Contamination-robust step: what the model flags in its own training data is left out
+        # of the line frequencies (and of the optional clean epochs), so that an anomaly that
+        # recurs in the training log does not make its own lines look common.
+        flagged = self._refit_prior(parsed, index, corpus, raw, encoded, texts)
+        if self.training.clean_epochs > 0:
+            history = trainer.fit_clean(~_sequences_of(corpus, flagged))
+            self._round_weights()
+            raw = score_sequences(self.model_, corpus)
+            self._calibrate(parsed, index, corpus, raw)
+            flagged = self._refit_prior(parsed, index, corpus, raw, encoded, texts)
         # The head learns the score itself, from the [CLS] vector alone (a one-pass estimate).
         per_seq = self._sequence_targets(corpus, raw)
         trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
@@ -196,8 +206,10 @@ class TinyLogBERTDetector:
             "distinct_lines": len(texts),
             "format": parsed.format.name,
             "sessions_by": index.strategy,
+            "flagged_training_sessions": int(flagged.sum()),
             "steps": len(history),
             "final_mlm_loss": _last_loss(history, "mlm"),
+            "final_clean_loss": _last_loss(history, "clean"),
             "final_head_loss": _last_loss(history, "head"),
             "train_seconds": round(train_seconds, 1),
             "torch": torch.__version__,
@@ -205,6 +217,25 @@ class TinyLogBERTDetector:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         return self
+
+    def _refit_prior(
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
+        raw: SequenceScores, encoded: pa.DictionaryArray, texts: list[str],
+    ) -> np.ndarray:
+        """Flag the training sessions at or above the threshold; with ``robust_prior``, count
+        line frequencies again without their lines and recalibrate. Returns the flags."""
+        comps = self._components(corpus, index, raw, self._position_signals(corpus, raw))
+        flagged = self.calibration_.combine(comps) >= self.threshold_
+        if not self.training.robust_prior or not flagged.any() or flagged.all():
+            return flagged
+        keep_line = np.ones(len(parsed), dtype=bool)
+        keep_line[index.members[flagged[index.member_session()]]] = False
+        kept = np.bincount(encoded.indices.to_numpy(zero_copy_only=False)[keep_line],
+                           minlength=len(texts))
+        self.line_class_counts_ = _class_counts(texts, kept, self._line_class,
+                                                len(self.line_vocab_) + FIRST_LINE_CLASS)
+        self._calibrate(parsed, index, corpus, raw)
+        return flagged
 
     # ---- scoring ----------------------------------------------------------------------------------
     def _round_weights(self) -> None:
@@ -517,6 +548,14 @@ def _class_counts(
     for text, count in zip(texts, counts):
         out[line_class.get(text, OTHER_LINE_CLASS)] += int(count)
     return out.tolist()
+
+
+def _sequences_of(corpus: SessionCorpus, sessions: np.ndarray) -> np.ndarray:
+    """bool per distinct sequence: does any of the given sessions contain it?"""
+    out = np.zeros(len(corpus.sequences), dtype=bool)
+    for s in np.flatnonzero(sessions):
+        out[corpus.session_seqs[s]] = True
+    return out
 
 
 def _last_loss(history: list[dict], phase: str) -> float | None:

@@ -79,7 +79,14 @@ class SessionIndex:
 
 
 def build_sessions(parsed: ParsedLog, config: SessionConfig = SessionConfig()) -> SessionIndex:
-    """Assign every line of ``parsed`` to one or more sessions."""
+    """Assign every line of ``parsed`` to one or more sessions (built once per config)."""
+    index = parsed.session_cache.get(config)
+    if index is None:
+        index = parsed.session_cache[config] = _build_sessions(parsed, config)
+    return index
+
+
+def _build_sessions(parsed: ParsedLog, config: SessionConfig) -> SessionIndex:
     pattern = config.id_pattern or parsed.format.session_pattern
     if pattern is None and parsed.field("session") is not None:
         pattern = "<session>"  # the format has an explicit session field
@@ -212,10 +219,19 @@ def _ids_from_regex(message: pa.Array, pattern: str) -> tuple[np.ndarray, np.nda
         counts = np.full(len(message), 2)  # 'several': every line goes through Python
         first = None
     single = np.flatnonzero(counts == 1)
+    multi = np.flatnonzero(counts > 1)
+    if first is not None and len(multi):
+        # A line that names one id twice (HDFS: "Deleting block blk_1 file .../blk_1") is a
+        # single-id line too: its first and last matches are equal (greedy ``.*`` finds the last).
+        twice = multi[counts[multi] == 2]
+        last = pc.extract_regex(message.take(pa.array(twice)), f"(?s:.*){wrapped}").field("id")
+        same = pc.fill_null(pc.equal(first.take(pa.array(twice)), last), False)
+        same = same.to_numpy(zero_copy_only=False)
+        single = np.sort(np.concatenate([single, twice[same]]))
+        multi = np.setdiff1d(multi, twice[same], assume_unique=True)
     line_idx = [single]
     ids = [pc.cast(first, pa.large_string()).take(pa.array(single))
            if first is not None else pa.array([], type=pa.large_string())]
-    multi = np.flatnonzero(counts > 1)
     if len(multi):
         texts = message.take(pa.array(multi)).to_pylist()
         extra_lines, extra_ids = [], []

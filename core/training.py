@@ -15,6 +15,14 @@ complete. Measured on the HDFS dev split (first half of blocks for training): a 
 block ROC-AUC 0.84 (max line surprisal); reading only the lines before, with ``[END]`` as a class,
 is what lets missing, extra and out-of-order events show up (DeepLog's insight, Du et al. 2017).
 
+Unlabeled logs hold anomalies too, and whatever recurs in the training data is learned as
+normal. So after the main epochs the detector flags its own training sessions and counts its line
+prior without them (``robust_prior``, see ``TinyLogBERTDetector.fit``); optionally,
+``clean_epochs`` more epochs (at ``clean_learning_rate``) see only the sessions it did not flag.
+Measured on the HDFS dev split (README, ablation): the robust prior raised the label-free F1 from
+0.947 to 0.957; a clean epoch sharpens the next-line signal (ROC-AUC 0.970 -> 0.994) but lowered
+that F1 to 0.940, so it is off by default.
+
 After that, the anomaly head is fitted on the frozen ``[CLS]`` vectors to predict each training
 session's anomaly score: a one-pass estimate of the full score (see ``detector.py``).
 """
@@ -45,6 +53,9 @@ class TrainConfig:
     max_mask_rate: float = 0.5
     seed: int = 0
     steps_per_epoch: int = 0  # 0: one pass over the training sessions per epoch
+    robust_prior: bool = True  # line frequencies counted without the sessions flagged in training
+    clean_epochs: int = 0  # extra epochs on the training sessions the detector does not flag
+    clean_learning_rate: float = 2e-4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,7 +63,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainProgress:
-    phase: str  # "mlm" or "head"
+    phase: str  # "mlm", "clean" or "head"
     step: int
     total_steps: int
     loss: float
@@ -134,13 +145,31 @@ class Trainer:
         return F.nll_loss(log_probs, torch.from_numpy(truth)[mask])
 
     def fit_mlm(self) -> list[dict]:
+        """The main pretraining: ``epochs`` over all training sessions."""
         cfg = self.config
         set_seed(cfg.seed)
-        total = cfg.epochs * self.steps_per_epoch
+        return self._run_epochs("mlm", cfg.epochs * self.steps_per_epoch, cfg.learning_rate,
+                                max(1, int(cfg.warmup_fraction * cfg.epochs * self.steps_per_epoch)))
+
+    def fit_clean(self, keep: np.ndarray) -> list[dict]:
+        """``clean_epochs`` more, drawing only the distinct sequences where ``keep`` is True
+        (no warm-up: the model is already trained)."""
+        cfg = self.config
+        weights = self.corpus.counts * keep
+        if cfg.clean_epochs <= 0 or weights.sum() == 0:
+            return self.history
+        all_weights, self.weights = self.weights, weights / weights.sum()
+        try:
+            return self._run_epochs("clean", cfg.clean_epochs * self.steps_per_epoch,
+                                    cfg.clean_learning_rate, 0)
+        finally:
+            self.weights = all_weights
+
+    def _run_epochs(self, phase: str, total: int, learning_rate: float, warmup: int) -> list[dict]:
+        cfg = self.config
         optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+            self.model.parameters(), lr=learning_rate, weight_decay=cfg.weight_decay
         )
-        warmup = max(1, int(cfg.warmup_fraction * total))
 
         def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10%
             if step < warmup:
@@ -158,10 +187,10 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            record = {"step": step + 1, "phase": "mlm", "loss": loss.item()}
+            record = {"step": step + 1, "phase": phase, "loss": loss.item()}
             self.history.append(record)
             if self.on_progress:
-                self.on_progress(TrainProgress("mlm", step + 1, total, record["loss"],
+                self.on_progress(TrainProgress(phase, step + 1, total, record["loss"],
                                                time.perf_counter() - start))
         self.model.eval()
         return self.history

@@ -260,3 +260,20 @@ def test_benchmark_config_carries_every_tinylogbert_setting_with_its_default():
     config, settings = BenchmarkConfig(), TinyLogBERTSettings()
     for f in fields(TinyLogBERTSettings):
         assert getattr(config, f.name) == getattr(settings, f.name), f.name
+
+
+def test_label_audit_counts_sessions_per_event_and_reports_a_supervised_ceiling(capsys):
+    from benchmarks.label_audit import event_table, load_sessions, main
+
+    small = load_sessions(SMALL_LOG, SMALL_LABELS)
+    table = event_table(small, small)
+    assert (table["train_sessions"] == table["later_sessions"]).all()
+    assert (table["train_anomalous"] <= table["train_sessions"]).all()
+    # every HDFS block is allocated once: that event is in every session, anomalous or not
+    allocate = table.loc["dfs fsnamesystem block namesystem allocateblock"]
+    assert allocate["train_sessions"] == len(small.labels) == 300
+    assert allocate["train_anomalous"] == small.labels.sum() == 16
+    assert main(["--train-log", str(SMALL_LOG), "--train-labels", str(SMALL_LABELS),
+                 "--later-log", str(SMALL_LOG), "--later-labels", str(SMALL_LABELS)]) == 0
+    out = capsys.readouterr().out
+    assert "Supervised ceiling" in out and "random forest" in out

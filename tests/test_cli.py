@@ -93,6 +93,15 @@ def test_wrong_hash_is_a_one_line_error(tiny_checkpoint, tmp_path):
     _assert_one_line_error(proc, "sha256 mismatch")
 
 
+def test_model_errors_from_the_background_load_are_one_line_errors(tmp_path):
+    # the model loads in a background thread while the log is parsed: its errors still reach
+    # the user as one line, and a bad log is reported without waiting for the model
+    proc = run("score", str(SMALL_LOG), "--model", str(tmp_path / "nowhere"), "--out",
+               str(tmp_path / "o.csv"), check=False)
+    _assert_one_line_error(proc, "nowhere")
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_bad_label_files(scored, tmp_path):
     _, sessions, _ = scored
     unknown = tmp_path / "unknown.csv"

@@ -154,6 +154,29 @@ def test_hdfs_blocks_are_sessions_and_a_line_naming_two_blocks_is_in_both():
     assert index.line_session[2].as_py() == "blk_-1608999687919862906;blk_7503483334202473044"
 
 
+def test_a_line_naming_one_block_twice_is_in_that_block_once():
+    lines = [
+        "081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving blk_1",
+        ("081109 214043 19 INFO dfs.FSDataset: Deleting block blk_1 file "
+         "/mnt/hadoop/dfs/data/current/subdir4/blk_1"),
+        "081109 214044 19 INFO dfs.FSDataset: Deleting blk_1 and blk_2, then blk_1 again",
+        "081109 214045 19 INFO dfs.FSDataset: Copied blk_2 to blk_3",
+    ]
+    index = build_sessions(parse_log(read_log_lines(lines)))
+    assert list(index.ids) == ["blk_1", "blk_2", "blk_3"]
+    assert sessions_of(index) == [[0, 1, 2], [2, 3], [3]]
+    assert index.line_session[1].as_py() == "blk_1"
+
+
+def test_sessions_are_built_once_per_log_and_config():
+    parsed = parsed_fixture("hdfs")
+    index = build_sessions(parsed)
+    assert build_sessions(parsed, SessionConfig()) is index
+    windows = build_sessions(parsed, SessionConfig(by="window", window_size=5))
+    assert windows is not index and windows.lengths().max() == 5
+    assert replace(parsed).session_cache == {}  # a changed copy builds its own
+
+
 def test_hdfs_slice_every_line_in_a_block_session():
     parsed = parsed_fixture("hdfs")
     index = build_sessions(parsed)
