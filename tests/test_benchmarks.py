@@ -277,3 +277,41 @@ def test_label_audit_counts_sessions_per_event_and_reports_a_supervised_ceiling(
                  "--later-log", str(SMALL_LOG), "--later-labels", str(SMALL_LABELS)]) == 0
     out = capsys.readouterr().out
     assert "Supervised ceiling" in out and "random forest" in out
+
+
+def test_label_audit_finds_events_the_two_logs_label_differently():
+    from benchmarks.label_audit import (
+        LabelledSessions,
+        agreeing_sessions,
+        event_table,
+        shifted_events,
+    )
+
+    def sessions(rows):  # (events, label) per session
+        return LabelledSessions(np.array([f"s{i}" for i in range(len(rows))]),
+                                [dict.fromkeys(e, 1) for e, _ in rows],
+                                np.array([y for _, y in rows]))
+
+    train = sessions([({"start", "replicate"}, 1)] * 4 + [({"start"}, 0)] * 6)
+    later = sessions([({"start", "replicate"}, 0)] * 3 + [({"start", "replicate"}, 1)]
+                     + [({"start"}, 0)] * 5 + [({"start", "error"}, 1)])
+    shifted = shifted_events(event_table(train, later))
+    assert list(shifted.index) == ["replicate"] and shifted.loc["replicate", "train_majority"] == 1
+    keep = agreeing_sessions(later, shifted)
+    assert keep.tolist() == [False] * 3 + [True] * 7
+
+
+def test_label_audit_judges_scores_with_and_without_the_shifted_sessions(tiny_checkpoint, tmp_path,
+                                                                         capsys):
+    from benchmarks.label_audit import main
+    from core.detector import TinyLogBERTDetector
+
+    scores = tmp_path / "sessions.csv"
+    TinyLogBERTDetector.load(tiny_checkpoint).score(SMALL_LOG).write_sessions_csv(scores)
+    small = ["--train-log", str(SMALL_LOG), "--train-labels", str(SMALL_LABELS),
+             "--later-log", str(SMALL_LOG), "--later-labels", str(SMALL_LABELS)]
+    assert main([*small, "--scores", str(scores)]) == 0
+    out = capsys.readouterr().out
+    assert "later sessions labelled against the training majority: 0" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("all", "labels"))]
+    assert len(rows) == 2 and rows[0][-5:] == rows[1][-5:]  # nothing shifted: the same figures
