@@ -21,7 +21,7 @@ import json
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -417,7 +417,8 @@ def explained_sessions(result: ScoreResult, max_sessions: int, k: int) -> dict[i
     flagged = np.flatnonzero(result.session_table["is_anomaly"].to_numpy(zero_copy_only=False))
     scores = result.session_scores[flagged]
     chosen = flagged[np.argsort(-scores, kind="stable")[:max_sessions]]
-    return {int(i): _json_safe([asdict(r) for r in result.explain(int(i), k=k).lines])
+    # vars(), not asdict(): asdict deep-copies every field and was a tenth of a request's time.
+    return {int(i): _json_safe([vars(r) for r in result.explain(int(i), k=k).lines])
             for i in chosen}
 
 
