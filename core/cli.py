@@ -324,8 +324,11 @@ def entry() -> None:
     (measured) — longer than scoring 100,000 lines. Not when Ray was started: its exit hooks
     stop its processes."""
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # e.g. a closed pipe (`tinylogbert formats | head -1`): nothing to save
+            pass
     if "ray" in sys.modules:
         sys.exit(code)
     os._exit(code)
