@@ -154,7 +154,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     # Sessions too, with the options given or the default every checkpoint trained without
     # session options uses; a checkpoint with other settings builds its own (cached per config).
     build_sessions(parsed, sessions or SessionConfig())
+    waiting = time.perf_counter()
     detector = loading()
+    waited = time.perf_counter() - waiting
     if args.threads:
         detector.num_threads = args.threads
     result = detector.score(parsed, threshold=args.threshold, sessions=sessions,
@@ -164,9 +166,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         result.write_sessions_csv(args.sessions_out)
     seconds = time.perf_counter() - started
     s = result.summary()
+    # The model loads while the log is parsed; what parsing did not hide is said, not hidden.
+    load = f", {waited:.1f}s of it waiting for the model to load" if waited >= 0.05 else ""
     print(
         f"scored {s['lines']:,} lines in {s['sessions']:,} sessions in {seconds:.1f}s "
-        f"({s['lines'] / max(seconds, 1e-9):,.0f} lines/s); format {s['format']}; "
+        f"({s['lines'] / max(seconds, 1e-9):,.0f} lines/s{load}); format {s['format']}; "
         f"{s['unparsed_lines']:,} lines did not parse (kept, parse_ok=false); "
         f"{s['anomalous_sessions']:,} sessions above threshold {s['threshold']:.3f}"
     )
