@@ -14,14 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from transformers import BertConfig
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError
-from .tinylogbert_model import TinyLogBERT
+from .log_formats import LogFormat
+
+if TYPE_CHECKING:  # torch and transformers load with the weights, not with this module
+    import torch
+
+    from .tinylogbert_model import TinyLogBERT
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -39,13 +40,28 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_weights(model: TinyLogBERT, folder: Path, dtype: torch.dtype = torch.float16) -> str:
-    """Write config.json + model.safetensors; return the weights' sha256."""
+def save_weights(model: TinyLogBERT, folder: Path, dtype: torch.dtype | None = None) -> str:
+    """Write config.json + model.safetensors (fp16 unless ``dtype``); return their sha256."""
+    import torch
+    from safetensors.torch import save_file
+
+    dtype = dtype or torch.float16
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG_FILE).write_text(model.config.to_json_string())
     state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "tinylogbert"})
     return sha256_file(folder / WEIGHTS_FILE)
+
+
+def trained_format(folder: str | Path) -> LogFormat | None:
+    """The log format a checkpoint was trained on, from ``detector.json`` alone (no torch), so a
+    caller can parse a log with it while the model loads. None when unreadable: loading the
+    model then says why."""
+    try:
+        meta = json.loads((Path(folder) / DETECTOR_FILE).read_text(encoding="utf-8"))
+        return LogFormat(**meta["log_format"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_json(path: Path) -> dict | list:
@@ -69,6 +85,12 @@ def check_folder(folder: str | Path) -> Path:
 
 def load_weights(folder: Path, expected_sha256: str, n_line_classes: int, head_hidden: int) -> TinyLogBERT:
     """Verify the hash, then build the model from config.json and load the safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import BertConfig
+
+    from .tinylogbert_model import TinyLogBERT
+
     actual = sha256_file(folder / WEIGHTS_FILE)
     if actual != expected_sha256:
         raise CheckpointError(

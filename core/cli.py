@@ -130,6 +130,7 @@ def _load_detector(folder: str):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from .checkpoint import trained_format
     from .log_parser import parse_log, require_some_parsed
     from .log_reader import read_log_file
     from .ray_cli import check_engine_options, describe_summary, score_with_ray
@@ -149,7 +150,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     # Importing torch and transformers and loading the model take seconds: do it in the
     # background while the log is read and parsed (Arrow kernels, which release the GIL).
     loading = _in_background(_load_detector, args.model)
-    parsed = parse_log(read_log_file(args.logfile[0]), args.format or "auto")
+    parsed = parse_log(read_log_file(args.logfile[0]), args.format or "auto",
+                       prefer=trained_format(args.model))
     require_some_parsed(parsed)
     # Sessions too, with the options given or the default every checkpoint trained without
     # session options uses; a checkpoint with other settings builds its own (cached per config).

@@ -119,10 +119,14 @@ class TinyLogBERTDetector:
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
 
-    def parse(self, log: LogInput, log_format: str | LogFormat | None = None) -> ParsedLog:
+    def parse(
+        self, log: LogInput, log_format: str | LogFormat | None = None, training: bool = False
+    ) -> ParsedLog:
+        """Detection ('auto') tries the trained model's own format first, except for training."""
         if isinstance(log, ParsedLog):
             return log
-        parsed = parse_log(to_lines(log), log_format or self.log_format)
+        prefer = None if training else getattr(self, "format_", None)
+        parsed = parse_log(to_lines(log), log_format or self.log_format, prefer=prefer)
         require_some_parsed(parsed)
         return parsed
 
@@ -143,7 +147,7 @@ class TinyLogBERTDetector:
         """Learn tokenizer, model and threshold from an unlabeled log."""
         self._threads()
         started = time.perf_counter()
-        parsed = self.parse(log)
+        parsed = self.parse(log, training=True)
         index = build_sessions(parsed, self.sessions)
         encoded = parsed.words.dictionary_encode()
         texts = encoded.dictionary.to_pylist()

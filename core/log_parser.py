@@ -177,6 +177,19 @@ def rank_formats(lines: LogLines, candidates: list[LogFormat] | None = None) -> 
     )
 
 
+def _preferred_format(lines: LogLines, prefer: LogFormat | None) -> FormatGuess | None:
+    """``prefer`` (a trained model's own format) when it parses every sampled non-empty line.
+
+    Why: a model reads lines the way its training log was parsed, and one format check costs a
+    fifteenth of ranking them all (the API detects the format of every request)."""
+    if prefer is None or prefer.name == GENERIC.name:
+        return None
+    sample = _sample(lines.lines, DETECT_SAMPLE)
+    nonempty = pc.filter(sample, pc.greater(pc.utf8_length(sample), 0))
+    guess = FormatGuess(prefer, _match_rate(nonempty, prefer), len(sample))
+    return guess if guess.match_rate == 1.0 else None
+
+
 def detect_format(lines: LogLines, candidates: list[LogFormat] | None = None) -> FormatGuess:
     """Pick the format that parses the most sampled lines; generic when none parses half."""
     ranked = rank_formats(lines, candidates)
@@ -337,13 +350,16 @@ def _json_records(raw: pa.Array, keys: JsonKeys) -> _Records:
     )
 
 
-def parse_log(lines: LogLines, fmt: str | LogFormat = "auto") -> ParsedLog:
-    """Parse every line with ``fmt`` (``'auto'``: detect) and normalise its words."""
+def parse_log(
+    lines: LogLines, fmt: str | LogFormat = "auto", prefer: LogFormat | None = None
+) -> ParsedLog:
+    """Parse every line with ``fmt`` and normalise its words. ``'auto'`` detects the format,
+    taking ``prefer`` (a trained model's format) first if it parses every sampled line."""
     if len(lines) == 0:
         raise LogInputError(f"{lines.source}: the log has no lines")
     detection = None
     if isinstance(fmt, str) and fmt.strip().lower() == "auto":
-        detection = detect_format(lines)
+        detection = _preferred_format(lines, prefer) or detect_format(lines)
         fmt = detection.format
     else:
         fmt = get_format(fmt)

@@ -328,7 +328,7 @@ def file_lines(
 # ---- driver ----------------------------------------------------------------------------------------
 def read_checkpoint(folder: str | Path) -> dict[str, bytes]:
     """The checkpoint's files as bytes, for actors on machines that cannot see ``folder``."""
-    from .checkpoint import REQUIRED_FILES, check_folder  # imports torch: only on the driver
+    from .checkpoint import REQUIRED_FILES, check_folder
 
     folder = check_folder(folder)
     return {name: (folder / name).read_bytes() for name in REQUIRED_FILES}

@@ -119,3 +119,14 @@ def test_bad_label_files(scored, tmp_path):
     _assert_one_line_error(
         run("evaluate", "--scores", str(sessions), "--labels", str(bad_value), check=False),
         "unknown label value")
+
+
+def test_score_keeps_the_checkpoints_own_format(tmp_path):
+    # a model trained with a format of its own: 'auto' scoring parses with it, not with 'hdfs'
+    model = tmp_path / "custom"
+    run("train", str(SMALL_LOG), "--out", str(model), "--format", "<Date> <Time> <Content>",
+        "--epochs", "1", "--head-epochs", "1", "--steps-per-epoch", "2", "--hidden", "32",
+        "--layers", "1", "--heads", "2", "--quiet")
+    proc = run("score", str(SMALL_LOG), "--model", str(model), "--out", str(tmp_path / "l.csv"))
+    assert "format custom: 100.0% of 2,000 sampled lines" in proc.stdout
+    assert "format hdfs" not in proc.stdout

@@ -127,3 +127,38 @@ def test_line_lists_keep_one_item_per_line():
     assert lines.lines.to_pylist() == ["a b", "c"]
     with pytest.raises(LogInputError):
         read_log_lines([])
+
+
+HDFS_LINES = [
+    "081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_1 src: /10.0.0.1:1",
+    "081109 203519 145 INFO dfs.DataNode$PacketResponder: Received block blk_1 of size 67108864",
+]
+
+
+def test_auto_detection_keeps_a_trained_models_format_when_it_parses_every_line():
+    from core.log_formats import get_format
+
+    custom = get_format("<Date> <Time> <Content>")  # a model trained with a format of its own
+    assert parse_log(read_log_lines(HDFS_LINES)).format.name == "hdfs"  # what detection picks
+    kept = parse_log(read_log_lines(HDFS_LINES), "auto", prefer=custom)
+    assert kept.format is custom
+    assert kept.detection.describe() == f"{custom.name}: 100.0% of 2 sampled lines"
+    # a format that does not parse every sampled line is not kept: detection decides
+    bgl = get_format("bgl")
+    assert parse_log(read_log_lines(HDFS_LINES), "auto", prefer=bgl).format.name == "hdfs"
+    # nor is the generic fallback, which parses anything
+    generic = get_format("generic")
+    assert parse_log(read_log_lines(HDFS_LINES), "auto", prefer=generic).format.name == "hdfs"
+
+
+def test_a_detector_scores_with_its_own_format_but_trains_with_detection(tiny_detector):
+    from core.log_formats import get_format
+
+    custom = get_format("<Date> <Time> <Content>")
+    original = tiny_detector.format_
+    try:
+        tiny_detector.format_ = custom  # as if it had been trained with this format
+        assert tiny_detector.parse(read_log_lines(HDFS_LINES)).format is custom
+        assert tiny_detector.parse(read_log_lines(HDFS_LINES), training=True).format.name == "hdfs"
+    finally:
+        tiny_detector.format_ = original
