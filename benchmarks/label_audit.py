@@ -93,7 +93,7 @@ def score_figures(scores_csv: Path, later: LabelledSessions, keep: np.ndarray) -
     """The scores' ROC-AUC, PR-AUC and F1 (at the model's own threshold: the lowest flagged
     score) on all later sessions and on the agreeing ones."""
     from core.errors import LabelError
-    from core.evaluate import evaluate_scores
+    from core.evaluate import evaluate_scores, lowest_flagged_score
 
     frame = pd.read_csv(scores_csv, dtype={"session_id": str})
     if not {"session_id", "score"} <= set(frame.columns):
@@ -101,9 +101,7 @@ def score_figures(scores_csv: Path, later: LabelledSessions, keep: np.ndarray) -
     scores = frame.set_index("session_id")["score"].reindex(later.ids).to_numpy(dtype=float)
     if np.isnan(scores).any():
         raise LabelError(f"{scores_csv}: {int(np.isnan(scores).sum())} later sessions not scored")
-    flagged = frame.loc[frame.get("is_anomaly", pd.Series(False, index=frame.index)).astype(bool),
-                        "score"]
-    threshold = float(flagged.min()) if len(flagged) else float("inf")
+    threshold = lowest_flagged_score(frame)
     rows = []
     for name, mask in (("all later sessions", np.ones(len(keep), dtype=bool)),
                        ("labels agreeing with training", keep)):
@@ -154,11 +152,12 @@ def main(argv: list[str] | None = None) -> int:
                            "display.float_format", "{:.4f}".format):
         print(f"training log: {len(train.labels):,} sessions ({train.labels.sum()} anomalous); "
               f"later log: {len(later.labels):,} sessions ({later.labels.sum()} anomalous)\n")
+        events = event_table(train, later)
         print("Sessions containing each event, and how many of them are labelled anomalous:")
-        print(event_table(train, later).to_string(), "\n")
+        print(events.to_string(), "\n")
         print("Supervised ceiling (trained WITH the training labels, judged on the later log):")
         print(supervised_ceiling(train, later).to_string(index=False))
-        shifted = shifted_events(event_table(train, later))
+        shifted = shifted_events(events)
         keep = agreeing_sessions(later, shifted)
         print(f"\nLabel-shifted events (anomalous shares >= {SHIFT} apart): {len(shifted)}; "
               f"later sessions labelled against the training majority: {int((~keep).sum())}")

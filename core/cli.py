@@ -180,11 +180,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
     import pandas as pd
 
     from .errors import LabelError
-    from .evaluate import align_labels, evaluate_scores, read_labels
+    from .evaluate import align_labels, evaluate_scores, lowest_flagged_score, read_labels
 
     path = Path(args.scores)
     if not path.exists():
@@ -206,13 +205,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         raise LabelError("give --labels LABELS.csv (or score a log with inline labels)")
     values = scores["score"].to_numpy(dtype=float)
-    if args.threshold is not None:
-        threshold = args.threshold
-    elif "is_anomaly" in scores.columns and scores["is_anomaly"].any():
-        # The model's threshold is where flagging starts: the lowest flagged score.
-        threshold = float(values[scores["is_anomaly"].astype(bool).to_numpy()].min())
-    else:
-        threshold = float(np.inf)
+    threshold = args.threshold if args.threshold is not None else lowest_flagged_score(scores)
     ev = evaluate_scores(values, labels, threshold, level=args.level)
     if args.json:
         print(json.dumps(ev.to_dict()))

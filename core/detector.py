@@ -182,17 +182,17 @@ class TinyLogBERTDetector:
         history = trainer.fit_mlm()
         self._round_weights()
         raw = score_sequences(self.model_, corpus)
-        self._calibrate(parsed, index, corpus, raw)
         # Contamination-robust step: what the model flags in its own training data is left out
         # of the line frequencies (and of the optional clean epochs), so that an anomaly that
         # recurs in the training log does not make its own lines look common.
-        flagged = self._refit_prior(parsed, index, corpus, raw, encoded, texts)
+        flagged = self._calibrate(parsed, index, corpus, raw) >= self.threshold_
+        self._refit_prior(parsed, index, corpus, raw, encoded, texts, flagged)
         if self.training.clean_epochs > 0:
             history = trainer.fit_clean(~_sequences_of(corpus, flagged))
             self._round_weights()
             raw = score_sequences(self.model_, corpus)
-            self._calibrate(parsed, index, corpus, raw)
-            flagged = self._refit_prior(parsed, index, corpus, raw, encoded, texts)
+            flagged = self._calibrate(parsed, index, corpus, raw) >= self.threshold_
+            self._refit_prior(parsed, index, corpus, raw, encoded, texts, flagged)
         # The head learns the score itself, from the [CLS] vector alone (a one-pass estimate).
         per_seq = self._sequence_targets(corpus, raw)
         trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
@@ -224,14 +224,12 @@ class TinyLogBERTDetector:
 
     def _refit_prior(
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
-        raw: SequenceScores, encoded: pa.DictionaryArray, texts: list[str],
-    ) -> np.ndarray:
-        """Flag the training sessions at or above the threshold; with ``robust_prior``, count
-        line frequencies again without their lines and recalibrate. Returns the flags."""
-        comps = self._components(corpus, index, raw, self._position_signals(corpus, raw))
-        flagged = self.calibration_.combine(comps) >= self.threshold_
+        raw: SequenceScores, encoded: pa.DictionaryArray, texts: list[str], flagged: np.ndarray,
+    ) -> None:
+        """With ``robust_prior``, count line frequencies again without the lines of the
+        ``flagged`` training sessions, and recalibrate."""
         if not self.training.robust_prior or not flagged.any() or flagged.all():
-            return flagged
+            return
         keep_line = np.ones(len(parsed), dtype=bool)
         keep_line[index.members[flagged[index.member_session()]]] = False
         kept = np.bincount(encoded.indices.to_numpy(zero_copy_only=False)[keep_line],
@@ -239,7 +237,6 @@ class TinyLogBERTDetector:
         self.line_class_counts_ = _class_counts(texts, kept, self._line_class,
                                                 len(self.line_vocab_) + FIRST_LINE_CLASS)
         self._calibrate(parsed, index, corpus, raw)
-        return flagged
 
     # ---- scoring ----------------------------------------------------------------------------------
     def _round_weights(self) -> None:
@@ -299,7 +296,8 @@ class TinyLogBERTDetector:
 
     def _calibrate(
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
-    ) -> None:
+    ) -> np.ndarray:
+        """Centre, scale and threshold from the training sessions; returns their scores."""
         signals = self._position_signals(corpus, raw)
         comps = self._components(corpus, index, raw, signals)
         center, scale = {}, {}
@@ -318,6 +316,7 @@ class TinyLogBERTDetector:
         self.calibration_ = calib
         self.threshold_ = calib.threshold
         self.line_threshold_ = calib.line_threshold
+        return scores
 
     @staticmethod
     def _line_scores(

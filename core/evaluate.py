@@ -58,6 +58,14 @@ class Curves:
     pr_thresholds: np.ndarray = field(repr=False)
 
 
+def lowest_flagged_score(scores: pd.DataFrame) -> float:
+    """The model's threshold as a scores CSV shows it: where flagging starts, i.e. the lowest
+    score with ``is_anomaly`` set (``inf`` when nothing is flagged)."""
+    if "is_anomaly" not in scores.columns or not scores["is_anomaly"].any():
+        return float(np.inf)
+    return float(scores.loc[scores["is_anomaly"].astype(bool), "score"].min())
+
+
 def evaluate_scores(
     scores: np.ndarray, labels: np.ndarray, threshold: float, level: str = "session"
 ) -> Evaluation:

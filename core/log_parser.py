@@ -157,16 +157,21 @@ def _candidates(formats: list[LogFormat]) -> list[LogFormat]:
     return out
 
 
+def _detection_sample(lines: LogLines) -> tuple[pa.Array, int]:
+    """The sampled lines that formats are judged on (non-empty ones), and how many were sampled."""
+    sample = _sample(lines.lines, DETECT_SAMPLE)
+    return pc.filter(sample, pc.greater(pc.utf8_length(sample), 0)), len(sample)
+
+
 def rank_formats(lines: LogLines, candidates: list[LogFormat] | None = None) -> list[FormatGuess]:
     """Every candidate format with its match rate on a sample, best first.
 
     Ranking: the share of lines parsed (to 0.1 %), then a format over its ``+label`` variant, then
     specificity (more typed fields). The generic fallback is not ranked.
     """
-    sample = _sample(lines.lines, DETECT_SAMPLE)
-    nonempty = pc.filter(sample, pc.greater(pc.utf8_length(sample), 0))
+    nonempty, n_sampled = _detection_sample(lines)
     guesses = [
-        FormatGuess(fmt, _match_rate(nonempty, fmt), len(sample))
+        FormatGuess(fmt, _match_rate(nonempty, fmt), n_sampled)
         for fmt in _candidates(candidates or available_formats())
     ]
     return sorted(
@@ -184,9 +189,8 @@ def _preferred_format(lines: LogLines, prefer: LogFormat | None) -> FormatGuess 
     fifteenth of ranking them all (the API detects the format of every request)."""
     if prefer is None or prefer.name == GENERIC.name:
         return None
-    sample = _sample(lines.lines, DETECT_SAMPLE)
-    nonempty = pc.filter(sample, pc.greater(pc.utf8_length(sample), 0))
-    guess = FormatGuess(prefer, _match_rate(nonempty, prefer), len(sample))
+    nonempty, n_sampled = _detection_sample(lines)
+    guess = FormatGuess(prefer, _match_rate(nonempty, prefer), n_sampled)
     return guess if guess.match_rate == 1.0 else None
 
 
@@ -195,11 +199,10 @@ def detect_format(lines: LogLines, candidates: list[LogFormat] | None = None) ->
     ranked = rank_formats(lines, candidates)
     if ranked and ranked[0].match_rate >= MIN_DETECT_RATE:
         return ranked[0]
-    n_sampled = min(len(lines), DETECT_SAMPLE)
     # Nothing fits, but the lines may still carry loghub labels: strip them, keep the rest whole.
     labelled = GENERIC.with_inline_label()
-    sample = _sample(lines.lines, DETECT_SAMPLE)
-    rate = _match_rate(pc.filter(sample, pc.greater(pc.utf8_length(sample), 0)), labelled)
+    nonempty, n_sampled = _detection_sample(lines)
+    rate = _match_rate(nonempty, labelled)
     if rate >= MIN_DETECT_RATE:
         return FormatGuess(labelled, rate, n_sampled)
     return FormatGuess(GENERIC, 1.0, n_sampled)

@@ -33,8 +33,9 @@ def test_refit_prior_leaves_out_the_lines_of_flagged_sessions_and_makes_them_rar
     detector.training = replace(detector.training, robust_prior=True)
     raw = score_sequences(detector.model_, corpus)
     encoded = parsed.words.dictionary_encode()
-    flagged = detector._refit_prior(parsed, index, corpus, raw, encoded,
-                                    encoded.dictionary.to_pylist())
+    flagged = detector._calibrate(parsed, index, corpus, raw) >= detector.threshold_
+    detector._refit_prior(parsed, index, corpus, raw, encoded, encoded.dictionary.to_pylist(),
+                          flagged)
     assert flagged.any() and not flagged.all()
     in_flagged = np.zeros(len(parsed), dtype=bool)
     in_flagged[index.members[flagged[index.member_session()]]] = True
