@@ -231,7 +231,8 @@ class LineResult(BaseModel):
     session_id: str = Field(description="the line's session(s), ';'-joined when several")
     score: float | None = Field(description="surprisal of the line in its session (nats)")
     is_anomaly: bool = Field(description="score >= the model's line threshold")
-    severity: str = Field(description="of the line's session: normal, high or critical")
+    severity: str = Field(description="grade of the line's session: normal, elevated, high or "
+                                      "critical")
     session_score: float | None
     session_is_anomaly: bool
     parse_ok: bool = Field(description="false when the line did not fit the format (still scored)")
@@ -254,7 +255,13 @@ class SessionResult(BaseModel):
     first_line_no: int
     score: float | None
     is_anomaly: bool
-    severity: str
+    severity: str = Field(description="the session's grade (kept under its first name)")
+    grade: str = Field(description="argmax of the grade probabilities: normal, elevated, high "
+                                   "(flagged) or critical (flagged, far above the threshold)")
+    p_normal: float
+    p_elevated: float
+    p_high: float
+    p_critical: float
     top_line_no: int = Field(description="the session's top line (highest line score)")
     top_lines: list[TopLine] | None = Field(
         description="highest line score first; null unless the session is among the "

@@ -27,12 +27,22 @@ COMPONENTS = ("rarity", "context", "head")
 DEFAULT_WEIGHTS = {"rarity": 1.0, "context": 1.0, "head": 0.0}
 
 
-def robust_center_scale(values: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
-    """Weighted median and 1.4826 * MAD (floored so a constant signal cannot divide by ~0)."""
+def robust_center_scale(
+    values: np.ndarray, weights: np.ndarray | None = None, upper: bool = False
+) -> tuple[float, float]:
+    """Weighted median and 1.4826 * MAD (floored so a constant signal cannot divide by ~0).
+
+    ``upper=True`` takes the larger of that and the upper quartile's distance from the median
+    / 0.6745 (the two agree on one symmetric mode): the MAD describes the main mode alone, so it
+    cannot see a second, normal mode above it (the boot sequences of a syslog, every line new).
+    """
     center = weighted_quantile(values, 0.5, weights)
     mad = weighted_quantile(np.abs(values - center), 0.5, weights)
     spread = float(np.std(values)) if len(values) else 1.0
-    return center, max(1.4826 * mad, 0.05 * spread, 1e-3)
+    scale = 1.4826 * mad
+    if upper:
+        scale = max(scale, (weighted_quantile(values, 0.75, weights) - center) / 0.6745)
+    return center, max(scale, 0.05 * spread, 1e-3)
 
 
 def weighted_quantile(values: np.ndarray, q: float, weights: np.ndarray | None = None) -> float:
@@ -76,26 +86,89 @@ class Calibration:
 
 
 def label_free_threshold(
-    scores: np.ndarray, weights: np.ndarray | None, contamination: float | str
+    scores: np.ndarray, weights: np.ndarray | None, contamination: float | str,
+    max_share: float = 0.1,
 ) -> float:
     """Threshold from training scores only.
 
     A number is the expected share of anomalies (as in PyOD). ``'auto'`` assumes nothing about
-    that share: it places the threshold a fixed number of robust deviations above the median of
-    the training scores, where a Gaussian-tailed normal population has almost no mass.
+    that share but that it is small: the threshold sits ``AUTO_DEVIATIONS`` robust deviations
+    above the median of the training scores, where a Gaussian-tailed normal population has
+    almost no mass. Where that would flag more than ``max_share`` of the training data, what it
+    flags is a mode of normal behaviour, not a few anomalies: the deviation is then measured
+    with the upper quartile too (``robust_center_scale(upper=True)``), and as a last resort the
+    threshold is the training quantile that flags ``max_share``.
     """
-    if contamination == "auto":
-        center, scale = robust_center_scale(scores, weights)
-        return center + AUTO_DEVIATIONS * scale
-    return weighted_quantile(scores, 1.0 - float(contamination), weights)
+    if contamination != "auto":
+        return weighted_quantile(scores, 1.0 - float(contamination), weights)
+    scores = np.asarray(scores, dtype=np.float64)
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
+
+    def share(t: float) -> float:
+        return float(w[scores >= t].sum() / max(w.sum(), 1e-12))
+
+    center, scale = robust_center_scale(scores, weights)
+    threshold = center + AUTO_DEVIATIONS * scale
+    if len(scores) and share(threshold) > max_share:
+        center, scale = robust_center_scale(scores, weights, upper=True)
+        threshold = max(threshold, center + AUTO_DEVIATIONS * scale)
+    if len(scores) and share(threshold) > max_share:
+        threshold = max(threshold, weighted_quantile(scores, 1.0 - max_share, weights))
+    return threshold
 
 
 AUTO_DEVIATIONS = 4.0
+# 'auto' at most flags this share of the training sessions, and of the training lines.
+AUTO_MAX_SESSION_SHARE = 0.10
+AUTO_MAX_LINE_SHARE = 0.05
+
+
+# Severity grades, lowest first. A grade is a band of the session score measured from the
+# threshold in units of the training scores' robust spread: ``elevated`` within 2 of it below,
+# ``high`` from it to 2 above, ``critical`` beyond.
+GRADES = ("normal", "elevated", "high", "critical")
+GRADE_CENTERS = np.array([-3.0, -1.0, 1.0, 3.0])  # band middles, in those units
+GRADE_WIDTH = 2.0
+
+
+def grade_probabilities(score: np.ndarray, threshold: float, scale: float) -> np.ndarray:
+    """``[n, len(GRADES)]``: a softmax over the grades, each row summing to 1.
+
+    The logits are linear in the score, ``u * c_k - c_k**2 / 2`` with ``u`` the score's distance
+    from the threshold in robust SDs and ``c_k`` the grade's band middle: a one-input softmax
+    layer whose weights come from the training scores (threshold and spread), never from
+    labels. Its argmax changes exactly at the band edges (the threshold is the edge between
+    ``elevated`` and ``high``, so ``high`` and ``critical`` are the flagged sessions), and it is
+    sure in the middle of a band (p ~ 0.79) and unsure at an edge (0.5 / 0.5).
+    """
+    u = (np.asarray(score, dtype=np.float64) - threshold) / max(float(scale), 1e-6)
+    u = np.nan_to_num(u, nan=-np.inf)
+    u = np.clip(u, -1e6, 1e6) * (2.0 / GRADE_WIDTH)
+    logits = u[:, None] * GRADE_CENTERS[None, :] - 0.5 * GRADE_CENTERS[None, :] ** 2
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def grade_of(probabilities: np.ndarray) -> np.ndarray:
+    """Argmax, a tie going to the higher grade (a score at the threshold is flagged)."""
+    top = probabilities.shape[1] - 1 - np.argmax(probabilities[:, ::-1], axis=1)
+    return np.asarray(GRADES, dtype=object)[top]
 
 
 def severity(score: np.ndarray, threshold: float, scale: float) -> np.ndarray:
-    """``normal`` below the threshold, then ``high`` and, far above it, ``critical``."""
-    out = np.full(len(score), "normal", dtype=object)
-    out[score >= threshold] = "high"
-    out[score >= threshold + 2 * max(scale, 1e-6)] = "critical"
+    """The grade (argmax of ``grade_probabilities``): ``normal``/``elevated`` below the
+    threshold, ``high`` and, far above it, ``critical``."""
+    if len(score) == 0:
+        return np.zeros(0, dtype=object)
+    return grade_of(grade_probabilities(score, threshold, scale))
+
+
+def grade_columns(score: np.ndarray, threshold: float, scale: float) -> dict[str, np.ndarray]:
+    """``grade`` and one ``p_<grade>`` column per grade, lowest grade first."""
+    p = grade_probabilities(score, threshold, scale) if len(score) else np.zeros((0, len(GRADES)))
+    out: dict[str, np.ndarray] = {"grade": grade_of(p).astype(str) if len(score)
+                                  else np.zeros(0, dtype=str)}
+    for k, name in enumerate(GRADES):
+        out[f"p_{name}"] = p[:, k].round(6)
     return out

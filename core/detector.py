@@ -22,8 +22,11 @@ import torch
 
 from . import __version__
 from .anomaly_score import (
+    AUTO_MAX_LINE_SHARE,
+    AUTO_MAX_SESSION_SHARE,
     DEFAULT_WEIGHTS,
     Calibration,
+    grade_columns,
     label_free_threshold,
     robust_center_scale,
     severity,
@@ -45,10 +48,12 @@ from .log_reader import LogLines, read_log_file, read_log_lines, read_log_text
 from .log_tokenizer import LogTokenizer
 from .results import ScoreResult
 from .sequence_cache import SequenceCache
+from .severity import line_severity
 from .session_corpus import SessionCorpus, build_corpus, build_line_vocab
 from .sessions import SessionConfig, SessionIndex, build_sessions
 from .tinylogbert_model import (
     FIRST_LINE_CLASS,
+    N_PSEUDO_LINES,
     OTHER_LINE_CLASS,
     ModelConfig,
     build_model,
@@ -60,9 +65,10 @@ LogInput = str | Path | LogLines | ParsedLog | list
 
 
 class PositionSignals(NamedTuple):
-    """Per flat position of a corpus (``end_excess``: per sequence), computed once per call."""
+    """Per session member (a line where a session holds it; ``end_excess``: per distinct
+    sequence), computed once per call."""
 
-    rarity: np.ndarray  # -log p(line) under the training line frequencies
+    rarity: np.ndarray  # -log p(line) under the training line frequencies, times (1 + severity)
     excess: np.ndarray  # surprisal beyond the prediction's entropy
     end_excess: np.ndarray  # the same for the end of each sequence
     line_score: np.ndarray  # mean of rarity and surprisal: a line's score
@@ -95,7 +101,9 @@ class TinyLogBERTDetector:
         vocab_size: int = 1000,
         max_line_tokens: int = 32,
         max_line_classes: int = 4096,
+        min_line_count: int = 2,
         contamination: float | str = "auto",
+        severity_prior: bool = True,
         init_from: str | None = None,
         num_threads: int | None = None,
     ) -> None:
@@ -106,7 +114,9 @@ class TinyLogBERTDetector:
         self.vocab_size = vocab_size
         self.max_line_tokens = max_line_tokens
         self.max_line_classes = max_line_classes
+        self.min_line_count = min_line_count
         self.contamination = contamination
+        self.severity_prior = severity_prior
         self.init_from = init_from
         self.num_threads = num_threads
 
@@ -159,10 +169,12 @@ class TinyLogBERTDetector:
                     yield text
 
         self.tokenizer_ = LogTokenizer.train(weighted_lines(), self.vocab_size, self.max_line_tokens)
-        self.line_vocab_ = build_line_vocab(texts, counts, self.max_line_classes)
+        self.line_vocab_ = build_line_vocab(texts, counts, self.max_line_classes,
+                                            self.min_line_count)
         self._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(self.line_vocab_)}
         self.line_class_counts_ = _class_counts(texts, counts, self._line_class,
                                                 len(self.line_vocab_) + FIRST_LINE_CLASS)
+        self.word_counts_ = _word_counts(texts, counts)
         self.model_config_ = self.model
         n_classes = len(self.line_vocab_) + FIRST_LINE_CLASS
         if self.init_from:
@@ -247,45 +259,69 @@ class TinyLogBERTDetector:
                 param.copy_(param.half().float())
 
     def _line_rarity(self, corpus: SessionCorpus) -> np.ndarray:
-        """``-log p(line)`` per line-table row, from the training log's line frequencies."""
+        """``-log p(line)`` per line-table row, from the training log's line frequencies.
+
+        A line outside the vocabulary (new, or seen once) backs off to its words:
+        ``-log p([OTHER]) + mean -log p(word)``, so among new messages those made of words the
+        log never uses rank first (a new BGL alert among new but ordinary messages).
+        """
         counts = np.asarray(self.line_class_counts_, dtype=np.float64)
         prob = (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
-        return -np.log(prob[corpus.line_class])
+        rarity = -np.log(prob[corpus.line_class])
+        words = getattr(self, "word_counts_", None)
+        if words:
+            other = np.flatnonzero(corpus.line_class[N_PSEUDO_LINES:] == OTHER_LINE_CLASS)
+            rarity[N_PSEUDO_LINES + other] += _word_surprisal(
+                [corpus.line_texts[i] for i in other], words
+            )
+        return rarity
 
-    def _position_signals(self, corpus: SessionCorpus, raw: SequenceScores) -> PositionSignals:
+    def _position_signals(
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
+    ) -> PositionSignals:
         rarity = self._line_rarity(corpus)
         flat_rows = np.concatenate(corpus.sequences) if corpus.sequences else np.zeros(0, int)
-        position_rarity = rarity[flat_rows]
+        flat = corpus.member_flat
+        member_rarity = rarity[flat_rows][flat]
+        line_score = 0.5 * (member_rarity + raw.surprisal[flat])
+        if self.severity_prior:  # a new FATAL line weighs more than a new INFO one
+            weight = 1.0 + self._severity(parsed)[index.members]
+            member_rarity, line_score = member_rarity * weight, line_score * weight
         return PositionSignals(
-            rarity=position_rarity,
-            excess=raw.surprisal - raw.entropy,
+            rarity=member_rarity,
+            excess=(raw.surprisal - raw.entropy)[flat],
             end_excess=raw.end_surprisal - raw.end_entropy,
-            line_score=0.5 * (position_rarity + raw.surprisal),
+            line_score=line_score,
         )
+
+    @staticmethod
+    def _severity(parsed: ParsedLog) -> np.ndarray:
+        return line_severity(parsed.table["level"], parsed.words)
 
     def _components(
         self, corpus: SessionCorpus, index: SessionIndex, raw: SequenceScores,
         signals: PositionSignals,
     ) -> dict[str, np.ndarray]:
         """Per-session signals (see ``anomaly_score.py``)."""
-        position_rarity, excess, end_excess = signals.rarity, signals.excess, signals.end_excess
         member_session = index.member_session()
         n = len(index)
         lengths = np.maximum(index.lengths(), 1)
-        rarity = np.bincount(
-            member_session, weights=position_rarity[corpus.member_flat], minlength=n
-        ) / lengths
+        rarity = np.bincount(member_session, weights=signals.rarity, minlength=n) / lengths
         context = np.full(n, -np.inf)
-        np.maximum.at(context, member_session, excess[corpus.member_flat])
+        np.maximum.at(context, member_session, signals.excess)
+        end_excess = signals.end_excess
         last_chunk = np.array([q[-1] for q in corpus.session_seqs], dtype=np.int64)
         context = np.maximum(context, end_excess[last_chunk] if n else context)
         head = np.array([raw.head[q].max() for q in corpus.session_seqs], dtype=np.float64)
         return {"rarity": rarity, "context": context, "head": head}
 
     def _sequence_targets(self, corpus: SessionCorpus, raw: SequenceScores) -> np.ndarray:
-        """The calibrated score of each distinct sequence, as if it were a session."""
-        signals = self._position_signals(corpus, raw)
-        position_rarity, excess, end_excess = signals.rarity, signals.excess, signals.end_excess
+        """The calibrated score of each distinct sequence, as if it were a session (the line
+        prior without the severity weight: a sequence has no levels, only its lines' words)."""
+        rarity = self._line_rarity(corpus)
+        flat_rows = np.concatenate(corpus.sequences) if corpus.sequences else np.zeros(0, int)
+        position_rarity = rarity[flat_rows]
+        excess, end_excess = raw.surprisal - raw.entropy, raw.end_surprisal - raw.end_entropy
         off = corpus.seq_offsets
         rarity = np.add.reduceat(position_rarity, off[:-1]) / np.maximum(np.diff(off), 1)
         context = np.maximum(np.maximum.reduceat(excess, off[:-1]), end_excess)
@@ -298,16 +334,18 @@ class TinyLogBERTDetector:
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
     ) -> np.ndarray:
         """Centre, scale and threshold from the training sessions; returns their scores."""
-        signals = self._position_signals(corpus, raw)
+        signals = self._position_signals(parsed, index, corpus, raw)
         comps = self._components(corpus, index, raw, signals)
         center, scale = {}, {}
         for name, values in comps.items():
             center[name], scale[name] = robust_center_scale(values)
         calib = Calibration(center=center, scale=scale, weights=dict(DEFAULT_WEIGHTS))
         scores = calib.combine(comps)
-        calib.threshold = label_free_threshold(scores, None, self.contamination)
+        calib.threshold = label_free_threshold(scores, None, self.contamination,
+                                               AUTO_MAX_SESSION_SHARE)
         line_scores = self._line_scores(parsed, index, corpus, signals)
-        calib.line_threshold = label_free_threshold(line_scores, None, self.contamination)
+        calib.line_threshold = label_free_threshold(line_scores, None, self.contamination,
+                                                    AUTO_MAX_LINE_SHARE)
         calib.contamination = float(np.mean(scores >= calib.threshold))
         calib.train_quantiles = {
             f"q{q}": float(np.quantile(scores, q / 100)) for q in (50, 90, 95, 99, 99.9)
@@ -325,7 +363,7 @@ class TinyLogBERTDetector:
         """A line's score: the mean of its rarity and its surprisal where it stands, in nats
         (the max over its sessions)."""
         out = np.full(len(parsed), -np.inf)
-        np.maximum.at(out, index.members, signals.line_score[corpus.member_flat])
+        np.maximum.at(out, index.members, signals.line_score)
         return np.where(np.isfinite(out), out, 0.0)
 
     def score(
@@ -361,14 +399,14 @@ class TinyLogBERTDetector:
     ) -> ScoreResult:
         calib = self.calibration_
         thr = self.threshold_ if threshold is None else float(threshold)
-        signals = self._position_signals(corpus, raw)
+        signals = self._position_signals(parsed, index, corpus, raw)
         comps = self._components(corpus, index, raw, signals)
         # Rounded as written, so that flags computed here and by ``with_threshold`` agree.
         session_score = np.round(calib.combine(comps), 6)
         line_score = np.round(self._line_scores(parsed, index, corpus, signals), 6)
         member_session = index.member_session()
         # Top line of a session: its highest-scoring member.
-        member_score = signals.line_score[corpus.member_flat]
+        member_score = signals.line_score
         order = np.lexsort((-member_score, member_session))
         top_member = index.members[order[index.offsets[:-1]]] if len(order) else np.array([])
         line_no = parsed.table["line_no"].to_numpy()
@@ -408,6 +446,8 @@ class TinyLogBERTDetector:
             "top_line_no": pa.array(line_no[top_member]),
             "severity": pa.array(severity(session_score, thr, scale).astype(str), type=pa.string()),
         }
+        for name, values in grade_columns(session_score, thr, scale).items():
+            session_columns[name] = pa.array(values)
         for name, values in comps.items():
             session_columns[f"z_{name}"] = pa.array(
                 ((values - calib.center[name]) / calib.scale[name]).round(4)
@@ -464,7 +504,8 @@ class TinyLogBERTDetector:
         sha = save_weights(self.model_, folder)
         self.tokenizer_.save(folder)
         (folder / LINE_VOCAB_FILE).write_text(json.dumps(
-            {"lines": self.line_vocab_, "class_counts": [int(c) for c in self.line_class_counts_]},
+            {"lines": self.line_vocab_, "class_counts": [int(c) for c in self.line_class_counts_],
+             "word_counts": getattr(self, "word_counts_", None) or {}},
             indent=0,
         ))
         meta = {
@@ -481,7 +522,9 @@ class TinyLogBERTDetector:
             "vocab_size": self.vocab_size,
             "max_line_tokens": self.max_line_tokens,
             "max_line_classes": self.max_line_classes,
+            "min_line_count": self.min_line_count,
             "contamination": self.contamination,
+            "severity_prior": self.severity_prior,
             "training_summary": self.training_summary_,
         }
         (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
@@ -502,7 +545,10 @@ class TinyLogBERTDetector:
                 vocab_size=meta["vocab_size"],
                 max_line_tokens=meta["max_line_tokens"],
                 max_line_classes=meta["max_line_classes"],
+                min_line_count=meta.get("min_line_count", 1),
                 contamination=meta["contamination"],
+                # Checkpoints from before the prior existed keep scoring as they were trained.
+                severity_prior=meta.get("severity_prior", False),
             )
             det.format_ = fmt
             det.calibration_ = Calibration.from_dict(meta["calibration"])
@@ -518,6 +564,7 @@ class TinyLogBERTDetector:
         line_vocab = vocab["lines"]
         det.line_vocab_ = line_vocab
         det.line_class_counts_ = vocab["class_counts"]
+        det.word_counts_ = vocab.get("word_counts") or {}  # older checkpoints: no back-off
         det._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(line_vocab)}
         det.tokenizer_ = LogTokenizer.load(folder, det.max_line_tokens)
         det.model_config_ = det.model
@@ -551,6 +598,26 @@ def _class_counts(
     for text, count in zip(texts, counts):
         out[line_class.get(text, OTHER_LINE_CLASS)] += int(count)
     return out.tolist()
+
+
+def _word_counts(texts: list[str], counts: np.ndarray) -> dict[str, int]:
+    """Training occurrences of each word of the normalised lines (the back-off of new lines)."""
+    out: dict[str, int] = {}
+    for text, count in zip(texts, counts):
+        for word in text.split():
+            out[word] = out.get(word, 0) + int(count)
+    return dict(sorted(out.items()))
+
+
+def _word_surprisal(texts: list[str], word_counts: dict[str, int]) -> np.ndarray:
+    """Mean ``-log p(word)`` per text (add-half smoothed: an unseen word is the rarest)."""
+    total = sum(word_counts.values()) + 0.5 * (len(word_counts) + 1)
+    out = np.zeros(len(texts))
+    for i, text in enumerate(texts):
+        words = text.split()
+        if words:
+            out[i] = np.mean([-math.log((word_counts.get(w, 0) + 0.5) / total) for w in words])
+    return out
 
 
 def _sequences_of(corpus: SessionCorpus, sessions: np.ndarray) -> np.ndarray:

@@ -115,15 +115,20 @@ class ScoreResult:
 
     def with_threshold(self, threshold: float) -> ScoreResult:
         """The same scores judged at another session threshold (no rescoring)."""
-        from .anomaly_score import severity
+        from .anomaly_score import grade_columns, severity
 
         def judged(table: pa.Table, score: str, flag: str) -> pa.Table:
             values = table[score].to_numpy()
             table = table.set_column(table.schema.get_field_index(flag), flag,
                                      pa.array(values >= threshold))
             levels = severity(values, threshold, self.score_scale).astype(str)
-            return table.set_column(table.schema.get_field_index("severity"), "severity",
-                                    pa.array(levels, type=pa.string()))
+            table = table.set_column(table.schema.get_field_index("severity"), "severity",
+                                     pa.array(levels, type=pa.string()))
+            if "grade" in table.column_names:  # the grades follow the threshold too
+                for name, column in grade_columns(values, threshold, self.score_scale).items():
+                    table = table.set_column(table.schema.get_field_index(name), name,
+                                             pa.array(column))
+            return table
 
         sessions = judged(self.session_table, "score", "is_anomaly")
         lines = judged(self.line_table, "session_score", "session_is_anomaly")

@@ -53,10 +53,19 @@ def line_table(tokenizer: LogTokenizer, texts: list[str]) -> np.ndarray:
     return table
 
 
-def build_line_vocab(texts: list[str], counts: np.ndarray, max_classes: int) -> list[str]:
-    """The lines the MLM head predicts by name: the most frequent, ties broken by text."""
+def build_line_vocab(
+    texts: list[str], counts: np.ndarray, max_classes: int, min_count: int = 1
+) -> list[str]:
+    """The lines the MLM head predicts by name: the most frequent, ties broken by text.
+
+    Lines seen fewer than ``min_count`` times stay out and pool in ``[OTHER]`` with every line
+    never seen: their pooled count is then the log's own rate of new messages (Good-Turing's
+    N1 / N for ``min_count=2``), so a new line is as surprising as new lines are in *this* log —
+    very in HDFS (19 distinct lines in 100k), mildly in a syslog full of one-off boot messages.
+    """
     order = sorted(range(len(texts)), key=lambda i: (-int(counts[i]), texts[i]))
-    return [texts[i] for i in order[: max_classes - FIRST_LINE_CLASS] if counts[i] > 0]
+    keep = max(int(min_count), 1)
+    return [texts[i] for i in order[: max_classes - FIRST_LINE_CLASS] if counts[i] >= keep]
 
 
 def build_corpus(

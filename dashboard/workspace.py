@@ -10,14 +10,12 @@ import csv
 import gzip
 import io
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from core.anomaly_score import severity
 from core.errors import LabelError
 from core.evaluate import labels_from_rows
 from core.log_reader import GZIP_MAGIC
@@ -126,25 +124,9 @@ class Workspace:
 
 
 def judge_at(result: ScoreResult, threshold: float) -> ScoreResult:
-    """``result.with_threshold(threshold)`` with the ``severity`` columns judged at it too.
-
-    Severity depends on the threshold; ``with_threshold`` leaves it as scored, so it is redone
-    here with core's own rule. Harmless once core does it itself.
-    """
-    out = result.with_threshold(threshold)
-    lines, sessions = out.line_table, out.session_table
-    if "severity" in lines.column_names:
-        lines = _set_severity(lines, "session_score", threshold, out.score_scale)
-    if "severity" in sessions.column_names:
-        sessions = _set_severity(sessions, "score", threshold, out.score_scale)
-    return replace(out, line_table=lines, session_table=sessions)
-
-
-def _set_severity(table: pa.Table, score_column: str, threshold: float, scale: float) -> pa.Table:
-    values = severity(table[score_column].to_numpy(), threshold, scale).astype(str)
-    return table.set_column(
-        table.schema.get_field_index("severity"), "severity", pa.array(values, type=pa.string())
-    )
+    """``result.with_threshold(threshold)``: flags, severity and grades judged at it (core's
+    own rule, one definition for every front end)."""
+    return result.with_threshold(threshold)
 
 
 def _sessions_from_line_labels(result: ScoreResult) -> ScoreResult:

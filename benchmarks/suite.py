@@ -1,0 +1,318 @@
+"""The development suite: every development log, every peer, several seeds, one table.
+
+    python -m benchmarks.suite                      # or: tinylogbert bench --suite
+    python -m benchmarks.suite --seeds 0 --quick    # a smoke test of the harness
+
+Each log is cut in time: the detector trains on the earlier part *without labels* and scores the
+later part (a clean log trains and scores itself: the question there is how much it flags). A
+design is chosen on all of these at once, never on one, so none of them is held out: these are
+development figures. Thresholds come from training scores only (the detector's ``auto`` rule, and
+the same rule for every peer); ``best F1`` is chosen on the labels and only an upper bound.
+
+| log | split | sessions | judged on |
+|---|---|---|---|
+| ``hdfs`` | ``HDFS_sample`` trains, the later ``HDFS_heldout`` blocks are scored | block ids | block labels |
+| ``bgl`` | ``BGL_2k`` (loghub), first 1,000 lines train, last 1,000 scored | the format's windows | inline alert labels, per window and per line |
+| ``thunderbird`` | ``Thunderbird_2k``, no alerts, trains and scores itself | windows | share flagged (sessions, lines) |
+
+Peers, fitted on the same training lines and sessions: a plain template-frequency table (mean
+``-log p(line)``), word frequency (mean word surprisal), the level alone (max level rank), an
+IsolationForest on template counts, and TinyLogBERT's own signals alone (``z_rarity``: its
+count table with the severity prior; ``z_context``: the network's next-line surprisal).
+Writes ``benchmarks/results/suite.json`` and ``suite.md`` (``--out-dir``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.anomaly_score import AUTO_MAX_LINE_SHARE, AUTO_MAX_SESSION_SHARE, label_free_threshold
+from core.cli import run_reporting_errors
+from core.evaluate import align_labels, read_labels
+
+from .report import package_versions
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+LOGHUB = SAMPLE / "loghub_2k"
+VERSIONED = ("tinylogbert", "numpy", "scikit-learn", "torch", "transformers", "pyarrow")
+
+
+@dataclass(frozen=True)
+class DevLog:
+    name: str
+    train: Path
+    test: Path | None  # None: scores its own training log
+    labels: Path | None = None  # session labels CSV (else inline labels, if any)
+    train_lines: slice | None = None  # a slice of ``train`` (with ``test`` None: the rest scores)
+    test_lines: slice | None = None
+
+
+DEV_LOGS = (
+    DevLog("hdfs", SAMPLE / "HDFS_sample.log.gz", SAMPLE / "HDFS_heldout.log.gz",
+           SAMPLE / "HDFS_heldout_labels.csv"),
+    DevLog("bgl", LOGHUB / "BGL_2k.log.gz", LOGHUB / "BGL_2k.log.gz",
+           train_lines=slice(0, 1000), test_lines=slice(1000, None)),
+    DevLog("thunderbird", LOGHUB / "Thunderbird_2k.log.gz", None),
+)
+
+
+@dataclass
+class Part:
+    """What every method is given of one side of a split: words, levels and sessions."""
+
+    words: list[str]
+    levels: list[str | None]
+    members: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def of(cls, result) -> Part:
+        lines = result.line_table
+        return cls(result.line_words.to_pylist(), lines["level"].to_pylist(),
+                   result.sessions.members, result.sessions.offsets)
+
+    def per_session(self, line_values: np.ndarray, how: str) -> np.ndarray:
+        values = line_values[self.members]
+        starts = self.offsets[:-1]
+        if how == "max":
+            return np.maximum.reduceat(values, starts) if len(starts) else values
+        return np.add.reduceat(values, starts) / np.maximum(np.diff(self.offsets), 1)
+
+
+def _read(path: Path, lines: slice | None) -> list[str]:
+    from core.log_reader import read_log_file
+
+    text = read_log_file(path).lines.to_pylist()
+    return text[lines] if lines else text
+
+
+# ---- peers: each returns (line scores, session scores) for train and for test --------------------
+def template_frequency(train: Part, test: Part) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    counts = Counter(train.words)
+    denominator = len(train.words) + len(counts) + 1.0
+
+    def line(part: Part) -> np.ndarray:
+        return -np.log(np.array([counts.get(w, 0) + 1.0 for w in part.words]) / denominator)
+    return {k: (line(p), p.per_session(line(p), "mean")) for k, p in (("train", train), ("test", test))}
+
+
+def word_frequency(train: Part, test: Part) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    counts = Counter(w for text in train.words for w in text.split())
+    denominator = sum(counts.values()) + len(counts) + 1.0
+
+    def line(part: Part) -> np.ndarray:
+        return np.array([np.mean([-np.log((counts.get(w, 0) + 1.0) / denominator)
+                                  for w in text.split()]) if text else 0.0 for text in part.words])
+    return {k: (line(p), p.per_session(line(p), "mean")) for k, p in (("train", train), ("test", test))}
+
+
+def level_only(train: Part, test: Part) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from core.severity import LEVEL_RANKS
+
+    def line(part: Part) -> np.ndarray:
+        return np.array([LEVEL_RANKS.get(str(v).strip().lower(), 0.0) for v in part.levels])
+    return {k: (line(p), p.per_session(line(p), "max")) for k, p in (("train", train), ("test", test))}
+
+
+def isolation_forest(train: Part, test: Part, seed: int) -> dict[str, tuple[None, np.ndarray]]:
+    from scipy import sparse
+    from sklearn.ensemble import IsolationForest
+
+    vocab = {w: i + 1 for i, w in enumerate(sorted(set(train.words)))}
+
+    def counts(part: Part) -> sparse.csr_matrix:
+        cls = np.array([vocab.get(w, 0) for w in part.words])
+        rows = np.repeat(np.arange(len(part.offsets) - 1), np.diff(part.offsets))
+        m = sparse.csr_matrix((np.ones(len(part.members)), (rows, cls[part.members])),
+                              shape=(len(part.offsets) - 1, len(vocab) + 1))
+        return m.log1p()
+    model = IsolationForest(random_state=seed).fit(counts(train))
+    return {k: (None, -model.score_samples(counts(p))) for k, p in (("train", train), ("test", test))}
+
+
+# ---- judging ------------------------------------------------------------------------------------
+def judge(train_scores: np.ndarray, test_scores: np.ndarray, labels: np.ndarray | None,
+          threshold: float | None = None, max_share: float = AUTO_MAX_SESSION_SHARE) -> dict:
+    """ROC-AUC, PR-AUC and F1 at the label-free threshold (training scores only), flagged share;
+    ``best_f1`` is chosen on the labels (an upper bound)."""
+    from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
+    from sklearn.metrics import roc_auc_score
+
+    if threshold is None:
+        threshold = label_free_threshold(np.asarray(train_scores, float), None, "auto", max_share)
+    flagged = np.asarray(test_scores) >= threshold
+    out = {"flagged_share": float(flagged.mean()) if len(flagged) else 0.0,
+           "n": int(len(flagged))}
+    if labels is not None:
+        keep = labels >= 0
+        y, s = labels[keep], np.asarray(test_scores)[keep]
+        if 0 < y.sum() < len(y):
+            p, r, _ = precision_recall_curve(y, s)
+            out.update(roc_auc=float(roc_auc_score(y, s)), pr_auc=float(average_precision_score(y, s)),
+                       f1=float(f1_score(y, flagged[keep])),
+                       best_f1=float(np.max(2 * p * r / np.maximum(p + r, 1e-12))),
+                       n_anomalies=int(y.sum()))
+    return out
+
+
+def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
+    from core import TinyLogBERTDetector
+    from core.log_reader import read_log_lines
+    from core.training import TrainConfig
+
+    train_text = _read(log.train, log.train_lines)
+    test_text = train_text if log.test is None else _read(log.test, log.test_lines)
+    rows: list[dict] = []
+    peers_done = False
+    for seed in seeds:
+        training = TrainConfig(seed=seed)
+        if quick:
+            from core.tinylogbert_model import ModelConfig
+            training = TrainConfig(seed=seed, epochs=1, head_epochs=1, steps_per_epoch=3)
+            det = TinyLogBERTDetector(model=ModelConfig(hidden_size=32, num_hidden_layers=1,
+                                                        num_attention_heads=2,
+                                                        intermediate_size=64, head_hidden=8),
+                                      training=training, vocab_size=200)
+        else:
+            det = TinyLogBERTDetector(training=training)
+        started = time.perf_counter()
+        det.fit(read_log_lines(train_text, str(log.train)))
+        train_s = time.perf_counter() - started
+        started = time.perf_counter()
+        test = det.score(read_log_lines(test_text, str(log.test or log.train)), embeddings=False)
+        score_s = time.perf_counter() - started
+        train = det.score(read_log_lines(train_text, str(log.train)), embeddings=False)
+        if log.labels is not None:
+            labels = align_labels(test.session_frame.session_id.to_numpy(), read_labels(log.labels))
+        else:
+            labels = test.session_labels
+        line_labels = test.line_labels
+        say(f"  {log.name} seed {seed}: trained in {train_s:.0f}s, "
+            f"{test.n_anomalous_sessions} of {test.n_sessions} sessions flagged")
+        st, ss = train.session_frame, test.session_frame
+        base = {"log": log.name, "seed": seed, "train_seconds": round(train_s, 1),
+                "score_seconds": round(score_s, 1), "lines": test.n_lines}
+        rows.append({**base, "method": "TinyLogBERT", "level": "session",
+                     **judge(st.score.to_numpy(), ss.score.to_numpy(), labels, det.threshold_)})
+        rows.append({**base, "method": "TinyLogBERT", "level": "line",
+                     **judge(train.line_scores, test.line_scores, line_labels, det.line_threshold_)})
+        for signal in ("z_rarity", "z_context"):
+            rows.append({**base, "method": f"TinyLogBERT {signal} alone", "level": "session",
+                         **judge(st[signal].to_numpy(), ss[signal].to_numpy(), labels)})
+        if peers_done:
+            continue
+        peers_done = True  # the peers are deterministic (IsolationForest: seeded by the first)
+        tr_part, te_part = Part.of(train), Part.of(test)
+        peers = {"Template frequency": template_frequency(tr_part, te_part),
+                 "Word frequency": word_frequency(tr_part, te_part),
+                 "Level only": level_only(tr_part, te_part),
+                 "IsolationForest (template counts)": isolation_forest(tr_part, te_part, seed)}
+        for name, scores in peers.items():
+            peer = {"log": log.name, "seed": None, "method": name, "lines": test.n_lines}
+            rows.append({**peer, "level": "session",
+                         **judge(scores["train"][1], scores["test"][1], labels)})
+            if scores["train"][0] is not None:
+                rows.append({**peer, "level": "line",
+                             **judge(scores["train"][0], scores["test"][0], line_labels,
+                                     max_share=AUTO_MAX_LINE_SHARE)})
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and SD over seeds per (log, method, level)."""
+    keys = ("roc_auc", "pr_auc", "f1", "best_f1", "flagged_share")
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["log"], r["method"], r["level"]), []).append(r)
+    out = []
+    for (log, method, level), rs in groups.items():
+        item = {"log": log, "method": method, "level": level, "runs": len(rs),
+                "n": rs[0]["n"], "n_anomalies": rs[0].get("n_anomalies")}
+        for k in keys:
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            if vals:
+                item[k] = float(np.mean(vals))
+                item[k + "_sd"] = float(np.std(vals))
+        out.append(item)
+    return out
+
+
+def markdown(summary: list[dict], command: str, seeds: list[int]) -> str:
+    def cell(item: dict, key: str) -> str:
+        if key not in item:
+            return "–"
+        sd = item.get(key + "_sd", 0.0)
+        return f"{item[key]:.3f}" + (f" ± {sd:.3f}" if item["runs"] > 1 else "")
+
+    lines = [f"Development suite (`{command}`), TinyLogBERT over seeds {seeds} (mean ± SD). "
+             "F1 and flagged share at the label-free threshold (training scores only); best F1 "
+             "is chosen on the labels: an upper bound. Every log here was used to choose the "
+             "design: development figures, not held-out ones.", "",
+             "| log | level | method | ROC-AUC | PR-AUC | F1 | best F1 (upper bound) | flagged |",
+             "|---|---|---|---|---|---|---|---|"]
+    for item in summary:
+        lines.append(f"| {item['log']} | {item['level']} | {item['method']} | "
+                     f"{cell(item, 'roc_auc')} | {cell(item, 'pr_auc')} | {cell(item, 'f1')} | "
+                     f"{cell(item, 'best_f1')} | {cell(item, 'flagged_share')} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_suite(logs: list[str], seeds: list[int], quick: bool, out_dir: Path, command: str) -> dict:
+    started = time.perf_counter()
+    rows: list[dict] = []
+    for log in DEV_LOGS:
+        if log.name in logs:
+            print(f"{log.name}:", file=sys.stderr, flush=True)
+            rows += run_log(log, seeds, quick, lambda m: print(m, file=sys.stderr, flush=True))
+    summary = summarise(rows)
+    payload = {"benchmark": "suite", "command": command, "seeds": seeds, "quick": quick,
+               "versions": package_versions(VERSIONED), "summary": summary, "runs": rows,
+               "seconds_total": round(time.perf_counter() - started, 1),
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    text = markdown(summary, command, seeds)
+    if quick:
+        text += "\nQUICK RUN: a tiny smoke-test model; do not quote.\n"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "suite.json").write_text(json.dumps(payload, indent=1, default=float))
+    (out_dir / "suite.md").write_text(text)
+    print(text)
+    return payload
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--logs", default=",".join(d.name for d in DEV_LOGS),
+                        help="comma-separated development logs (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="tiny model: tests the harness")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+
+
+def run_from_args(args: argparse.Namespace, prog: str) -> int:
+    logs = [t.strip() for t in args.logs.split(",") if t.strip()]
+    unknown = sorted(set(logs) - {d.name for d in DEV_LOGS})
+    if unknown:
+        from core.errors import TinyLogBERTError
+        raise TinyLogBERTError(f"unknown development log(s) {unknown}; "
+                               f"choose from {[d.name for d in DEV_LOGS]}")
+    command = f"{prog} --logs {','.join(logs)} --seeds {' '.join(map(str, args.seeds))}"
+    run_suite(logs, args.seeds, args.quick, args.out_dir, command + (" --quick" if args.quick else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.suite",
+                                     description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run_reporting_errors(run_from_args, parser.parse_args(argv), "python -m benchmarks.suite")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

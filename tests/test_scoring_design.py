@@ -1,0 +1,120 @@
+"""The scoring design: severity prior, new-message mass, robust spread, softmax grades."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import ROOT, tiny_detector_factory
+
+from core.anomaly_score import (
+    GRADES,
+    grade_columns,
+    grade_probabilities,
+    label_free_threshold,
+    robust_center_scale,
+)
+from core.log_reader import read_log_file
+from core.session_corpus import build_line_vocab
+from core.severity import line_severity
+
+BGL = ROOT / "sample_data" / "loghub_2k" / "BGL_2k.log.gz"
+THUNDERBIRD = ROOT / "sample_data" / "loghub_2k" / "Thunderbird_2k.log.gz"
+
+
+def test_severity_reads_levels_and_error_words():
+    levels = pa.array(["INFO", "FATAL", None, "warn", " Info ", "SEVERE", "debug"])
+    words = pa.array(["a b", "x", "unexpected error trying", "ok fine", "errors here",
+                      "y", "terror is not a word we know"])
+    assert line_severity(levels, words).tolist() == [0.0, 3.0, 2.0, 1.0, 2.0, 2.0, 0.0]
+    assert line_severity(pa.array([], pa.string()), pa.array([], pa.string())).shape == (0,)
+
+
+def test_lines_seen_once_pool_with_new_lines():
+    texts, counts = ["a", "b", "c", "d"], np.array([5, 1, 2, 1])
+    assert build_line_vocab(texts, counts, 4096, min_count=2) == ["a", "c"]
+    assert build_line_vocab(texts, counts, 4096, min_count=1) == ["a", "c", "b", "d"]
+
+
+def test_robust_spread_sees_a_second_mode():
+    """A quarter of the sessions in a second, normal mode: the MAD alone flagged all of them."""
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0, 1, 750), rng.normal(12, 1, 250)])
+    mad_threshold = np.median(scores) + 4 * 1.4826 * np.median(np.abs(scores - np.median(scores)))
+    assert np.mean(scores >= mad_threshold) > 0.2
+    assert np.mean(scores >= label_free_threshold(scores, None, "auto")) < 0.02
+    # On one Gaussian mode the rule is unchanged: the quartile and the MAD agree.
+    one = rng.normal(0, 1, 5000)
+    _, scale = robust_center_scale(one)
+    assert scale == pytest.approx(1.0, abs=0.06)
+
+
+def test_grades_are_a_softmax_whose_argmax_is_the_band():
+    score = np.array([-50.0, 0.0, 3.9, 4.0, 5.9, 6.0, 40.0, np.nan])
+    p = grade_probabilities(score, threshold=4.0, scale=1.0)
+    assert p.shape == (8, len(GRADES))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    cols = grade_columns(score, 4.0, 1.0)
+    assert list(cols) == ["grade", "p_normal", "p_elevated", "p_high", "p_critical"]
+    assert cols["grade"].tolist() == ["normal", "normal", "elevated", "high", "high",
+                                      "critical", "critical", "normal"]
+    # Sure in a band's middle, unsure at its edge.
+    assert p[1, 0] > 0.95 and 0.45 < p[3, 2] < 0.55
+
+
+def test_session_table_has_grades_that_follow_the_threshold(tiny_detector, tmp_path):
+    from conftest import SMALL_LOG
+
+    result = tiny_detector.score(SMALL_LOG)
+    frame = result.session_frame
+    pcols = [f"p_{g}" for g in GRADES]
+    assert list(frame.columns[frame.columns.get_loc("grade"):][:5]) == ["grade", *pcols]
+    np.testing.assert_allclose(frame[pcols].sum(axis=1), 1.0, atol=1e-5)
+    assert (frame["grade"].to_numpy() == np.array(GRADES)[frame[pcols].to_numpy().argmax(1)]).all()
+    flagged = frame["grade"].isin(["high", "critical"])
+    assert (flagged == frame["is_anomaly"]).all()
+    assert (frame["severity"] == frame["grade"]).all()
+    lower = result.with_threshold(float(frame["score"].median()))
+    lf = lower.session_frame
+    assert (lf["grade"].isin(["high", "critical"]) == lf["is_anomaly"]).all()
+    assert lf["is_anomaly"].sum() > frame["is_anomaly"].sum()
+    out = tmp_path / "sessions.csv"
+    result.write_sessions_csv(out)
+    header = out.read_text().splitlines()[0].replace('"', "").split(",")
+    assert header[header.index("grade"):][:5] == ["grade", *pcols]
+
+
+def test_a_new_fatal_line_outweighs_the_same_new_info_line():
+    """The severity prior, end to end on real BGL lines: same unseen message, two levels."""
+    lines = read_log_file(BGL).lines.to_pylist()[:600]
+    det = tiny_detector_factory().fit(lines)
+    base = ("- 1117869872 2005.06.04 R23-M1-N8-I:J18-U11 2005-06-04-00.24.32.398284 "
+            "R23-M1-N8-I:J18-U11 RAS KERNEL {level} zebra quokka wombat interface")
+    scored = det.score(lines[:19] + [base.format(level="INFO")] + lines[20:39]
+                       + [base.format(level="FATAL")])
+    score = scored.lines["score"].to_numpy()
+    assert score[39] > score[19] * 1.5
+    plain = tiny_detector_factory(severity_prior=False).fit(lines)
+    plain_scores = plain.score(lines[:19] + [base.format(level="INFO")] + lines[20:39]
+                               + [base.format(level="FATAL")]).lines["score"].to_numpy()
+    assert plain_scores[39] == pytest.approx(plain_scores[19], rel=0.2)
+
+
+def test_old_checkpoints_keep_scoring_without_the_new_prior(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from core.detector import TinyLogBERTDetector
+
+    folder = tmp_path / "old"
+    shutil.copytree(tiny_checkpoint, folder)
+    meta_path = folder / "detector.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("severity_prior", None)
+    meta.pop("min_line_count", None)
+    meta_path.write_text(json.dumps(meta))
+    try:
+        det = TinyLogBERTDetector.load(folder)
+    except Exception as exc:  # an integrity manifest may cover detector.json
+        pytest.skip(f"checkpoint integrity covers detector.json: {exc}")
+    assert det.severity_prior is False and det.min_line_count == 1
