@@ -19,7 +19,6 @@ defined inside ``create_app`` at run time, and the request model is built there 
 import hmac
 import json
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -48,8 +47,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
 from .api_settings import ApiSettings, env_name
-from .errors import LogInputError, TinyLogBERTError
-from .log_reader import GZIP_MAGIC, LogLines, read_log_bytes, read_log_lines
+from .errors import LogTooLargeError, TinyLogBERTError
+from .log_reader import GZIP_MAGIC, LogLines, gunzip_bounded, read_log_bytes, read_log_lines
 from .results import ScoreResult
 from .sessions import SessionConfig
 
@@ -374,7 +373,10 @@ class ScoringService:
     def _read_upload(self, data: bytes, filename: str) -> LogLines:
         settings = self.settings
         if data.startswith(GZIP_MAGIC):
-            data = gunzip_bounded(data, settings, filename)
+            try:  # the reading layer's decompressor: linear time, bounded by max_log_bytes
+                data = gunzip_bounded(data, filename, settings.max_log_bytes)
+            except LogTooLargeError as exc:
+                raise limit_error(settings, "max_log_bytes", 413, "log_too_large", str(exc)) from None
         elif len(data) > settings.max_log_bytes:
             raise limit_error(settings, "max_log_bytes", 413, "log_too_large",
                               f"{filename} is {len(data):,} bytes")
@@ -462,31 +464,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-def gunzip_bounded(data: bytes, settings: ApiSettings, source: str) -> bytes:
-    """Decompress gzip (all members) but stop at ``max_log_bytes``: a small upload may not
-    expand into gigabytes. Nested gzip is refused rather than unpacked again."""
-    limit = settings.max_log_bytes
-    out = bytearray()
-    rest = data
-    while rest.startswith(GZIP_MAGIC):
-        stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            out += stream.decompress(rest, limit - len(out) + 1)
-        except zlib.error as exc:
-            raise LogInputError(f"{source}: looks like gzip but cannot be decompressed ({exc})") from None
-        if len(out) > limit or stream.unconsumed_tail:
-            raise limit_error(settings, "max_log_bytes", 413, "log_too_large",
-                              f"{source} decompresses to more than {limit:,} bytes")
-        if not stream.eof:
-            raise LogInputError(f"{source}: the gzip data is truncated")
-        rest = stream.unused_data
-    if rest.strip(b"\x00"):
-        raise LogInputError(f"{source}: unexpected data after the gzip stream")
-    if out.startswith(GZIP_MAGIC):
-        raise LogInputError(f"{source}: gzip inside gzip is not supported; decompress it once")
-    return bytes(out)
 
 
 # ---- content negotiation ------------------------------------------------------------------------
