@@ -48,12 +48,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import __version__
 from .api_settings import ApiSettings, env_name
 from .errors import LogTooLargeError, TinyLogBERTError
+from .fit_check import score_warnings
 from .log_reader import GZIP_MAGIC, LogLines, gunzip_bounded, read_log_bytes, read_log_lines
 from .results import ScoreResult
 from .sessions import SessionConfig
 
 JSON_MEDIA = "application/json"
 CSV_MEDIA = "text/csv"
+# CSV responses carry the warnings (``core.fit_check``) in this header, ' | '-joined.
+WARNINGS_HEADER = "X-TinyLogBERT-Warnings"
 # Overlapping windows multiply the work: each line is scored once per window that holds it.
 MAX_WINDOW_OVERLAP = 16
 # Rows rendered per JSON piece: ~10 ms of work, after which the event loop may run.
@@ -281,6 +284,10 @@ class ScoreResponse(BaseModel):
     sessions_by: str
     summary: ScoreSummary
     explained_sessions: int = Field(description="how many sessions carry top_lines")
+    warnings: list[str] = Field(
+        description="read these before the scores: e.g. the model does not fit this log (another "
+                    "format, most lines unknown to it) or invalid UTF-8 was replaced; empty when "
+                    f"all is well. CSV responses carry them in the {WARNINGS_HEADER} header")
     sessions: list[SessionResult]
     lines: list[LineResult] = Field(description="one per input line, in order")
 
@@ -356,19 +363,27 @@ class ScoringService:
     # The methods below run in a worker thread.
     def score_lines(self, lines: list[str], job: ScoreJob) -> bytes:
         log = read_log_lines(lines, source="request")
-        return self._render_json(self._score(log, job), job, "request")
+        result, warnings = self._score(log, job)
+        return self._render_json(result, job, "request", warnings)
 
-    def score_upload(self, data: bytes, filename: str, job: ScoreJob, as_csv: bool) -> bytes:
+    def score_upload(self, data: bytes, filename: str, job: ScoreJob,
+                     as_csv: bool) -> tuple[bytes, list[str]]:
         log = self._read_upload(data, filename)
-        result = self._score(log, job)
-        return result.lines_csv_bytes() if as_csv else self._render_json(result, job, filename)
+        result, warnings = self._score(log, job)
+        if as_csv:
+            return result.lines_csv_bytes(), warnings
+        return self._render_json(result, job, filename, warnings), warnings
 
-    def _score(self, log: LogLines, job: ScoreJob) -> ScoreResult:
+    def _score(self, log: LogLines, job: ScoreJob) -> tuple[ScoreResult, list[str]]:
+        """The result and the warnings a client must see with it (``core.fit_check``): invalid
+        UTF-8 that was replaced, a model that does not fit the log."""
+        parsed = self.detector.parse(log, job.log_format)
+        warnings = score_warnings(self.detector, parsed, log)
         # Responses carry no embeddings: skip the pass that makes them (half the work).
-        return self.detector.score(
-            log, threshold=job.threshold, log_format=job.log_format, sessions=job.sessions,
-            embeddings=False,
+        result = self.detector.score(
+            parsed, threshold=job.threshold, sessions=job.sessions, embeddings=False,
         )
+        return result, warnings
 
     def _read_upload(self, data: bytes, filename: str) -> LogLines:
         settings = self.settings
@@ -392,7 +407,8 @@ class ScoringService:
                               f"line {first + 1} of {filename} has {int(lengths[first]):,} characters")
         return log
 
-    def _render_json(self, result: ScoreResult, job: ScoreJob, source: str) -> bytes:
+    def _render_json(self, result: ScoreResult, job: ScoreJob, source: str,
+                     warnings: list[str]) -> bytes:
         explained = explained_sessions(result, self.settings.max_explained_sessions, job.top_lines)
         summary = result.summary()
         head = {
@@ -403,6 +419,7 @@ class ScoringService:
             "sessions_by": result.session_strategy,
             "summary": {k: summary[k] for k in ScoreSummary.model_fields},
             "explained_sessions": len(explained),
+            "warnings": warnings,
         }
         top_lines = [{"top_lines": explained.get(i)} for i in range(result.n_sessions)]
         return b"".join([
@@ -594,6 +611,12 @@ def install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
 
 
 # ---- the app ------------------------------------------------------------------------------------
+def warnings_header(warnings: list[str]) -> str:
+    """The warnings as one header value: ASCII, one line, ' | '-joined."""
+    text = " | ".join(" ".join(w.split()) for w in warnings)
+    return text.encode("ascii", "replace").decode("ascii")
+
+
 def _csv_filename(upload_name: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload_name).name)
     stem = re.sub(r"(\.gz)?$", "", stem, flags=re.IGNORECASE).rsplit(".", 1)[0] or "log"
@@ -692,10 +715,12 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
         data = await file.read()
         name = Path(file.filename or "upload.log").name
         as_csv = prefers_csv(request.headers.get("accept"))
-        content = await service.run(service.score_upload, data, name, job, as_csv)
+        content, warnings = await service.run(service.score_upload, data, name, job, as_csv)
         if as_csv:
-            return Response(content, media_type=f"{CSV_MEDIA}; charset=utf-8", headers={
-                "Content-Disposition": f'attachment; filename="{_csv_filename(name)}"'})
+            headers = {"Content-Disposition": f'attachment; filename="{_csv_filename(name)}"'}
+            if warnings:
+                headers[WARNINGS_HEADER] = warnings_header(warnings)
+            return Response(content, media_type=f"{CSV_MEDIA}; charset=utf-8", headers=headers)
         return Response(content, media_type=JSON_MEDIA)
 
     return app

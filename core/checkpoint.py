@@ -32,6 +32,11 @@ REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", LINE_VOCAB_FILE, 
 FORMAT_VERSION = 1
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (some libraries' messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -97,8 +102,15 @@ def load_weights(folder: Path, expected_sha256: str, n_line_classes: int, head_h
             f"{folder / WEIGHTS_FILE}: sha256 mismatch (expected {expected_sha256[:12]}..., "
             f"got {actual[:12]}...): the weights are corrupt or were changed"
         )
+    raw_config = read_json(folder / CONFIG_FILE)
     try:
-        config = BertConfig.from_dict(read_json(folder / CONFIG_FILE))
+        if not isinstance(raw_config, dict):
+            raise TypeError(f"a JSON object is needed, not {type(raw_config).__name__}")
+        config = BertConfig.from_dict(raw_config)
+    except Exception as exc:  # noqa: BLE001 -- transformers raises many kinds; all mean "corrupt"
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE}: not a valid model config ({one_line(exc)})") from None
+    try:
         model = TinyLogBERT(config, n_line_classes, head_hidden)
         state = load_file(str(folder / WEIGHTS_FILE))
         model.load_state_dict({k: v.float() for k, v in state.items()})

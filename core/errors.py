@@ -35,5 +35,9 @@ class CheckpointError(TinyLogBERTError):
     """A model folder is missing files, corrupt, or fails its integrity check."""
 
 
+class OutputError(TinyLogBERTError):
+    """An output path cannot be written (checked before the work, not after it)."""
+
+
 class NotFittedError(TinyLogBERTError):
     """A detector was used before ``fit`` or ``load``."""

@@ -31,6 +31,7 @@ class LogLines:
     lines: pa.LargeStringArray
     source: str = "<input>"
     replaced_bytes: bool = False  # True when invalid UTF-8 was replaced by U+FFFD
+    invalid_lines: int = 0  # how many lines held invalid UTF-8 (for the warning that says so)
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -120,13 +121,31 @@ def read_log_bytes(data: bytes, source: str = "<input>",
         raise LogInputError(f"{source}: the log is empty")
     if _looks_binary(data[:_BINARY_SAMPLE]):
         raise LogInputError(f"{source}: this looks like a binary file, not a text log")
-    replaced = False
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
+        invalid = _count_invalid_lines(data)
         data = data.decode("utf-8", errors="replace").encode("utf-8")
-        replaced = True
-    return LogLines(_split_lines(data), source=source, replaced_bytes=replaced)
+        return LogLines(_split_lines(data), source=source, replaced_bytes=True,
+                        invalid_lines=invalid)
+    return LogLines(_split_lines(data), source=source)
+
+
+def _count_invalid_lines(data: bytes) -> int:
+    """Lines that are not valid UTF-8. Newlines are ASCII, so lines are the same before and
+    after replacement; only lines holding a non-ASCII byte need a (Python) check."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    starts = np.concatenate([[0], np.flatnonzero(arr == 10) + 1])
+    high = np.flatnonzero(arr >= 0x80)
+    candidates = np.unique(np.searchsorted(starts, high, side="right") - 1)
+    ends = np.append(starts[1:], len(data))
+    count = 0
+    for i in candidates:
+        try:
+            data[starts[i]:ends[i]].decode("utf-8")
+        except UnicodeDecodeError:
+            count += 1
+    return count
 
 
 def _split_lines(data: bytes) -> pa.LargeStringArray:

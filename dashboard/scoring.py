@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.detector import TinyLogBERTDetector
+from core.fit_check import fit_warnings
 from core.log_parser import FormatGuess, detect_format, parse_log, require_some_parsed
 from core.log_reader import LogLines, read_log_bytes
 
@@ -58,6 +59,7 @@ def score_upload(
     on_stage("parsing")
     parsed = parse_log(upload.lines, settings.log_format)
     require_some_parsed(parsed)
+    misfit = tuple(fit_warnings(detector, parsed))
     on_stage("scoring")
     result = detector.score(parsed, sessions=settings.sessions, on_progress=on_progress)
     report = ParseReport(
@@ -67,6 +69,8 @@ def score_upload(
         format_description=result.format_description,
         session_strategy=result.session_strategy,
         replaced_bytes=upload.lines.replaced_bytes,
+        invalid_lines=upload.lines.invalid_lines,
+        fit_warnings=misfit,
     )
     return Workspace(
         source=upload.name,

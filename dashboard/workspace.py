@@ -39,6 +39,9 @@ class ParseReport:
     format_description: str
     session_strategy: str
     replaced_bytes: bool = False  # invalid UTF-8 was replaced
+    invalid_lines: int = 0  # lines that held invalid UTF-8
+    # core.fit_check: why the model does not fit this log (shown, and "train" opened)
+    fit_warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,207 @@ def test_many_member_gzip_upload_is_answered_quickly(server):
     assert 400 <= response.status_code < 500 or response.status_code == 200, response.text
     assert elapsed < 10, f"{elapsed:.1f} s"
     print(f"200,000 gzip members answered {response.status_code} in {elapsed:.2f} s")
+
+
+# ---- 4. every misuse gets a clear answer, early ---------------------------------------------------
+THUNDERBIRD = Path(__file__).resolve().parent / "data" / "thunderbird" / "Thunderbird_200.log"
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=cli_env())
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for word in words:
+        assert word in lines[0], proc.stderr
+
+
+def test_score_out_in_a_missing_folder_fails_before_the_work(tmp_path):
+    # the model does not exist either: the --out check comes first, before any loading
+    proc = cli("score", str(SMALL_LOG), "--model", str(tmp_path / "nowhere"),
+               "--out", "/no/such/dir/x.csv")
+    assert_one_line_error(proc, "--out /no/such/dir/x.csv", "does not exist")
+    proc = cli("score", str(SMALL_LOG), "--model", str(tmp_path / "nowhere"),
+               "--out", str(tmp_path / "ok.csv"), "--sessions-out", str(tmp_path))
+    assert_one_line_error(proc, "--sessions-out", "is a folder")
+
+
+def test_train_out_an_existing_file_fails_before_training(tmp_path):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    start = time.monotonic()
+    proc = cli("train", str(SMALL_LOG), "--out", str(existing))
+    assert time.monotonic() - start < 30  # no training happened (it takes minutes by default)
+    assert_one_line_error(proc, "is a file")
+    assert existing.read_text() == "keep me"
+    other = tmp_path / "folder"
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    assert_one_line_error(cli("train", str(SMALL_LOG), "--out", str(other)), "other files")
+
+
+def test_a_corrupt_model_config_is_a_one_line_error(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from core.errors import CheckpointError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_checkpoint, bad)
+    (bad / "config.json").write_text('{"hidden_size": "wide"}')
+    assert_one_line_error(cli("score", str(SMALL_LOG), "--model", str(bad),
+                              "--out", str(tmp_path / "o.csv")))
+    # past any integrity check: transformers' multi-line error becomes one CheckpointError line
+    with pytest.raises(CheckpointError, match="not a valid model config") as error:
+        _load_config_only(bad)
+    assert "\n" not in str(error.value)
+
+
+def _load_config_only(folder: Path):
+    from core import checkpoint
+
+    real = checkpoint.sha256_file
+    try:  # make the weights hash match whatever is there, to reach the config
+        checkpoint.sha256_file = lambda path: "same"
+        return checkpoint.load_weights(folder, "same", 10, 8)
+    finally:
+        checkpoint.sha256_file = real
+
+
+def test_formats_into_head_ends_quietly():
+    proc = subprocess.run(f"{sys.executable} -m core.cli formats | head -1", shell=True,
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=cli_env())
+    assert proc.returncode == 0 and proc.stdout.strip() and proc.stderr == "", proc.stderr
+
+
+def test_a_non_utf8_log_scores_with_a_warning_that_counts_the_lines(tiny_checkpoint, tmp_path):
+    lines = gzip.decompress(SMALL_LOG.read_bytes()).splitlines()[:400]
+    lines[3] += b" \xff\xfe"
+    lines[10] = b"\xc3" + lines[10]
+    log = tmp_path / "latin.log"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "o.csv"
+    proc = cli("score", str(log), "--model", str(tiny_checkpoint), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: " in proc.stderr and "2 of 400 lines" in proc.stderr
+    import pandas as pd
+
+    assert len(pd.read_csv(out)) == 400  # nothing lost
+
+
+def test_training_on_a_handful_of_lines_warns(tmp_path):
+    lines = gzip.decompress(SMALL_LOG.read_bytes()).splitlines()[:40]
+    log = tmp_path / "few.log"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    proc = cli("train", str(log), "--out", str(tmp_path / "m"), "--epochs", "1",
+               "--head-epochs", "1", "--steps-per-epoch", "1", "--hidden", "32", "--layers", "1",
+               "--heads", "2", "--vocab-size", "120", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: trained on only 40 lines" in proc.stderr
+    assert "not be meaningful" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def scored_csvs(tiny_detector, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    result = tiny_detector.score(SMALL_LOG, embeddings=False)
+    result.write_lines_csv(out / "lines.csv")
+    result.write_sessions_csv(out / "sessions.csv")
+    return out / "lines.csv", out / "sessions.csv"
+
+
+def test_evaluate_refuses_a_lines_csv_at_session_level(scored_csvs):
+    from conftest import SMALL_LABELS
+
+    lines, _ = scored_csvs
+    proc = cli("evaluate", "--scores", str(lines), "--labels", str(SMALL_LABELS))
+    assert_one_line_error(proc, "LINES CSV", "--sessions-out", "--level line")
+
+
+@pytest.mark.parametrize("header, words", [
+    ("node,status", "session_id,Label"),
+    ("line_no,label", "use --level line"),
+    ("BlockId,verdict", "session_id,Label"),
+])
+def test_evaluate_checks_label_columns_by_name(scored_csvs, tmp_path, header, words):
+    _, sessions = scored_csvs
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"{header}\nblk_1,Normal\n")
+    proc = cli("evaluate", "--scores", str(sessions), "--labels", str(labels))
+    assert_one_line_error(proc, "do not fit --level session", words)
+
+
+def test_evaluate_warns_when_labels_cover_few_sessions(scored_csvs, tmp_path):
+    from conftest import SMALL_LABELS
+
+    _, sessions = scored_csvs
+    few = tmp_path / "few.csv"
+    few.write_text("\n".join(SMALL_LABELS.read_text().splitlines()[:31]) + "\n")  # 30 of 300
+    proc = cli("evaluate", "--scores", str(sessions), "--labels", str(few))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: the labels cover only 30 of the 300 sessions (10%)" in proc.stderr
+
+
+def test_fit_check_names_the_reasons(tiny_detector):
+    from core.fit_check import fit_warnings
+
+    parsed = tiny_detector.parse(THUNDERBIRD)
+    (warning,) = fit_warnings(tiny_detector, parsed)
+    assert "'thunderbird'" in warning and "'hdfs'" in warning
+    assert "100% of its lines are unknown" in warning
+    assert f"tinylogbert train {THUNDERBIRD}" in warning
+    assert fit_warnings(tiny_detector, tiny_detector.parse(SMALL_LOG)) == []
+
+
+def test_the_cli_warns_when_the_model_does_not_fit(tiny_checkpoint, tmp_path):
+    proc = cli("score", str(THUNDERBIRD), "--model", str(tiny_checkpoint),
+               "--out", str(tmp_path / "o.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: the model does not fit" in proc.stderr
+    assert "tinylogbert train" in proc.stderr
+
+
+def test_the_api_returns_the_fit_warnings(tiny_checkpoint):
+    from fastapi.testclient import TestClient
+
+    from core.anomaly_routes import WARNINGS_HEADER, create_app
+
+    text = THUNDERBIRD.read_text()
+    with TestClient(create_app(tiny_checkpoint)) as c:
+        body = c.post("/v1/score", json={"lines": text.splitlines()}).json()
+        assert len(body["warnings"]) == 1 and "does not fit" in body["warnings"][0]
+        assert len(body["lines"]) == 200
+        csv = c.post("/v1/score/file", files={"file": ("tb.log", text.encode())},
+                     headers={"Accept": "text/csv"})
+        assert csv.status_code == 200 and "does not fit" in csv.headers[WARNINGS_HEADER]
+        hdfs = c.post("/v1/score/file", files={"file": ("h.log.gz", SMALL_LOG.read_bytes())})
+        assert hdfs.json()["warnings"] == []
+        latin = c.post("/v1/score/file", files={"file": ("l.log", b"081109 203615 148 INFO "
+                                                         b"dfs.DataNode: caf\xe9 blk_1\n")})
+        assert any("1 of 1 line held bytes" in w for w in latin.json()["warnings"])
+
+
+def test_the_dashboard_shows_the_fit_warning_and_opens_training(tiny_checkpoint, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TINYLOGBERT_MODEL", str(tiny_checkpoint))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    at.file_uploader(key="log_file").upload("tb.log", THUNDERBIRD.read_bytes(), "text/plain")
+    at.run()
+    assert not at.exception
+    assert any("does not fit" in w.value for w in at.warning)
+    train = next(e for e in at.expander if "Train a new model" in e.label)
+    assert train.proto.expanded
+
+
+def test_bench_writes_outside_the_tracked_results(tmp_path):
+    from core.cli import DEFAULT_BENCH_DIR, build_parser
+
+    args = build_parser().parse_args(["bench", "--quick"])
+    assert Path(args.out_dir) == DEFAULT_BENCH_DIR
+    assert "benchmarks" not in Path(args.out_dir).parts
+    assert build_parser().parse_args(["bench", "--out-dir", str(tmp_path)]).out_dir == tmp_path
