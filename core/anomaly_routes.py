@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import FastAPI, File, Form, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import (
     BaseModel,
@@ -46,6 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
+from .api_docs import docs_page
 from .api_settings import ApiSettings, env_name
 from .errors import LogTooLargeError, TinyLogBERTError
 from .fit_check import score_warnings
@@ -511,6 +512,50 @@ def _preference(accept: str | None, media: str) -> tuple[float, int]:
 
 
 # ---- API key ------------------------------------------------------------------------------------
+OPEN_PATHS = frozenset({"/v1/health"})  # liveness probes carry no key
+
+
+def _key_offered(key: str | None, bearer: str | None) -> list[str]:
+    return [k for k in (key, bearer) if k]
+
+
+def _check_key(offered: list[str], expected: bytes) -> None:
+    """Accept when any offered key equals ``expected`` (constant time); else a 401 ``ApiError``."""
+    if any(hmac.compare_digest(k.encode(), expected) for k in offered):
+        return
+    message = ("the API key is wrong" if offered else
+               "this server needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+    raise ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class ApiKeyGate:
+    """With an API key set, refuse every request without it before anything reads its body.
+
+    FastAPI resolves a route's dependencies only after it has read and parsed the body, so an
+    unauthenticated client could make the server parse 32 MiB of JSON (and learn from a 400 that
+    the route exists). This outermost middleware looks at the headers only; ``/docs``,
+    ``/redoc`` and ``/openapi.json`` are guarded too, only ``/v1/health`` is open.
+    """
+
+    def __init__(self, app: ASGIApp, expected: str) -> None:
+        self.app = app
+        self.expected = expected.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        scheme, _, token = headers.get(b"authorization", "").partition(" ")
+        bearer = token.strip() if scheme.lower() == "bearer" else None
+        try:
+            _check_key(_key_offered(headers.get(b"x-api-key"), bearer), self.expected)
+        except ApiError as exc:
+            await exc.response()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def api_key_dependency(expected: str) -> Callable:
     """A dependency accepting ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in
     constant time (``hmac.compare_digest``) so response timing does not leak the key."""
@@ -523,12 +568,9 @@ def api_key_dependency(expected: str) -> Callable:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
         key: Annotated[str | None, Security(header)],
     ) -> None:
-        offered = [k for k in (key, credentials.credentials if credentials else None) if k]
-        if any(hmac.compare_digest(k.encode(), expected_bytes) for k in offered):
-            return
-        message = ("the API key is wrong" if offered else
-                   "this server needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
-        raise ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+        # Also checked by ApiKeyGate before the body is read; declared here for the schema.
+        _check_key(_key_offered(key, credentials.credentials if credentials else None),
+                   expected_bytes)
 
     return require_api_key
 
@@ -642,10 +684,13 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
         version=__version__,
         description="Unsupervised log anomaly detection: score log lines and sessions with a "
                     "tiny BERT. Every error is JSON with an `error` code and a `message`.",
+        docs_url=None, redoc_url=None,  # served below, self-contained (no CDN)
     )
     app.state.service = service
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, settings=settings)
+    if settings.api_key:  # added last: outermost, so it runs before the body is read
+        app.add_middleware(ApiKeyGate, expected=settings.api_key)
     install_error_handlers(app, settings)
     ScoreRequest = score_request_model(settings)
     auth_responses = {401: {"model": ErrorBody, "description": "missing or wrong API key"}} if secured else {}
@@ -655,6 +700,12 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
         """Liveness: answers even while requests are being scored. Never needs the API key."""
         return HealthResponse(status="ok", model_loaded=True, version=__version__,
                               scoring=service.scoring, waiting=service.waiting)
+
+    @app.get("/docs", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """The API's documentation, rendered here: loads nothing from another host."""
+        return HTMLResponse(docs_page(app.openapi()))
 
     @app.get("/v1/model", response_model=ModelResponse, dependencies=secured,
              responses=auth_responses, tags=["service"])

@@ -95,6 +95,12 @@ def _session_options_given(args: argparse.Namespace) -> bool:
 
 def cmd_train(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "--out")
+    if args.init_from:
+        from .checkpoint import check_init_from
+
+        args.init_from = str(check_init_from(args.init_from))
+        # Belt and braces: whatever the folder holds, nothing is fetched from the hub.
+        os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
     from tqdm import tqdm
 
     from .detector import TinyLogBERTDetector
@@ -311,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intermediate", type=int, default=0, help="0: 4 x hidden")
     p.add_argument("--contamination", default="auto",
                    help="expected share of anomalies, or 'auto' (robust deviation rule)")
-    p.add_argument("--init-from", metavar="HF_MODEL",
-                   help="start the encoder from a local Hugging Face BERT folder or hub id")
+    p.add_argument("--init-from", metavar="HF_FOLDER",
+                   help="start the encoder from a local Hugging Face BERT folder holding "
+                        "config.json and model.safetensors (offline; no pickled weights)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

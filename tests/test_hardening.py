@@ -373,3 +373,149 @@ def test_bench_writes_outside_the_tracked_results(tmp_path):
     assert Path(args.out_dir) == DEFAULT_BENCH_DIR
     assert "benchmarks" not in Path(args.out_dir).parts
     assert build_parser().parse_args(["bench", "--out-dir", str(tmp_path)]).out_dir == tmp_path
+
+
+# ---- 3. nobody gets in where they don't belong --------------------------------------------------
+@pytest.fixture(scope="module")
+def keyed_client(tiny_checkpoint):
+    from fastapi.testclient import TestClient
+
+    from core.anomaly_routes import create_app
+    from core.api_settings import ApiSettings
+
+    with TestClient(create_app(tiny_checkpoint, ApiSettings(api_key="k3y", max_body_bytes=1000))) as c:
+        yield c
+
+
+def test_the_api_key_is_checked_before_the_body_is_read(keyed_client):
+    c = keyed_client
+    malformed = c.post("/v1/score", content=b'{"lines": [', headers={"content-type": "application/json"})
+    assert malformed.status_code == 401 and malformed.json()["error"] == "unauthorized"
+    huge = c.post("/v1/score", content=b"x" * 5000, headers={"content-type": "application/json"})
+    assert huge.status_code == 401  # not 413: nothing about the body is looked at
+    keyed = c.post("/v1/score", content=b'{"lines": [', headers={
+        "content-type": "application/json", "Authorization": "Bearer k3y"})
+    assert keyed.status_code == 400 and keyed.json()["error"] == "malformed_json"
+    assert c.get("/v1/health").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_docs_need_the_key_too(keyed_client, path):
+    assert keyed_client.get(path).status_code == 401
+    assert keyed_client.get(path, headers={"X-API-Key": "k3y"}).status_code == 200
+
+
+def test_the_docs_page_loads_nothing_from_another_host(keyed_client):
+    import re
+
+    page = keyed_client.get("/docs", headers={"X-API-Key": "k3y"})
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "/v1/score/file" in html and "ScoreResponse" in html  # it documents the API
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+
+
+def test_the_dashboard_listens_on_loopback_and_never_phones_home():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    assert config["browser"]["gatherUsageStats"] is False
+    app = (ROOT / "dashboard" / "app.py").read_text()
+    icon = ROOT / "dashboard" / "static" / "icon.png"
+    assert "page_icon=PAGE_ICON" in app and icon.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_dashboard_password_comes_before_any_page(tiny_checkpoint, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TINYLOGBERT_MODEL", str(tiny_checkpoint))
+    monkeypatch.setenv("TINYLOGBERT_DASHBOARD_PASSWORD", "open sesame")
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    assert len(at.file_uploader) == 0 and len(at.sidebar.slider) == 0  # no page content
+    at.text_input(key="login_password").input("open sesam")  # in a form: sent on submit
+    at.button[0].click().run()
+    assert any("Wrong password" in e.value for e in at.error) and len(at.file_uploader) == 0
+    at.text_input(key="login_password").input("open sesame")
+    at.button[0].click().run()
+    assert not at.exception and len(at.file_uploader) == 2  # the Upload page: log and labels
+
+
+def test_dashboard_training_is_bounded_and_cleaned_up(tmp_path, monkeypatch):
+    import tempfile
+
+    import dashboard.models as models
+    from core.errors import TinyLogBERTError
+    from core.tinylogbert_model import ModelConfig
+    from core.training import TrainConfig
+
+    tiny = models.TrainingPreset(
+        "tiny", ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=64),
+        TrainConfig(epochs=1, head_epochs=1, steps_per_epoch=2, batch_size=16), vocab_size=200)
+    lines = read_log_bytes(SMALL_LOG.read_bytes())
+    monkeypatch.setenv("TINYLOGBERT_DASHBOARD_MAX_TRAIN_LINES", "1000")
+    with pytest.raises(TinyLogBERTError, match="at most 1,000 lines"):
+        models.train_model(lines, tiny)
+    monkeypatch.delenv("TINYLOGBERT_DASHBOARD_MAX_TRAIN_LINES")
+    with pytest.raises(TinyLogBERTError, match="at most 5 epochs"):
+        models.TrainingLimits().check(10, TrainConfig(epochs=50))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folder = models.train_model(lines, tiny)
+    assert folder.parent.parent == tmp_path and (folder / "detector.json").is_file()
+    models.remove_trained_folder(folder)
+    assert not folder.parent.exists()
+    models.remove_trained_folder(ROOT / "checkpoint")  # never touches a folder it did not make
+    assert (ROOT / "checkpoint" / "detector.json").is_file()
+
+
+def test_checkpoint_integrity_covers_every_file(tiny_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from core.checkpoint import MANIFEST_FILE, REQUIRED_FILES
+    from core.detector import TinyLogBERTDetector
+    from core.errors import CheckpointError
+
+    manifest = json.loads((tiny_checkpoint / MANIFEST_FILE).read_text())
+    assert set(manifest["files"]) == set(REQUIRED_FILES)
+    for name, change in [
+        ("detector.json", lambda m: {**m, "log_format": {**m["log_format"],
+                                                         "regex": r"^(?P<Content>(a+)+)$"}}),
+        ("line_vocab.json", lambda m: {**m, "lines": ["planted", *m["lines"][1:]]}),
+        ("tokenizer.json", None),
+        ("config.json", lambda m: {**m, "hidden_dropout_prob": 0.5}),
+    ]:
+        bad = tmp_path / name
+        shutil.copytree(tiny_checkpoint, bad)
+        path = bad / name
+        if change is None:
+            path.write_text(path.read_text().replace('"[UNK]"', '"[UNK2]"', 1))
+        else:
+            path.write_text(json.dumps(change(json.loads(path.read_text()))))
+        with pytest.raises(CheckpointError, match=f"{name}: sha256 mismatch"):
+            TinyLogBERTDetector.load(bad)
+    legacy = tmp_path / "legacy"
+    shutil.copytree(tiny_checkpoint, legacy)
+    (legacy / MANIFEST_FILE).unlink()
+    assert TinyLogBERTDetector.load(legacy).threshold_  # older folders still load
+    TinyLogBERTDetector.load(ROOT / "checkpoint")  # the shipped one (no manifest yet) too
+
+
+def test_init_from_takes_local_safetensors_only(tmp_path):
+    from core.checkpoint import check_init_from
+    from core.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="not a local folder"):
+        check_init_from("bert-base-uncased")
+    pickled = tmp_path / "bert"
+    pickled.mkdir()
+    (pickled / "config.json").write_text("{}")
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(CheckpointError, match="pickled weights"):
+        check_init_from(str(pickled))
+    proc = cli("train", str(SMALL_LOG), "--out", str(tmp_path / "m"), "--init-from",
+               "prajjwal1/bert-mini")
+    assert_one_line_error(proc, "not a local folder")

@@ -11,7 +11,13 @@ from core.errors import LabelError, TinyLogBERTError
 from core.log_formats import available_formats
 from dashboard import state
 from dashboard.cache import SAMPLE_LABELS, load_detector, load_sample
-from dashboard.models import TRAINING_PRESETS, model_exists, model_stamp, train_model
+from dashboard.models import (
+    TRAINING_PRESETS,
+    TrainingLimits,
+    model_exists,
+    model_stamp,
+    train_model,
+)
 from dashboard.score_settings import CUSTOM_FORMAT, MODEL_SESSIONS, ScoreSettings
 from dashboard.scoring import LogUpload, input_key, score_upload
 from dashboard.workspace import Workspace
@@ -246,6 +252,10 @@ def training_section(upload: LogUpload | None, missing: bool, misfit: bool = Fal
             "needed) with the format and session settings above, then scores it. Stay on this "
             "page while it trains."
         )
+        limits = TrainingLimits.from_env()
+        st.caption(f"Up to {limits.max_lines:,} lines and {limits.max_epochs} epochs "
+                   "(TINYLOGBERT_DASHBOARD_MAX_TRAIN_LINES, TINYLOGBERT_DASHBOARD_MAX_EPOCHS); "
+                   "the model is kept in a temporary folder, deleted when no longer used.")
         preset = TRAINING_PRESETS[st.selectbox("Model size", list(TRAINING_PRESETS),
                                                key="training_preset")]
         if not st.button("Train", type="primary" if missing or misfit else "secondary",
