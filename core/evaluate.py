@@ -6,6 +6,7 @@ reported separately and named as what it is: chosen with the test labels.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,11 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .errors import LabelError
-from .log_reader import open_text
+from .errors import LabelError, LogInputError
+from .log_reader import GZIP_MAGIC, gunzip_bounded
+
+# A label file, once decompressed: far more than any label set needs.
+MAX_LABEL_BYTES = 256 * 2**20
 
 ANOMALY_WORDS = {"anomaly", "abnormal", "1", "true", "yes", "attack", "malicious"}
 NORMAL_WORDS = {"normal", "0", "false", "no", "-", "benign"}
@@ -175,9 +179,13 @@ def read_labels(path: str | Path, level: str | None = None) -> pd.Series:
     if not path.exists():
         raise LabelError(f"{path}: no such label file")
     try:
-        with open_text(path) as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, csv.Error, UnicodeError) as exc:
+        data = path.read_bytes()
+        if data[:2] == GZIP_MAGIC:  # bounded, and a truncated .gz is a LabelError, not a crash
+            data = gunzip_bounded(data, str(path), MAX_LABEL_BYTES)
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
+    except LogInputError as exc:
+        raise LabelError(str(exc)) from None
+    except (OSError, csv.Error) as exc:
         raise LabelError(f"{path}: cannot read labels ({exc})") from None
     if level is not None and rows:
         check_label_columns(rows[0], level, str(path))

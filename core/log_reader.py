@@ -62,8 +62,7 @@ _MAX_CHUNK = 1 << 20
 
 
 def gunzip_bounded(data: bytes | bytearray | memoryview, source: str = "<input>",
-                   max_bytes: int = DEFAULT_MAX_LOG_BYTES,
-                   max_members: int = MAX_GZIP_MEMBERS) -> bytes:
+                   max_bytes: int | None = None, max_members: int | None = None) -> bytes:
     """Decompress every member of a gzip stream in linear time, stopping at ``max_bytes``.
 
     Why not ``gzip.decompress``: it has no output bound (a 1 MB bomb becomes gigabytes), and it,
@@ -73,6 +72,8 @@ def gunzip_bounded(data: bytes | bytearray | memoryview, source: str = "<input>"
     member copies at most one chunk. Nested gzip is refused rather than unpacked again.
     Raises ``LogTooLargeError`` over ``max_bytes``, ``LogInputError`` for anything corrupt.
     """
+    max_bytes = DEFAULT_MAX_LOG_BYTES if max_bytes is None else max_bytes
+    max_members = MAX_GZIP_MEMBERS if max_members is None else max_members
     view = memoryview(data).cast("B")
     total = len(view)
     out = bytearray()
@@ -109,11 +110,11 @@ def gunzip_bounded(data: bytes | bytearray | memoryview, source: str = "<input>"
 
 
 def read_log_bytes(data: bytes, source: str = "<input>",
-                   max_bytes: int = DEFAULT_MAX_LOG_BYTES) -> LogLines:
+                   max_bytes: int | None = None) -> LogLines:
     """Decode log bytes (plain or gzip) into lines; raise ``LogInputError`` for unusable input.
 
-    ``max_bytes`` bounds the log once decompressed (``LogTooLargeError``); plain input is
-    bounded by whoever read it."""
+    ``max_bytes`` (default ``DEFAULT_MAX_LOG_BYTES``) bounds the log once decompressed
+    (``LogTooLargeError``); plain input is bounded by whoever read it."""
     if bytes(data[:2]) == GZIP_MAGIC:
         data = gunzip_bounded(data, source, max_bytes)
     data = bytes(data)
