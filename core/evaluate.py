@@ -164,8 +164,8 @@ def coverage_warnings(labels: np.ndarray, what: str = "sessions") -> list[str]:
     n, covered = len(labels), int((np.asarray(labels) >= 0).sum())
     if not n or covered / n >= MIN_LABEL_COVERAGE:
         return []
-    return [f"the labels cover only {covered:,} of the {n:,} {what} ({covered / n:.0%}); "
-            "the figures describe those only"]
+    return [(f"the labels cover only {covered:,} of the {n:,} {what} ({covered / n:.0%}); "
+            "the figures describe those only")]
 
 
 def read_labels(path: str | Path, level: str | None = None) -> pd.Series:

@@ -42,12 +42,12 @@ def input_warnings(lines: LogLines) -> list[str]:
     if not lines.replaced_bytes:
         return []
     n = lines.invalid_lines or 1
-    return [f"{lines.source}: {n:,} of {len(lines):,} line{'s' if len(lines) != 1 else ''} "
-            f"held bytes that are not valid UTF-8; they were replaced by U+FFFD and scored"]
+    return [(f"{lines.source}: {n:,} of {len(lines):,} line{'s' if len(lines) != 1 else ''} "
+            f"held bytes that are not valid UTF-8; they were replaced by U+FFFD and scored")]
 
 
 def _base_name(name: str) -> str:
-    return name[: -len(LABEL_SUFFIX)] if name.endswith(LABEL_SUFFIX) else name
+    return name.removesuffix(LABEL_SUFFIX)
 
 
 def unknown_line_share(detector: TinyLogBERTDetector, parsed: ParsedLog) -> float:
@@ -80,9 +80,9 @@ def fit_warnings(detector: TinyLogBERTDetector, parsed: ParsedLog) -> list[str]:
         reasons.append(f"{unknown:.0%} of its lines are unknown to the model")
     if not reasons:
         return []
-    return [f"the model does not fit {parsed.source}: {'; '.join(reasons)}, so its scores and "
+    return [(f"the model does not fit {parsed.source}: {'; '.join(reasons)}, so its scores and "
             f"explanations are not meaningful here; train a model on this log: "
-            f"{train_hint(parsed.source)}"]
+            f"{train_hint(parsed.source)}")]
 
 
 def score_warnings(detector: TinyLogBERTDetector, parsed: ParsedLog,
@@ -96,6 +96,6 @@ def training_warnings(summary: dict) -> list[str]:
     lines, sessions = int(summary.get("lines", 0)), int(summary.get("sessions", 0))
     if lines >= MIN_TRAINING_LINES and sessions >= MIN_TRAINING_SESSIONS:
         return []
-    return [f"trained on only {lines:,} lines in {sessions:,} sessions: the model will not be "
+    return [(f"trained on only {lines:,} lines in {sessions:,} sessions: the model will not be "
             f"meaningful (train on at least {MIN_TRAINING_LINES:,} lines and "
-            f"{MIN_TRAINING_SESSIONS} sessions of normal operation)"]
+            f"{MIN_TRAINING_SESSIONS} sessions of normal operation)")]

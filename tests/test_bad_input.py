@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import SMALL_LABELS, SMALL_LOG
 
-import core.log_reader as log_reader
+from core import log_reader
 from core.errors import TinyLogBERTError
 
 HDFS = gzip.decompress(SMALL_LOG.read_bytes()).splitlines()[:300]
