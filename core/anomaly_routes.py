@@ -19,7 +19,6 @@ defined inside ``create_app`` at run time, and the request model is built there 
 import hmac
 import json
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import FastAPI, File, Form, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import (
     BaseModel,
@@ -47,14 +46,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
+from .api_docs import docs_page
 from .api_settings import ApiSettings, env_name
-from .errors import LogInputError, TinyLogBERTError
-from .log_reader import GZIP_MAGIC, LogLines, read_log_bytes, read_log_lines
+from .errors import LogTooLargeError, TinyLogBERTError
+from .fit_check import score_warnings
+from .log_reader import GZIP_MAGIC, LogLines, gunzip_bounded, read_log_bytes, read_log_lines
 from .results import ScoreResult
 from .sessions import SessionConfig
 
 JSON_MEDIA = "application/json"
 CSV_MEDIA = "text/csv"
+# CSV responses carry the warnings (``core.fit_check``) in this header, ' | '-joined.
+WARNINGS_HEADER = "X-TinyLogBERT-Warnings"
 # Overlapping windows multiply the work: each line is scored once per window that holds it.
 MAX_WINDOW_OVERLAP = 16
 # Rows rendered per JSON piece: ~10 ms of work, after which the event loop may run.
@@ -289,6 +292,10 @@ class ScoreResponse(BaseModel):
     sessions_by: str
     summary: ScoreSummary
     explained_sessions: int = Field(description="how many sessions carry top_lines")
+    warnings: list[str] = Field(
+        description="read these before the scores: e.g. the model does not fit this log (another "
+                    "format, most lines unknown to it) or invalid UTF-8 was replaced; empty when "
+                    f"all is well. CSV responses carry them in the {WARNINGS_HEADER} header")
     sessions: list[SessionResult]
     lines: list[LineResult] = Field(description="one per input line, in order")
 
@@ -364,24 +371,35 @@ class ScoringService:
     # The methods below run in a worker thread.
     def score_lines(self, lines: list[str], job: ScoreJob) -> bytes:
         log = read_log_lines(lines, source="request")
-        return self._render_json(self._score(log, job), job, "request")
+        result, warnings = self._score(log, job)
+        return self._render_json(result, job, "request", warnings)
 
-    def score_upload(self, data: bytes, filename: str, job: ScoreJob, as_csv: bool) -> bytes:
+    def score_upload(self, data: bytes, filename: str, job: ScoreJob,
+                     as_csv: bool) -> tuple[bytes, list[str]]:
         log = self._read_upload(data, filename)
-        result = self._score(log, job)
-        return result.lines_csv_bytes() if as_csv else self._render_json(result, job, filename)
+        result, warnings = self._score(log, job)
+        if as_csv:
+            return result.lines_csv_bytes(), warnings
+        return self._render_json(result, job, filename, warnings), warnings
 
-    def _score(self, log: LogLines, job: ScoreJob) -> ScoreResult:
+    def _score(self, log: LogLines, job: ScoreJob) -> tuple[ScoreResult, list[str]]:
+        """The result and the warnings a client must see with it (``core.fit_check``): invalid
+        UTF-8 that was replaced, a model that does not fit the log."""
+        parsed = self.detector.parse(log, job.log_format)
+        warnings = score_warnings(self.detector, parsed, log)
         # Responses carry no embeddings: skip the pass that makes them (half the work).
-        return self.detector.score(
-            log, threshold=job.threshold, log_format=job.log_format, sessions=job.sessions,
-            embeddings=False,
+        result = self.detector.score(
+            parsed, threshold=job.threshold, sessions=job.sessions, embeddings=False,
         )
+        return result, warnings
 
     def _read_upload(self, data: bytes, filename: str) -> LogLines:
         settings = self.settings
         if data.startswith(GZIP_MAGIC):
-            data = gunzip_bounded(data, settings, filename)
+            try:  # the reading layer's decompressor: linear time, bounded by max_log_bytes
+                data = gunzip_bounded(data, filename, settings.max_log_bytes)
+            except LogTooLargeError as exc:
+                raise limit_error(settings, "max_log_bytes", 413, "log_too_large", str(exc)) from None
         elif len(data) > settings.max_log_bytes:
             raise limit_error(settings, "max_log_bytes", 413, "log_too_large",
                               f"{filename} is {len(data):,} bytes")
@@ -397,7 +415,8 @@ class ScoringService:
                               f"line {first + 1} of {filename} has {int(lengths[first]):,} characters")
         return log
 
-    def _render_json(self, result: ScoreResult, job: ScoreJob, source: str) -> bytes:
+    def _render_json(self, result: ScoreResult, job: ScoreJob, source: str,
+                     warnings: list[str]) -> bytes:
         explained = explained_sessions(result, self.settings.max_explained_sessions, job.top_lines)
         summary = result.summary()
         head = {
@@ -408,6 +427,7 @@ class ScoringService:
             "sessions_by": result.session_strategy,
             "summary": {k: summary[k] for k in ScoreSummary.model_fields},
             "explained_sessions": len(explained),
+            "warnings": warnings,
         }
         top_lines = [{"top_lines": explained.get(i)} for i in range(result.n_sessions)]
         return b"".join([
@@ -471,31 +491,6 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def gunzip_bounded(data: bytes, settings: ApiSettings, source: str) -> bytes:
-    """Decompress gzip (all members) but stop at ``max_log_bytes``: a small upload may not
-    expand into gigabytes. Nested gzip is refused rather than unpacked again."""
-    limit = settings.max_log_bytes
-    out = bytearray()
-    rest = data
-    while rest.startswith(GZIP_MAGIC):
-        stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            out += stream.decompress(rest, limit - len(out) + 1)
-        except zlib.error as exc:
-            raise LogInputError(f"{source}: looks like gzip but cannot be decompressed ({exc})") from None
-        if len(out) > limit or stream.unconsumed_tail:
-            raise limit_error(settings, "max_log_bytes", 413, "log_too_large",
-                              f"{source} decompresses to more than {limit:,} bytes")
-        if not stream.eof:
-            raise LogInputError(f"{source}: the gzip data is truncated")
-        rest = stream.unused_data
-    if rest.strip(b"\x00"):
-        raise LogInputError(f"{source}: unexpected data after the gzip stream")
-    if out.startswith(GZIP_MAGIC):
-        raise LogInputError(f"{source}: gzip inside gzip is not supported; decompress it once")
-    return bytes(out)
-
-
 # ---- content negotiation ------------------------------------------------------------------------
 def prefers_csv(accept: str | None) -> bool:
     """True when ``Accept`` ranks ``text/csv`` above ``application/json`` (q-value, then how
@@ -524,6 +519,50 @@ def _preference(accept: str | None, media: str) -> tuple[float, int]:
 
 
 # ---- API key ------------------------------------------------------------------------------------
+OPEN_PATHS = frozenset({"/v1/health"})  # liveness probes carry no key
+
+
+def _key_offered(key: str | None, bearer: str | None) -> list[str]:
+    return [k for k in (key, bearer) if k]
+
+
+def _check_key(offered: list[str], expected: bytes) -> None:
+    """Accept when any offered key equals ``expected`` (constant time); else a 401 ``ApiError``."""
+    if any(hmac.compare_digest(k.encode(), expected) for k in offered):
+        return
+    message = ("the API key is wrong" if offered else
+               "this server needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+    raise ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class ApiKeyGate:
+    """With an API key set, refuse every request without it before anything reads its body.
+
+    FastAPI resolves a route's dependencies only after it has read and parsed the body, so an
+    unauthenticated client could make the server parse 32 MiB of JSON (and learn from a 400 that
+    the route exists). This outermost middleware looks at the headers only; ``/docs``,
+    ``/redoc`` and ``/openapi.json`` are guarded too, only ``/v1/health`` is open.
+    """
+
+    def __init__(self, app: ASGIApp, expected: str) -> None:
+        self.app = app
+        self.expected = expected.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        scheme, _, token = headers.get(b"authorization", "").partition(" ")
+        bearer = token.strip() if scheme.lower() == "bearer" else None
+        try:
+            _check_key(_key_offered(headers.get(b"x-api-key"), bearer), self.expected)
+        except ApiError as exc:
+            await exc.response()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def api_key_dependency(expected: str) -> Callable:
     """A dependency accepting ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in
     constant time (``hmac.compare_digest``) so response timing does not leak the key."""
@@ -536,12 +575,9 @@ def api_key_dependency(expected: str) -> Callable:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
         key: Annotated[str | None, Security(header)],
     ) -> None:
-        offered = [k for k in (key, credentials.credentials if credentials else None) if k]
-        if any(hmac.compare_digest(k.encode(), expected_bytes) for k in offered):
-            return
-        message = ("the API key is wrong" if offered else
-                   "this server needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
-        raise ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+        # Also checked by ApiKeyGate before the body is read; declared here for the schema.
+        _check_key(_key_offered(key, credentials.credentials if credentials else None),
+                   expected_bytes)
 
     return require_api_key
 
@@ -624,6 +660,12 @@ def install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
 
 
 # ---- the app ------------------------------------------------------------------------------------
+def warnings_header(warnings: list[str]) -> str:
+    """The warnings as one header value: ASCII, one line, ' | '-joined."""
+    text = " | ".join(" ".join(w.split()) for w in warnings)
+    return text.encode("ascii", "replace").decode("ascii")
+
+
 def _csv_filename(upload_name: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload_name).name)
     stem = re.sub(r"(\.gz)?$", "", stem, flags=re.IGNORECASE).rsplit(".", 1)[0] or "log"
@@ -649,10 +691,13 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
         version=__version__,
         description="Unsupervised log anomaly detection: score log lines and sessions with a "
                     "tiny BERT. Every error is JSON with an `error` code and a `message`.",
+        docs_url=None, redoc_url=None,  # served below, self-contained (no CDN)
     )
     app.state.service = service
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, settings=settings)
+    if settings.api_key:  # added last: outermost, so it runs before the body is read
+        app.add_middleware(ApiKeyGate, expected=settings.api_key)
     install_error_handlers(app, settings)
     ScoreRequest = score_request_model(settings)
     auth_responses = {401: {"model": ErrorBody, "description": "missing or wrong API key"}} if secured else {}
@@ -662,6 +707,12 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
         """Liveness: answers even while requests are being scored. Never needs the API key."""
         return HealthResponse(status="ok", model_loaded=True, version=__version__,
                               scoring=service.scoring, waiting=service.waiting)
+
+    @app.get("/docs", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """The API's documentation, rendered here: loads nothing from another host."""
+        return HTMLResponse(docs_page(app.openapi()))
 
     @app.get("/v1/model", response_model=ModelResponse, dependencies=secured,
              responses=auth_responses, tags=["service"])
@@ -722,10 +773,12 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
         data = await file.read()
         name = Path(file.filename or "upload.log").name
         as_csv = prefers_csv(request.headers.get("accept"))
-        content = await service.run(service.score_upload, data, name, job, as_csv)
+        content, warnings = await service.run(service.score_upload, data, name, job, as_csv)
         if as_csv:
-            return Response(content, media_type=f"{CSV_MEDIA}; charset=utf-8", headers={
-                "Content-Disposition": f'attachment; filename="{_csv_filename(name)}"'})
+            headers = {"Content-Disposition": f'attachment; filename="{_csv_filename(name)}"'}
+            if warnings:
+                headers[WARNINGS_HEADER] = warnings_header(warnings)
+            return Response(content, media_type=f"{CSV_MEDIA}; charset=utf-8", headers=headers)
         return Response(content, media_type=JSON_MEDIA)
 
     return app

@@ -6,12 +6,17 @@
 - ``line_vocab.json``   the lines the MLM head predicts by name
 - ``detector.json``     everything else: threshold, calibration, configs, training summary,
                         version, and the sha256 of ``model.safetensors``
+- ``checkpoint.sha256.json``  the sha256 of each file above (written last by ``save``)
 
-Loading checks the hash before touching the weights and never unpickles anything.
+Loading checks every file against the manifest before reading any of them, so a changed
+``detector.json`` (say, a planted format regex) or tokenizer fails like changed weights do; and it
+never unpickles anything. Folders saved before the manifest existed (no such file) are still
+loaded, with the weights' hash from ``detector.json`` as the only check; saving again adds it.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +34,13 @@ WEIGHTS_FILE = "model.safetensors"
 LINE_VOCAB_FILE = "line_vocab.json"
 DETECTOR_FILE = "detector.json"
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", LINE_VOCAB_FILE, DETECTOR_FILE)
+MANIFEST_FILE = "checkpoint.sha256.json"
 FORMAT_VERSION = 1
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (some libraries' messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def sha256_file(path: Path) -> str:
@@ -74,12 +85,58 @@ def read_json(path: Path) -> dict | list:
 
 
 def check_folder(folder: str | Path) -> Path:
+    """The folder, once it has every file and (when it has a manifest) every file's hash."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such model folder")
     missing = [name for name in REQUIRED_FILES if not (folder / name).exists()]
     if missing:
         raise CheckpointError(f"{folder}: not a TinyLogBERT checkpoint (missing {', '.join(missing)})")
+    verify_manifest(folder)
+    return folder
+
+
+def write_manifest(folder: str | Path) -> Path:
+    """Record the sha256 of every checkpoint file; called once all of them are written."""
+    folder = Path(folder)
+    files = {name: sha256_file(folder / name) for name in REQUIRED_FILES}
+    path = folder / MANIFEST_FILE
+    path.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n")
+    return path
+
+
+def verify_manifest(folder: Path) -> bool:
+    """Check every file against ``checkpoint.sha256.json``; False for an older folder without one
+    (then only the weights' hash is checked, by ``load_weights``)."""
+    path = folder / MANIFEST_FILE
+    if not path.exists():
+        return False
+    manifest = read_json(path)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or manifest.get("algorithm") != "sha256":
+        raise CheckpointError(f"{path}: not a checkpoint manifest (expected sha256 'files')")
+    uncovered = [name for name in REQUIRED_FILES if not isinstance(files.get(name), str)]
+    if uncovered:
+        raise CheckpointError(f"{path}: does not cover {', '.join(uncovered)}")
+    for name in REQUIRED_FILES:
+        expected, actual = files[name], sha256_file(folder / name)
+        if not hmac.compare_digest(expected, actual):
+            raise CheckpointError(
+                f"{folder / name}: sha256 mismatch (expected {expected[:12]}..., got "
+                f"{actual[:12]}...): the checkpoint is corrupt or was changed")
+    return True
+
+
+def check_init_from(source: str) -> Path:
+    """``--init-from`` takes a local folder with ``model.safetensors`` only: nothing is
+    downloaded (no hub ids) and no pickled weights (``pytorch_model.bin``) are ever loaded."""
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"--init-from {source}: not a local folder (models are not downloaded; "
+                              "save the Hugging Face model with save_pretrained and give its folder)")
+    if not (folder / "config.json").is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"--init-from {source}: needs config.json and {WEIGHTS_FILE} "
+                              "(pickled weights such as pytorch_model.bin are not loaded)")
     return folder
 
 
@@ -97,8 +154,15 @@ def load_weights(folder: Path, expected_sha256: str, n_line_classes: int, head_h
             f"{folder / WEIGHTS_FILE}: sha256 mismatch (expected {expected_sha256[:12]}..., "
             f"got {actual[:12]}...): the weights are corrupt or were changed"
         )
+    raw_config = read_json(folder / CONFIG_FILE)
     try:
-        config = BertConfig.from_dict(read_json(folder / CONFIG_FILE))
+        if not isinstance(raw_config, dict):
+            raise TypeError(f"a JSON object is needed, not {type(raw_config).__name__}")
+        config = BertConfig.from_dict(raw_config)
+    except Exception as exc:  # noqa: BLE001 -- transformers raises many kinds; all mean "corrupt"
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE}: not a valid model config ({one_line(exc)})") from None
+    try:
         model = TinyLogBERT(config, n_line_classes, head_hidden)
         state = load_file(str(folder / WEIGHTS_FILE))
         model.load_state_dict({k: v.float() for k, v in state.items()})

@@ -14,10 +14,50 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .errors import TinyLogBERTError
+from .errors import OutputError, TinyLogBERTError
 from .ray_cli import add_ray_arguments
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoint"
+# ``tinylogbert bench`` writes here (relative to the working folder, git-ignored), never over the
+# tracked results in benchmarks/results; --out-dir chooses another folder.
+DEFAULT_BENCH_DIR = Path("tinylogbert-bench")
+
+
+def warn(message: str) -> None:
+    """A warning: one line on stderr, the work goes on."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Fail before the work, not after minutes of it, when ``path`` cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{flag} {path}: is a folder; give a file name, e.g. {target / 'out.csv'}")
+    parent = target.parent
+    if not parent.exists():
+        raise OutputError(f"{flag} {path}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise OutputError(f"{flag} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise OutputError(f"{flag} {path}: not writable")
+
+
+def check_output_folder(path: str, flag: str) -> None:
+    """A checkpoint folder to write: new, empty, or an earlier checkpoint (replaced), never a file
+    or a folder of other things."""
+    from .checkpoint import DETECTOR_FILE
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{flag} {path}: is a file; give a folder for the checkpoint")
+    if target.is_dir() and any(target.iterdir()) and not (target / DETECTOR_FILE).exists():
+        raise OutputError(f"{flag} {path}: the folder holds other files; give a new or empty "
+                          "folder (or an earlier checkpoint, which is replaced)")
+    existing = next(p for p in [target, *target.parents] if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise OutputError(f"{flag} {path}: {existing} is not writable")
 
 
 def _add_format_options(p: argparse.ArgumentParser) -> None:
@@ -54,9 +94,17 @@ def _session_options_given(args: argparse.Namespace) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "--out")
+    if args.init_from:
+        from .checkpoint import check_init_from
+
+        args.init_from = str(check_init_from(args.init_from))
+        # Belt and braces: whatever the folder holds, nothing is fetched from the hub.
+        os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
     from tqdm import tqdm
 
     from .detector import TinyLogBERTDetector
+    from .fit_check import training_warnings
     from .tinylogbert_model import ModelConfig
     from .training import TrainConfig
 
@@ -92,6 +140,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar.close()
     out = detector.save(args.out)
     summary = detector.training_summary_
+    for message in training_warnings(summary):
+        warn(message)
     print(
         f"trained on {summary['lines']:,} lines, {summary['sessions']:,} sessions "
         f"({summary['distinct_sessions']:,} distinct) in {time.perf_counter() - started:.1f}s; "
@@ -137,6 +187,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .sessions import SessionConfig, build_sessions
 
     check_engine_options(args, args.logfile)
+    if args.engine != "ray":  # Ray's --out is a folder, checked by the Ray engine
+        check_output_file(args.out, "--out")
+    if args.sessions_out:
+        check_output_file(args.sessions_out, "--sessions-out")
     sessions = _session_config(args) if _session_options_given(args) else None
     if args.engine == "ray":
         summary = score_with_ray(
@@ -150,8 +204,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     # Importing torch and transformers and loading the model take seconds: do it in the
     # background while the log is read and parsed (Arrow kernels, which release the GIL).
     loading = _in_background(_load_detector, args.model)
-    parsed = parse_log(read_log_file(args.logfile[0]), args.format or "auto",
-                       prefer=trained_format(args.model))
+    lines = read_log_file(args.logfile[0])
+    parsed = parse_log(lines, args.format or "auto", prefer=trained_format(args.model))
     require_some_parsed(parsed)
     # Sessions too, with the options given or the default every checkpoint trained without
     # session options uses; a checkpoint with other settings builds its own (cached per config).
@@ -161,6 +215,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     waited = time.perf_counter() - waiting
     if args.threads:
         detector.num_threads = args.threads
+    from .fit_check import score_warnings
+
+    for message in score_warnings(detector, parsed, lines):
+        warn(message)
     result = detector.score(parsed, threshold=args.threshold, sessions=sessions,
                             embeddings=False)
     result.write_lines_csv(args.out)
@@ -183,7 +241,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .errors import LabelError
-    from .evaluate import align_labels, evaluate_scores, lowest_flagged_score, read_labels
+    from .evaluate import (
+        align_labels,
+        coverage_warnings,
+        evaluate_scores,
+        lowest_flagged_score,
+        read_labels,
+    )
 
     path = Path(args.scores)
     if not path.exists():
@@ -193,13 +257,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise LabelError(f"{path}: not a scores CSV ({exc})") from None
     id_col = "line_no" if args.level == "line" else "session_id"
+    if args.level == "session" and "line_no" in scores.columns:
+        raise LabelError(f"{path}: this is a LINES CSV (it has a line_no column); give the "
+                         "SESSIONS CSV (score --sessions-out) or use --level line")
     for col in (id_col, "score"):
         if col not in scores.columns:
             raise LabelError(f"{path}: missing column {col!r} (is it the "
                              f"{'LINES' if args.level == 'line' else 'SESSIONS'} CSV?)")
     if args.labels:
-        labels = align_labels(scores[id_col].astype(str).to_numpy(), read_labels(args.labels),
-                              what="lines" if args.level == "line" else "sessions")
+        what = "lines" if args.level == "line" else "sessions"
+        labels = align_labels(scores[id_col].astype(str).to_numpy(),
+                              read_labels(args.labels, level=args.level), what=what)
+        for message in coverage_warnings(labels, what):
+            warn(message)
     elif "label" in scores.columns:
         labels = scores["label"].fillna(-1).to_numpy().astype(int)
     else:
@@ -247,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intermediate", type=int, default=0, help="0: 4 x hidden")
     p.add_argument("--contamination", default="auto",
                    help="expected share of anomalies, or 'auto' (robust deviation rule)")
-    p.add_argument("--init-from", metavar="HF_MODEL",
-                   help="start the encoder from a local Hugging Face BERT folder or hub id")
+    p.add_argument("--init-from", metavar="HF_FOLDER",
+                   help="start the encoder from a local Hugging Face BERT folder holding "
+                        "config.json and model.safetensors (offline; no pickled weights)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -278,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in _extra_commands():
         register(sub)
+    if "bench" in sub.choices:  # its results go to a folder of their own, not the tracked ones
+        bench = sub.choices["bench"]
+        bench.set_defaults(out_dir=DEFAULT_BENCH_DIR)
+        bench.description = (bench.description or "").replace(
+            "benchmarks/results/", f"{DEFAULT_BENCH_DIR}/ (--out-dir) ")
+        for action in bench._actions:
+            if action.dest == "out_dir":
+                action.help = f"folder for NAME.json and NAME.md (default: ./{DEFAULT_BENCH_DIR}/)"
     return parser
 
 
@@ -298,6 +377,9 @@ def run_reporting_errors(run, *args) -> int:
     except TinyLogBERTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `tinylogbert formats | head`: the reader has all it wanted
+        _silence_stdout()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -307,9 +389,19 @@ def run_reporting_errors(run, *args) -> int:
     except Exception as exc:  # a bug: one line unless debugging
         if os.environ.get("TINYLOGBERT_DEBUG"):
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} "
+        message = " ".join(str(exc).split())
+        print(f"internal error: {type(exc).__name__}: {message} "
               "(set TINYLOGBERT_DEBUG=1 for a traceback and please report it)", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that no later flush reports the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

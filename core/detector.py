@@ -528,6 +528,9 @@ class TinyLogBERTDetector:
             "training_summary": self.training_summary_,
         }
         (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+        from .checkpoint import write_manifest  # (imported here: keeps this edit to save())
+
+        write_manifest(folder)  # last: the sha256 of every file above, checked by load
         return folder
 
     @classmethod

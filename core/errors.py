@@ -15,6 +15,14 @@ class LogInputError(TinyLogBERTError):
     """The log itself cannot be used (empty, binary, nothing parsable...)."""
 
 
+class LogTooLargeError(LogInputError):
+    """A log is over a size limit once decompressed (a gzip bomb); ``limit`` is that limit."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class FormatError(TinyLogBERTError):
     """A log format name, template or regex is unknown or invalid."""
 
@@ -25,6 +33,10 @@ class LabelError(TinyLogBERTError):
 
 class CheckpointError(TinyLogBERTError):
     """A model folder is missing files, corrupt, or fails its integrity check."""
+
+
+class OutputError(TinyLogBERTError):
+    """An output path cannot be written (checked before the work, not after it)."""
 
 
 class NotFittedError(TinyLogBERTError):

@@ -6,6 +6,7 @@ reported separately and named as what it is: chosen with the test labels.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,11 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .errors import LabelError
-from .log_reader import open_text
+from .errors import LabelError, LogInputError
+from .log_reader import GZIP_MAGIC, gunzip_bounded
+
+# A label file, once decompressed: far more than any label set needs.
+MAX_LABEL_BYTES = 256 * 2**20
 
 ANOMALY_WORDS = {"anomaly", "abnormal", "1", "true", "yes", "attack", "malicious"}
 NORMAL_WORDS = {"normal", "0", "false", "no", "-", "benign"}
@@ -130,24 +134,66 @@ def _label_value(raw: str) -> int:
     raise LabelError(f"unknown label value {raw!r}: use Normal/Anomaly (or 0/1)")
 
 
-def read_labels(path: str | Path) -> pd.Series:
+# Column names ``evaluate`` accepts, by level (lower case): an id column and a label column.
+ID_COLUMNS = {"session": ("session_id", "blockid", "block_id", "session"),
+              "line": ("line_no", "line")}
+LABEL_COLUMN = "label"
+# Labels covering less than this share of the scored items get a warning: the figures describe
+# those items only.
+MIN_LABEL_COVERAGE = 0.5
+
+
+def check_label_columns(header: list[str], level: str, source: str) -> None:
+    """Refuse a label file whose columns do not name the ids of ``level`` and a label: the first
+    column of any CSV would otherwise be taken for ids, giving a silent, meaningless figure."""
+    names = [h.strip().lower() for h in header]
+    if len(names) < 2:
+        return  # labels_from_rows says "needs two columns"
+    if LABEL_COLUMN in names and any(n in ID_COLUMNS[level] for n in names):
+        return
+    want = ("line_no,label" if level == "line" else "session_id,Label (or BlockId,Label)")
+    other = "session" if level == "line" else "line"
+    hint = (f"; it looks like {other}-level labels: use --level {other}"
+            if LABEL_COLUMN in names and any(n in ID_COLUMNS[other] for n in names) else "")
+    raise LabelError(f"{source}: columns {','.join(h.strip() for h in header)} do not fit "
+                     f"--level {level}: the label file needs {want}{hint}")
+
+
+def coverage_warnings(labels: np.ndarray, what: str = "sessions") -> list[str]:
+    """A warning when few of the scored items have a label (``labels``: -1 where none)."""
+    n, covered = len(labels), int((np.asarray(labels) >= 0).sum())
+    if not n or covered / n >= MIN_LABEL_COVERAGE:
+        return []
+    return [(f"the labels cover only {covered:,} of the {n:,} {what} ({covered / n:.0%}); "
+            "the figures describe those only")]
+
+
+def read_labels(path: str | Path, level: str | None = None) -> pd.Series:
     """A label CSV -> Series of 0/1 indexed by id (str).
 
     Accepts the HDFS layout (``BlockId,Label``), ``session_id,label`` and ``line_no,label``;
     the id column is the first one, the label column is named ``label`` (any case) or the second.
+    With ``level`` ('session' or 'line'), the columns must be named so (``check_label_columns``).
     """
     path = Path(path)
     if not path.exists():
         raise LabelError(f"{path}: no such label file")
     try:
-        with open_text(path) as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, csv.Error, UnicodeError) as exc:
+        data = path.read_bytes()
+        if data[:2] == GZIP_MAGIC:  # bounded, and a truncated .gz is a LabelError, not a crash
+            data = gunzip_bounded(data, str(path), MAX_LABEL_BYTES)
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
+    except LogInputError as exc:
+        raise LabelError(str(exc)) from None
+    except (OSError, csv.Error) as exc:
         raise LabelError(f"{path}: cannot read labels ({exc})") from None
-    return labels_from_rows(rows, str(path))
+    if level is not None and rows:
+        check_label_columns(rows[0], level, str(path))
+    return labels_from_rows(rows, str(path), level)
 
 
-def labels_from_rows(rows: list[list[str]], source: str = "labels") -> pd.Series:
+def labels_from_rows(rows: list[list[str]], source: str = "labels",
+                     level: str | None = None) -> pd.Series:
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if len(rows) < 2:
         raise LabelError(f"{source}: needs a header and at least one row")
@@ -158,6 +204,9 @@ def labels_from_rows(rows: list[list[str]], source: str = "labels") -> pd.Series
         )
     label_col = header.index("label") if "label" in header else 1
     id_col = 0 if label_col != 0 else 1
+    named = [i for i, h in enumerate(header) if level and h in ID_COLUMNS[level]]
+    if named:
+        id_col = named[0]
     ids, values = [], []
     for n, row in enumerate(rows[1:], start=2):
         if len(row) <= max(id_col, label_col):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 
 from .errors import FormatError
+from .safe_regex import compile_linear
 
 TIME_FIELDS = ("timestamp", "datetime", "date", "time", "year", "month", "day")
 KNOWN_FIELDS = {"content", "level", "component", "label", "session", *TIME_FIELDS}
@@ -84,25 +85,19 @@ class LogFormat:
             object.__setattr__(self, name, tuple(getattr(self, name) or ()))
         if isinstance(self.json_keys, dict):
             object.__setattr__(self, "json_keys", JsonKeys(**self.json_keys))
-        try:
-            compiled = re.compile(self.regex)
-        except re.error as exc:
-            raise FormatError(f"format {self.name!r}: invalid regex ({exc})") from None
+        compiled = compile_linear(self.regex, f"regex of format {self.name!r}")
         names = tuple(n.lower() for n in compiled.groupindex)
         if "content" not in names:
             raise FormatError(
                 f"format {self.name!r}: needs a <Content> field (a named group 'content')"
             )
         if self.session_pattern is not None and not FIELD_REFERENCE.match(self.session_pattern):
-            try:
-                re.compile(self.session_pattern)
-            except re.error as exc:
-                raise FormatError(
-                    f"format {self.name!r}: invalid session pattern ({exc})"
-                ) from None
+            compile_linear(self.session_pattern, f"session pattern of format {self.name!r}")
         if self.window_size <= 0 or self.time_window <= 0:
             raise FormatError(f"format {self.name!r}: window sizes must be positive")
-        object.__setattr__(self, "groups", tuple(compiled.groupindex))
+        # In the order they appear (RE2 lists them by name): time fields join in this order.
+        order = compiled.groupindex
+        object.__setattr__(self, "groups", tuple(sorted(order, key=order.__getitem__)))
         unknown = [f for f in self.time_fields if f.lower() not in {g.lower() for g in self.groups}]
         if unknown and not self.is_jsonl:
             raise FormatError(f"format {self.name!r}: time field(s) {unknown} are not groups")
@@ -128,10 +123,7 @@ class LogFormat:
         A field is typed when its pattern rejects an ordinary word: ``\\S+`` and ``.*`` are not.
         """
         patterns = group_patterns(self.regex)
-        typed = sum(
-            not all(re.fullmatch(p, probe) for probe in _UNTYPED_PROBES)
-            for p in patterns.values()
-        )
+        typed = sum(not _accepts_all(p, _UNTYPED_PROBES) for p in patterns.values())
         return typed, len(patterns)
 
     @property
@@ -165,6 +157,14 @@ class LogFormat:
 
 # Words any untyped field accepts: a field pattern that accepts all of them is a wildcard.
 _UNTYPED_PROBES = ("INFO", "abc", "x1-y2/z")
+
+
+def _accepts_all(pattern: str, probes: tuple[str, ...]) -> bool:
+    try:
+        rx = compile_linear(pattern, "field regex")
+    except FormatError:  # a group that is not a regex on its own (unbalanced): call it typed
+        return False
+    return all(rx.fullmatch(probe) for probe in probes)
 
 
 def group_patterns(regex: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from .log_formats import (
 )
 from .log_reader import LogLines
 from .normalize import normalize_messages
+from .safe_regex import compile_linear
 
 DETECT_SAMPLE = 2000
 # A format must parse at least this share of the sample to beat the generic fallback.
@@ -116,8 +116,8 @@ def _matches(sample: pa.Array, regex: str) -> np.ndarray:
     try:
         hits = pc.match_substring_regex(sample, pattern=regex)
         return hits.to_numpy(zero_copy_only=False).astype(bool)
-    except pa.ArrowInvalid:  # regex RE2 cannot compile: use Python's engine
-        rx = re.compile(regex)
+    except pa.ArrowInvalid:  # what Arrow's kernel does not take (unnamed groups): google-re2
+        rx = compile_linear(regex, "format regex")
         return np.array([rx.match(s) is not None for s in sample.to_pylist()], dtype=bool)
 
 
@@ -225,9 +225,9 @@ class _Records:
 def _extract(lines: pa.Array, fmt: LogFormat) -> pa.StructArray:
     try:
         return pc.extract_regex(lines, pattern=fmt.regex)
-    except pa.ArrowInvalid:
-        rx = re.compile(fmt.regex)
-        names = list(rx.groupindex)
+    except pa.ArrowInvalid:  # unnamed groups: google-re2, linear time like Arrow's RE2
+        rx = compile_linear(fmt.regex, f"regex of format {fmt.name!r}")
+        names = sorted(rx.groupindex, key=rx.groupindex.__getitem__)  # as they appear
         rows = [rx.match(s) for s in lines.to_pylist()]
         arrays = [
             pa.array([m.group(n) if m else None for m in rows], type=pa.large_string())

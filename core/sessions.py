@@ -6,7 +6,6 @@ belongs to at least one, so every line gets a score.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +16,7 @@ import pyarrow.compute as pc
 from .errors import FormatError
 from .log_formats import FIELD_REFERENCE
 from .log_parser import ParsedLog
+from .safe_regex import compile_linear
 
 STRATEGIES = ("auto", "id", "window", "time")
 # With 'auto', an id pattern is used when at least this share of lines carries an id.
@@ -47,10 +47,7 @@ class SessionConfig:
         if self.time_window < 0 or self.time_step < 0:
             raise FormatError("time window and step must be positive")
         if self.id_pattern and not FIELD_REFERENCE.match(self.id_pattern):
-            try:
-                re.compile(self.id_pattern)
-            except re.error as exc:
-                raise FormatError(f"invalid session id pattern ({exc})") from None
+            compile_linear(self.id_pattern, "session id pattern")
 
 
 @dataclass(frozen=True)
@@ -128,8 +125,8 @@ def _id_coverage(parsed: ParsedLog, pattern: str) -> float:
     sample = parsed.table["message"].combine_chunks().slice(0, 5000)
     try:
         hits = pc.match_substring_regex(sample, pattern)
-    except pa.ArrowInvalid:  # RE2 cannot compile it: Python's engine
-        rx = re.compile(pattern)
+    except pa.ArrowInvalid:  # unnamed groups: google-re2 (linear time, like Arrow's RE2)
+        rx = compile_linear(pattern, "session id pattern")
         return float(np.mean([bool(rx.search(s or "")) for s in sample.to_pylist()]))
     return float(pc.mean(pc.cast(hits, pa.float64())).as_py() or 0.0)
 
@@ -204,10 +201,10 @@ def _by_id(parsed: ParsedLog, pattern: str) -> SessionIndex:
 def _ids_from_regex(message: pa.Array, pattern: str) -> tuple[np.ndarray, np.ndarray]:
     """(line index, session id) pairs: every distinct match in every line (blank ids dropped).
 
-    Vectorised with RE2 for lines holding one id; Python's ``re`` for lines holding several, and
-    for patterns RE2 cannot run (look-arounds) or whose id is an unnamed group.
+    Vectorised with Arrow's RE2 for lines holding one id; google-re2 (same linear-time engine)
+    for lines holding several, and for patterns whose id is an unnamed group.
     """
-    rx = re.compile(pattern)
+    rx = compile_linear(pattern, "session id pattern")
     group: str | int = "id" if "id" in rx.groupindex else (1 if rx.groups else 0)
     try:
         counts = pc.count_substring_regex(message, pattern).to_numpy(zero_copy_only=False)

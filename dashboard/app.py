@@ -16,7 +16,12 @@ if str(REPO_ROOT) not in sys.path:  # `streamlit run` puts dashboard/, not the r
 import streamlit as st
 
 from dashboard import state
+from dashboard.auth import require_login
 from dashboard.guard import shown_as_message
+
+# A local PNG: a ':material/...:' or emoji page icon makes the browser fetch it from Google
+# Fonts / a CDN, and the dashboard makes no outside requests.
+PAGE_ICON = str(Path(__file__).resolve().parent / "static" / "icon.png")
 
 PAGES = [
     st.Page("views/upload.py", title="Upload", icon=":material/upload:", default=True),
@@ -27,10 +32,11 @@ PAGES = [
     st.Page("views/download.py", title="Download", icon=":material/download:"),
 ]
 
-st.set_page_config(page_title="TinyLogBERT", page_icon=":material/troubleshoot:", layout="wide")
+st.set_page_config(page_title="TinyLogBERT", page_icon=PAGE_ICON, layout="wide")
 # As in .streamlit/config.toml, but also when started from another folder (config not read there):
 # whatever escapes the error boundary below still shows no traceback.
 st.set_option("client.showErrorDetails", "none")
+require_login()  # TINYLOGBERT_DASHBOARD_PASSWORD: nothing below runs before the login
 page = st.navigation(PAGES)
 with shown_as_message():
     state.render_threshold_sidebar()

@@ -2,11 +2,17 @@
 
 The shipped checkpoint (``checkpoint/`` at the repository root) is the default; the environment
 variable ``TINYLOGBERT_MODEL`` points elsewhere (the tests use a tiny model). A model trained in the
-dashboard is saved to a temporary folder and used for the rest of the session.
+dashboard is saved to a temporary folder and used for the rest of the session; the folder is
+deleted when the session trains another model, switches back, or the server stops.
+
+What a visitor may train is bounded (``TrainingLimits``): on a shared server, one upload must not
+keep the CPUs busy for hours or fill the disk with checkpoints.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +20,7 @@ from pathlib import Path
 
 from core.checkpoint import DETECTOR_FILE
 from core.detector import TinyLogBERTDetector
+from core.errors import TinyLogBERTError
 from core.log_reader import LogLines
 from core.sessions import SessionConfig
 from core.tinylogbert_model import ModelConfig
@@ -22,6 +29,61 @@ from core.training import TrainConfig, TrainProgress
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPO_ROOT / "checkpoint"
 MODEL_ENV = "TINYLOGBERT_MODEL"
+MAX_TRAIN_LINES_ENV = "TINYLOGBERT_DASHBOARD_MAX_TRAIN_LINES"
+MAX_EPOCHS_ENV = "TINYLOGBERT_DASHBOARD_MAX_EPOCHS"
+TEMP_PREFIX = "tinylogbert-dashboard-"
+_TEMP_FOLDERS: set[Path] = set()  # folders this process trained into, removed at exit
+
+
+@dataclass(frozen=True)
+class TrainingLimits:
+    """The most a visitor may train: lines of the upload, and epochs of any phase."""
+
+    max_lines: int = 200_000
+    max_epochs: int = 5
+
+    @classmethod
+    def from_env(cls) -> TrainingLimits:
+        values = {}
+        for name, env in (("max_lines", MAX_TRAIN_LINES_ENV), ("max_epochs", MAX_EPOCHS_ENV)):
+            raw = os.environ.get(env, "").strip()
+            if raw:
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    raise TinyLogBERTError(f"{env} must be an integer, got {raw!r}") from None
+                if values[name] <= 0:
+                    raise TinyLogBERTError(f"{env} must be positive, got {raw!r}")
+        return cls(**values)
+
+    def check(self, n_lines: int, training: TrainConfig) -> None:
+        """Refuse (with the limit and how to raise it) what is over a limit."""
+        if n_lines > self.max_lines:
+            raise TinyLogBERTError(
+                f"this dashboard trains on at most {self.max_lines:,} lines ({MAX_TRAIN_LINES_ENV}); "
+                f"the file has {n_lines:,}: train on it with the CLI, 'tinylogbert train'")
+        epochs = max(training.epochs, training.head_epochs, training.clean_epochs)
+        if epochs > self.max_epochs:
+            raise TinyLogBERTError(
+                f"this dashboard trains at most {self.max_epochs} epochs ({MAX_EPOCHS_ENV}); "
+                f"the chosen model size needs {epochs}")
+
+
+def remove_trained_folder(path: str | Path | None) -> None:
+    """Delete a folder the dashboard trained into (``.../tinylogbert-dashboard-*/model``); any
+    other path (the shipped or a configured checkpoint) is left alone."""
+    if not path:
+        return
+    root = Path(path).parent
+    if root.name.startswith(TEMP_PREFIX) and root.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(root, ignore_errors=True)
+        _TEMP_FOLDERS.discard(root)
+
+
+@atexit.register
+def _remove_all_trained_folders() -> None:
+    for root in list(_TEMP_FOLDERS):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def default_model_path() -> Path:
@@ -79,8 +141,13 @@ def train_model(
     sessions: SessionConfig | None = None,
     on_progress: Callable[[TrainProgress], None] | None = None,
     out_dir: str | Path | None = None,
+    limits: TrainingLimits | None = None,
 ) -> Path:
-    """Fit a detector on an (unlabeled) uploaded log and save it; returns the folder."""
+    """Fit a detector on an (unlabeled) uploaded log and save it; returns the folder.
+
+    Within ``limits`` (default: from the environment); a temporary folder is removed again if
+    saving fails, and at exit."""
+    (limits or TrainingLimits.from_env()).check(len(lines), preset.training)
     detector = TinyLogBERTDetector(
         log_format=log_format,
         sessions=sessions or SessionConfig(),
@@ -89,5 +156,13 @@ def train_model(
         vocab_size=preset.vocab_size,
     )
     detector.fit(lines, on_progress=on_progress)
-    folder = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="tinylogbert-dashboard-"))
-    return detector.save(folder / "model")
+    if out_dir:
+        return detector.save(Path(out_dir) / "model")
+    folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    _TEMP_FOLDERS.add(folder)
+    try:
+        return detector.save(folder / "model")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        _TEMP_FOLDERS.discard(folder)
+        raise

@@ -10,8 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.detector import TinyLogBERTDetector
+from core.fit_check import fit_warnings
 from core.log_parser import FormatGuess, detect_format, parse_log, require_some_parsed
 from core.log_reader import LogLines, read_log_bytes
+
+# Uploads are capped at 200 MB by Streamlit; once decompressed a log may be this large, no more
+# (a small .gz bomb must not exhaust the dashboard's memory).
+MAX_LOG_BYTES = 2**30
 
 from .score_settings import ScoreSettings
 from .workspace import UNPARSED_EXAMPLES, ParseReport, Workspace
@@ -28,7 +33,8 @@ class LogUpload:
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str) -> LogUpload:
-        lines = read_log_bytes(data, source=name)  # LogInputError for empty / binary input
+        # LogInputError for empty / binary / corrupt input, LogTooLargeError over MAX_LOG_BYTES
+        lines = read_log_bytes(data, source=name, max_bytes=MAX_LOG_BYTES)
         return cls(name, lines, hashlib.blake2b(data, digest_size=16).hexdigest(), len(data))
 
     def detect(self) -> FormatGuess:
@@ -53,6 +59,7 @@ def score_upload(
     on_stage("parsing")
     parsed = parse_log(upload.lines, settings.log_format)
     require_some_parsed(parsed)
+    misfit = tuple(fit_warnings(detector, parsed))
     on_stage("scoring")
     result = detector.score(parsed, sessions=settings.sessions, on_progress=on_progress)
     report = ParseReport(
@@ -62,6 +69,8 @@ def score_upload(
         format_description=result.format_description,
         session_strategy=result.session_strategy,
         replaced_bytes=upload.lines.replaced_bytes,
+        invalid_lines=upload.lines.invalid_lines,
+        fit_warnings=misfit,
     )
     return Workspace(
         source=upload.name,

@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.results import ScoreResult
 
-from .models import SHIPPED_MODEL, default_model_path
+from .models import SHIPPED_MODEL, default_model_path, remove_trained_folder
 from .threshold import flagged_percent, threshold_for_top_percent
 from .workspace import Workspace
 
@@ -69,11 +69,15 @@ def active_model_path() -> Path:
 
 
 def use_trained_model(path: Path | None) -> None:
-    """Switch to a model trained in this session (``None``: back to the default model)."""
+    """Switch to a model trained in this session (``None``: back to the default model). The
+    previous one is no longer used by this session: its temporary folder is deleted."""
+    previous = st.session_state.get(TRAINED_MODEL)
     if path is None:
         st.session_state.pop(TRAINED_MODEL, None)
     else:
         st.session_state[TRAINED_MODEL] = str(path)
+    if previous and previous != str(path):
+        remove_trained_folder(previous)
 
 
 def describe_model(path: Path) -> str:

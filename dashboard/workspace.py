@@ -7,7 +7,6 @@ scores (``ScoreResult.with_threshold``); nothing is ever rescored for it.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import uuid
 from dataclasses import dataclass, field
@@ -16,14 +15,16 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from core.errors import LabelError
+from core.errors import LabelError, LogInputError
 from core.evaluate import labels_from_rows
-from core.log_reader import GZIP_MAGIC
+from core.log_reader import GZIP_MAGIC, gunzip_bounded
 from core.results import ScoreResult
 
 from .score_settings import ScoreSettings
 
 UNPARSED_EXAMPLES = 5
+# A label file, once decompressed: far more than any label set needs.
+MAX_LABEL_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class ParseReport:
     format_description: str
     session_strategy: str
     replaced_bytes: bool = False  # invalid UTF-8 was replaced
+    invalid_lines: int = 0  # lines that held invalid UTF-8
+    # core.fit_check: why the model does not fit this log (shown, and "train" opened)
+    fit_warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,12 +148,10 @@ def _sessions_from_line_labels(result: ScoreResult) -> ScoreResult:
 def parse_label_bytes(data: bytes, source: str) -> pd.Series:
     """A label CSV (plain or gzip) from an upload -> Series of 0/1 by id."""
     if data.startswith(GZIP_MAGIC):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise LabelError(
-                f"{source}: looks like gzip but cannot be decompressed ({exc})"
-            ) from None
+        try:  # bounded and linear in the number of gzip members, like log uploads
+            data = gunzip_bounded(data, source, MAX_LABEL_BYTES)
+        except LogInputError as exc:
+            raise LabelError(str(exc)) from None
     if b"\x00" in data[:4096]:
         raise LabelError(f"{source}: this looks like a binary file, not a label CSV")
     text = data.decode("utf-8", errors="replace")

@@ -14,6 +14,9 @@ SMALL_LABELS = DATA / "hdfs_small_labels.csv"
 CHECKPOINT = ROOT / "checkpoint"
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Subprocesses (CLI, server) run this checkout's ``core``, not whatever an editable install of the
+# project points at.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def tiny_detector_factory(**overrides):

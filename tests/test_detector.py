@@ -110,6 +110,9 @@ def test_not_a_folder_and_bad_json(tiny_checkpoint, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(tiny_checkpoint, bad)
     (bad / "detector.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="detector.json: sha256 mismatch"):  # the manifest
+        TinyLogBERTDetector.load(bad)
+    (bad / "checkpoint.sha256.json").unlink()  # a folder saved before the manifest existed
     with pytest.raises(CheckpointError, match="not valid JSON"):
         TinyLogBERTDetector.load(bad)
 

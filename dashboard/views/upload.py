@@ -11,7 +11,13 @@ from core.errors import LabelError, TinyLogBERTError
 from core.log_formats import available_formats
 from dashboard import state
 from dashboard.cache import SAMPLE_LABELS, load_detector, load_sample
-from dashboard.models import TRAINING_PRESETS, model_exists, model_stamp, train_model
+from dashboard.models import (
+    TRAINING_PRESETS,
+    TrainingLimits,
+    model_exists,
+    model_stamp,
+    train_model,
+)
 from dashboard.score_settings import CUSTOM_FORMAT, MODEL_SESSIONS, ScoreSettings
 from dashboard.scoring import LogUpload, input_key, score_upload
 from dashboard.workspace import Workspace
@@ -157,7 +163,13 @@ def summary(workspace: Workspace) -> None:
         st.dataframe(pd.DataFrame(report.examples, columns=["line_no", "line"]), hide_index=True,
                      key="unparsed_examples")
     if report.replaced_bytes:
-        st.warning("The file is not valid UTF-8; undecodable bytes were replaced by �.")
+        lines = f"{report.invalid_lines:,} of {report.n_lines:,} lines" if report.invalid_lines \
+            else "Some lines"
+        st.warning(f"The file is not valid UTF-8: {lines} held undecodable bytes, replaced by "
+                   "� and scored.")
+    for message in report.fit_warnings:
+        st.warning(f"{message[0].upper()}{message[1:]}. Or train one right here: "
+                   "*Train a new model on this file*, below.", icon=":material/model_training:")
     labels = workspace.labels
     if labels is not None:
         st.success(
@@ -228,9 +240,10 @@ def settings_form(upload: LogUpload, expanded: bool) -> None:
             st.error(st.session_state[SETTINGS_ERROR], icon=":material/error:")
 
 
-def training_section(upload: LogUpload | None, missing: bool) -> None:
+def training_section(upload: LogUpload | None, missing: bool, misfit: bool = False) -> None:
+    """Open when there is no model, or when the model does not fit the log (core.fit_check)."""
     title = "Train a new model on this file" if upload else "Train a new model"
-    with st.expander(title, expanded=missing, icon=":material/model_training:"):
+    with st.expander(title, expanded=missing or misfit, icon=":material/model_training:"):
         if upload is None:
             st.write("Upload a log first; a new model learns what is normal in it (no labels).")
             return
@@ -239,9 +252,14 @@ def training_section(upload: LogUpload | None, missing: bool) -> None:
             "needed) with the format and session settings above, then scores it. Stay on this "
             "page while it trains."
         )
+        limits = TrainingLimits.from_env()
+        st.caption(f"Up to {limits.max_lines:,} lines and {limits.max_epochs} epochs "
+                   "(TINYLOGBERT_DASHBOARD_MAX_TRAIN_LINES, TINYLOGBERT_DASHBOARD_MAX_EPOCHS); "
+                   "the model is kept in a temporary folder, deleted when no longer used.")
         preset = TRAINING_PRESETS[st.selectbox("Model size", list(TRAINING_PRESETS),
                                                key="training_preset")]
-        if not st.button("Train", type="primary" if missing else "secondary", key="train"):
+        if not st.button("Train", type="primary" if missing or misfit else "secondary",
+                         key="train"):
             return
         settings = applied_settings()
         bar = st.progress(0.0, text="preparing the training data")
@@ -324,4 +342,5 @@ if workspace is not None:
 if upload is not None:
     unparsed = workspace is not None and workspace.report.n_unparsed > 0
     settings_form(upload, expanded=failed_here or unparsed)
-training_section(upload, missing)
+misfit = workspace is not None and bool(workspace.report.fit_warnings)
+training_section(upload, missing, misfit)
