@@ -147,7 +147,8 @@ def judge(train_scores: np.ndarray, test_scores: np.ndarray, labels: np.ndarray 
     from sklearn.metrics import roc_auc_score
 
     if threshold is None:
-        threshold = label_free_threshold(np.asarray(train_scores, float), None, "auto", max_share)
+        threshold = label_free_threshold(np.asarray(train_scores, float), None, "auto", max_share,
+                                         second_mode=max_share == AUTO_MAX_SESSION_SHARE)
     flagged = np.asarray(test_scores) >= threshold
     out = {"flagged_share": float(flagged.mean()) if len(flagged) else 0.0,
            "n": int(len(flagged))}

@@ -87,7 +87,7 @@ class Calibration:
 
 def label_free_threshold(
     scores: np.ndarray, weights: np.ndarray | None, contamination: float | str,
-    max_share: float = 0.1,
+    max_share: float = 0.1, second_mode: bool = True,
 ) -> float:
     """Threshold from training scores only.
 
@@ -95,9 +95,11 @@ def label_free_threshold(
     that share but that it is small: the threshold sits ``AUTO_DEVIATIONS`` robust deviations
     above the median of the training scores, where a Gaussian-tailed normal population has
     almost no mass. Where that would flag more than ``max_share`` of the training data, what it
-    flags is a mode of normal behaviour, not a few anomalies: the deviation is then measured
-    with the upper quartile too (``robust_center_scale(upper=True)``), and as a last resort the
-    threshold is the training quantile that flags ``max_share``.
+    flags is a mode of normal behaviour, not a few anomalies: with ``second_mode`` the deviation
+    is then measured with the upper quartile too (``robust_center_scale(upper=True)``: session
+    scores, where such a mode is a kind of session, e.g. a boot), and in any case the threshold is
+    at least the training quantile that flags ``max_share`` (line scores, whose upper quartile
+    is often made of the log's one-off messages and would put the threshold above every line).
     """
     if contamination != "auto":
         return weighted_quantile(scores, 1.0 - float(contamination), weights)
@@ -109,7 +111,7 @@ def label_free_threshold(
 
     center, scale = robust_center_scale(scores, weights)
     threshold = center + AUTO_DEVIATIONS * scale
-    if len(scores) and share(threshold) > max_share:
+    if second_mode and len(scores) and share(threshold) > max_share:
         center, scale = robust_center_scale(scores, weights, upper=True)
         threshold = max(threshold, center + AUTO_DEVIATIONS * scale)
     if len(scores) and share(threshold) > max_share:

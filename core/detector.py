@@ -345,7 +345,7 @@ class TinyLogBERTDetector:
                                                AUTO_MAX_SESSION_SHARE)
         line_scores = self._line_scores(parsed, index, corpus, signals)
         calib.line_threshold = label_free_threshold(line_scores, None, self.contamination,
-                                                    AUTO_MAX_LINE_SHARE)
+                                                    AUTO_MAX_LINE_SHARE, second_mode=False)
         calib.contamination = float(np.mean(scores >= calib.threshold))
         calib.train_quantiles = {
             f"q{q}": float(np.quantile(scores, q / 100)) for q in (50, 90, 95, 99, 99.9)
