@@ -1,4 +1,5 @@
-"""``tinylogbert bench``: the HDFS benchmark as a sub-command (same options as ``benchmarks.hdfs``).
+"""``tinylogbert bench``: the HDFS benchmark as a sub-command (same options as ``benchmarks.hdfs``),
+and with ``--suite`` the development suite over every development log (``benchmarks.suite``).
 
 Registered by ``core.cli`` through ``EXTRA_COMMAND_MODULES = ("benchmarks.bench_cli", ...)``;
 errors are ``TinyLogBERTError`` and reach the user as one line through ``core.cli.main``.
@@ -11,14 +12,28 @@ from .hdfs import add_arguments, run_from_args
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite:
+        from . import suite
+
+        return suite.run_from_args(args, "tinylogbert bench --suite")
     return run_from_args(args, "tinylogbert bench")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="reproduce the HDFS benchmark table (TinyLogBERT vs baselines vs LogLead)",
+        "bench", help="reproduce the HDFS benchmark table (TinyLogBERT vs baselines vs LogLead), "
+                      "or with --suite every development log",
         description="Chronological split by session, unlabeled training, every method side by "
-                    "side; writes benchmarks/results/NAME.json and NAME.md.",
+                    "side; writes benchmarks/results/NAME.json and NAME.md (--suite: suite.json "
+                    "and suite.md).",
     )
     add_arguments(parser)
+    suite = parser.add_argument_group("development suite (--suite)")
+    suite.add_argument("--suite", action="store_true",
+                       help="run every development log (HDFS, BGL_2k, Thunderbird_2k) with its "
+                            "peers over several seeds instead of the HDFS table")
+    suite.add_argument("--logs", default="hdfs,bgl,thunderbird",
+                       help="with --suite: comma-separated development logs")
+    suite.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                       help="with --suite: TinyLogBERT seeds")
     parser.set_defaults(func=cmd_bench)

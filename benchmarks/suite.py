@@ -202,7 +202,8 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
         base = {"log": log.name, "seed": seed, "train_seconds": round(train_s, 1),
                 "score_seconds": round(score_s, 1), "lines": test.n_lines}
         rows.append({**base, "method": "TinyLogBERT", "level": "session",
-                     **judge(st.score.to_numpy(), ss.score.to_numpy(), labels, det.threshold_)})
+                     **judge(st.score.to_numpy(), ss.score.to_numpy(), labels, det.threshold_),
+                     "grades": grade_shares(ss["grade"].to_numpy(), labels)})
         rows.append({**base, "method": "TinyLogBERT", "level": "line",
                      **judge(train.line_scores, test.line_scores, line_labels, det.line_threshold_)})
         for signal in ("z_rarity", "z_context"):
@@ -227,6 +228,22 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
     return rows
 
 
+def grade_shares(grades: np.ndarray, labels: np.ndarray | None) -> dict[str, dict]:
+    """Per grade: how many sessions, and how many of the labelled anomalies, it holds."""
+    from core.anomaly_score import GRADES
+
+    out = {}
+    for grade in GRADES:
+        mine = grades == grade
+        item = {"sessions": int(mine.sum())}
+        if labels is not None and (labels == 1).any():
+            item["anomalies"] = int((mine & (labels == 1)).sum())
+            item["share_of_anomalies"] = float(item["anomalies"] / (labels == 1).sum())
+            item["anomalous_share"] = float(item["anomalies"] / max(mine.sum(), 1))
+        out[grade] = item
+    return out
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean and SD over seeds per (log, method, level)."""
     keys = ("roc_auc", "pr_auc", "f1", "best_f1", "flagged_share")
@@ -242,6 +259,10 @@ def summarise(rows: list[dict]) -> list[dict]:
             if vals:
                 item[k] = float(np.mean(vals))
                 item[k + "_sd"] = float(np.std(vals))
+        if "grades" in rs[0]:  # summed over seeds
+            item["grades"] = {g: {k: sum(r["grades"][g].get(k, 0) for r in rs)
+                                  for k in ("sessions", "anomalies")}
+                              for g in rs[0]["grades"]}
         out.append(item)
     return out
 
@@ -263,6 +284,20 @@ def markdown(summary: list[dict], command: str, seeds: list[int]) -> str:
         lines.append(f"| {item['log']} | {item['level']} | {item['method']} | "
                      f"{cell(item, 'roc_auc')} | {cell(item, 'pr_auc')} | {cell(item, 'f1')} | "
                      f"{cell(item, 'best_f1')} | {cell(item, 'flagged_share')} |")
+    graded = [item for item in summary if "grades" in item]
+    if graded:
+        from core.anomaly_score import GRADES
+
+        lines += ["", "Severity grades of TinyLogBERT's sessions, summed over the seeds: sessions "
+                  "(labelled anomalies among them).", "",
+                  "| log | " + " | ".join(GRADES) + " |", "|---|" + "---|" * len(GRADES)]
+        for item in graded:
+            cells = []
+            for g in GRADES:
+                c = item["grades"][g]
+                cells.append(f"{c['sessions']:,}" + (f" ({c['anomalies']:,})"
+                                                     if item.get("n_anomalies") else ""))
+            lines.append(f"| {item['log']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

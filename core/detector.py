@@ -19,12 +19,14 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 import torch
+from sklearn.base import BaseEstimator
 
 from . import __version__
 from .anomaly_score import (
     AUTO_MAX_LINE_SHARE,
     AUTO_MAX_SESSION_SHARE,
     DEFAULT_WEIGHTS,
+    GRADES,
     Calibration,
     grade_columns,
     label_free_threshold,
@@ -89,8 +91,15 @@ def to_lines(log: LogInput) -> LogLines:
     raise LogInputError(f"cannot read a log from {type(log).__name__}")
 
 
-class TinyLogBERTDetector:
-    """Unsupervised log anomaly detector over sessions of log lines."""
+class TinyLogBERTDetector(BaseEstimator):
+    """Unsupervised log anomaly detector over sessions of log lines.
+
+    A scikit-learn estimator (``get_params`` / ``set_params``, so ``sklearn.base.clone`` works)
+    with PyOD's attributes after ``fit``: ``decision_scores_`` and ``labels_`` for the training
+    sessions, ``threshold_``; and PyOD's methods ``decision_function``, ``predict``,
+    ``predict_proba`` (the severity grades) and ``fit_predict``. Learned state ends in ``_``;
+    ``decision_scores_`` and ``labels_`` belong to a fit and are not saved with the checkpoint.
+    """
 
     def __init__(
         self,
@@ -210,7 +219,9 @@ class TinyLogBERTDetector:
         trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
         self._round_weights()
         raw = score_sequences(self.model_, corpus)
-        self._calibrate(parsed, index, corpus, raw)
+        # PyOD's contract: the training sessions' scores and flags, in order of first appearance.
+        self.decision_scores_ = np.round(self._calibrate(parsed, index, corpus, raw), 6)
+        self.labels_ = (self.decision_scores_ >= self.threshold_).astype(int)
         train_seconds = time.perf_counter() - started
         self.format_ = parsed.format
         self.training_summary_ = {
@@ -495,6 +506,20 @@ class TinyLogBERTDetector:
     def predict(self, log: LogInput) -> np.ndarray:
         """1 for sessions at or above the threshold, else 0."""
         return (self.decision_function(log) >= self.threshold_).astype(int)
+
+    def predict_proba(self, log: LogInput) -> np.ndarray:
+        """``[n_sessions, 4]``: p of each severity grade (``classes_``, lowest first); the
+        last two, ``high`` and ``critical``, are the flagged grades."""
+        frame = self.score(log, embeddings=False).session_table
+        return np.column_stack([frame[f"p_{g}"].to_numpy() for g in GRADES])
+
+    @property
+    def classes_(self) -> tuple[str, ...]:
+        return GRADES
+
+    def fit_predict(self, log: LogInput, on_progress: ProgressCallback | None = None) -> np.ndarray:
+        """Fit on ``log`` and return ``labels_``: its own sessions' flags."""
+        return self.fit(log, on_progress).labels_
 
     # ---- persistence ------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:

@@ -211,7 +211,8 @@ def test_bench_subcommand_has_the_same_options():
     assert args.func is cmd_bench and args.quick and args.methods == ("baselines",)
     standalone = argparse.ArgumentParser()
     hdfs.add_arguments(standalone)
-    assert set(vars(standalone.parse_args([]))) == set(vars(args)) - {"command", "func"}
+    assert set(vars(standalone.parse_args([]))) == set(vars(args)) - {
+        "command", "func", "suite", "logs", "seeds"}  # the last three: the suite's options
     config = hdfs.config_from_args(args)
     assert hdfs.command_line("tinylogbert bench", config) == (
         "tinylogbert bench --methods baselines --quick --seed 3")
@@ -315,3 +316,39 @@ def test_label_audit_judges_scores_with_and_without_the_shifted_sessions(tiny_ch
     assert "later sessions labelled against the training majority: 0" in out
     rows = [line.split() for line in out.splitlines() if line.strip().startswith(("all", "labels"))]
     assert len(rows) == 2 and rows[0][-5:] == rows[1][-5:]  # nothing shifted: the same figures
+
+
+def test_suite_runs_every_development_log_with_its_peers(tmp_path):
+    """The development suite (quick model): every log, every peer, grades, files written."""
+    from benchmarks.suite import main as suite_main
+
+    assert suite_main(["--logs", "bgl,thunderbird", "--seeds", "0", "1", "--quick",
+                       "--out-dir", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "suite.json").read_text())
+    summary = {(r["log"], r["method"], r["level"]): r for r in payload["summary"]}
+    for log in ("bgl", "thunderbird"):
+        for method in ("TinyLogBERT", "TinyLogBERT z_rarity alone", "TinyLogBERT z_context alone",
+                       "Template frequency", "Word frequency", "Level only",
+                       "IsolationForest (template counts)"):
+            assert (log, method, "session") in summary
+    tlb = summary[("bgl", "TinyLogBERT", "session")]
+    assert tlb["runs"] == 2 and 0.0 <= tlb["roc_auc"] <= 1.0 and "roc_auc_sd" in tlb
+    assert summary[("bgl", "TinyLogBERT", "line")]["n_anomalies"] == 47  # BGL_2k's later half
+    grades = tlb["grades"]
+    assert sum(g["sessions"] for g in grades.values()) == 2 * tlb["n"]
+    assert sum(g["anomalies"] for g in grades.values()) == 2 * tlb["n_anomalies"]
+    assert "thunderbird" in (tmp_path / "suite.md").read_text()
+    assert "QUICK RUN" in (tmp_path / "suite.md").read_text()
+
+
+def test_bench_suite_flag_runs_the_suite(tmp_path, monkeypatch):
+    import benchmarks.suite as suite
+
+    seen = {}
+    monkeypatch.setattr(suite, "run_suite", lambda logs, seeds, quick, out_dir, command:
+                        seen.update(logs=logs, seeds=seeds, out_dir=out_dir))
+    from core.cli import main as cli_main
+
+    assert cli_main(["bench", "--suite", "--logs", "bgl", "--seeds", "4",
+                     "--out-dir", str(tmp_path)]) == 0
+    assert seen == {"logs": ["bgl"], "seeds": [4], "out_dir": tmp_path}

@@ -120,11 +120,12 @@ def test_top_n_percent_sets_the_threshold(app):
 
     at = upload(app)
     scores = workspace(at).scored.session_scores
-    at.number_input(key="threshold_top_percent").set_value(10.0).run()
-    threshold = threshold_for_top_percent(scores, 10.0)
+    at.number_input(key="threshold_top_percent").set_value(20.0).run()
+    threshold = threshold_for_top_percent(scores, 20.0)
     assert at.session_state["threshold"] == pytest.approx(threshold)
     assert at.slider(key="threshold_slider").value == pytest.approx(threshold)
-    assert (scores >= threshold).sum() >= 30  # 10 % of 300, ties flagged together
+    assert (scores >= threshold).sum() >= 60  # 20 % of 300, ties flagged together
+    assert threshold != pytest.approx(workspace(at).model_threshold)
     at.button(key="reset_threshold").click().run()
     assert at.session_state["threshold"] == pytest.approx(workspace(at).model_threshold)
 

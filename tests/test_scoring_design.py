@@ -120,3 +120,24 @@ def test_old_checkpoints_keep_scoring_without_the_new_prior(tiny_checkpoint, tmp
     vocab_path.write_text(json.dumps(vocab))
     det = TinyLogBERTDetector.load(folder)
     assert det.severity_prior is False and det.min_line_count == 1 and det.word_counts_ == {}
+
+
+def test_pyod_and_scikit_learn_contract(tiny_detector):
+    from sklearn.base import clone
+
+    from conftest import SMALL_LOG
+
+    copy = clone(tiny_detector)
+    assert not hasattr(copy, "model_")
+    assert copy.get_params()["vocab_size"] == 200 and copy.get_params()["min_line_count"] == 2
+    copy.set_params(contamination=0.05)
+    assert copy.contamination == 0.05 and tiny_detector.contamination == "auto"
+    scores = tiny_detector.decision_scores_
+    assert len(scores) == 300 and set(np.unique(tiny_detector.labels_)) <= {0, 1}
+    assert (tiny_detector.labels_ == (scores >= tiny_detector.threshold_)).all()
+    # The training sessions scored again give the same scores as the fit recorded.
+    np.testing.assert_allclose(tiny_detector.decision_function(SMALL_LOG), scores, atol=1e-5)
+    proba = tiny_detector.predict_proba(SMALL_LOG)
+    assert proba.shape == (300, 4) and tiny_detector.classes_ == GRADES
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert ((proba[:, 2:].sum(1) >= proba[:, :2].sum(1) - 1e-6) | ~tiny_detector.predict(SMALL_LOG).astype(bool)).all()

@@ -10,7 +10,8 @@ PICK = "anomaly_pick"
 TABLE = "anomaly_table"
 TOP_LINES = 5
 MAX_SESSION_ROWS = 2000
-COLUMNS = ["session_id", "score", "severity", "n_lines", "first_line_no", "top_line"]
+COLUMNS = ["session_id", "score", "grade", "n_lines", "first_line_no", "top_line"]
+GRADE_PROBABILITIES = ["p_normal", "p_elevated", "p_high", "p_critical"]
 
 
 def pick_from_table(session_ids: list[str]) -> None:
@@ -31,7 +32,8 @@ if workspace is not None:
         st.info(f"No session scores at or above {threshold:.4f}: lower the threshold in the "
                 "sidebar to see the highest-scoring ones.", icon=":material/check_circle:")
     else:
-        columns = COLUMNS + (["label"] if "label" in flagged.columns else [])
+        columns = COLUMNS + [c for c in GRADE_PROBABILITIES if c in flagged.columns]
+        columns += ["label"] if "label" in flagged.columns else []
         table = flagged[columns].reset_index(drop=True)
         ids = table["session_id"].tolist()
         st.caption(f"{len(table):,} sessions at or above {threshold:.4f}, highest first. Click a "
@@ -40,7 +42,10 @@ if workspace is not None:
             table, hide_index=True, key=TABLE, on_select=lambda: pick_from_table(ids),
             selection_mode="single-row", height=min(38 + 35 * len(table), 380),
             column_config={"score": st.column_config.NumberColumn(format="%.4f"),
-                           "top_line": st.column_config.TextColumn("top line")},
+                           "top_line": st.column_config.TextColumn("top line"),
+                           **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0,
+                                                                 format="%.2f")
+                              for c in GRADE_PROBABILITIES}},
         )
         if st.session_state.get(PICK) not in ids:
             st.session_state[PICK] = ids[0]
@@ -51,7 +56,10 @@ if workspace is not None:
         explanation = result.explain(session_id, k=TOP_LINES)
         cols = st.columns(4)
         cols[0].metric("Score", f"{explanation.score:.3f}", help=f"threshold {threshold:.4f}")
-        cols[1].metric("Severity", table.loc[ids.index(session_id), "severity"])
+        row = table.loc[ids.index(session_id)]
+        cols[1].metric("Grade", row["grade"],
+                       help=" · ".join(f"{c.removeprefix('p_')} {row[c]:.2f}"
+                                       for c in GRADE_PROBABILITIES if c in table.columns))
         cols[2].metric("Lines", f"{table.loc[ids.index(session_id), 'n_lines']:,}")
         if "label" in table.columns:
             label = int(table.loc[ids.index(session_id), "label"])
