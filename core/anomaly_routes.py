@@ -49,7 +49,7 @@ from . import __version__
 from .api_docs import docs_page
 from .api_settings import ApiSettings, env_name
 from .errors import LogTooLargeError, TinyLogBERTError
-from .fit_check import score_warnings
+from . import pipeline
 from .log_reader import GZIP_MAGIC, LogLines, gunzip_bounded, read_log_bytes, read_log_lines
 from .results import ScoreResult
 from .sessions import SessionConfig
@@ -163,7 +163,8 @@ class SessionOptions(BaseModel):
     id_pattern: str | None = Field(None, max_length=500, description="regex whose matches are session ids")
     window_size: int = Field(0, ge=0, le=100_000, description="lines per window")
     window_step: int = Field(0, ge=0, le=100_000, description="lines between window starts (0: window_size)")
-    time_window: float = Field(60.0, gt=0, le=1e9, allow_inf_nan=False, description="seconds per window")
+    time_window: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False,
+                               description="seconds per window (0: the format's default)")
     time_step: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False,
                              description="seconds between window starts (0: time_window)")
 
@@ -176,6 +177,8 @@ class SessionOptions(BaseModel):
                 raise ValueError("window_step must not exceed window_size (lines would be skipped)")
             if -(-self.window_size // self.window_step) > MAX_WINDOW_OVERLAP:
                 raise ValueError(f"windows may overlap at most {MAX_WINDOW_OVERLAP} times")
+        if self.time_step and not self.time_window:
+            raise ValueError("time_step needs time_window")
         if self.time_step and self.time_window / self.time_step > MAX_WINDOW_OVERLAP:
             raise ValueError(f"time windows may overlap at most {MAX_WINDOW_OVERLAP} times")
         return self
@@ -385,13 +388,11 @@ class ScoringService:
     def _score(self, log: LogLines, job: ScoreJob) -> tuple[ScoreResult, list[str]]:
         """The result and the warnings a client must see with it (``core.fit_check``): invalid
         UTF-8 that was replaced, a model that does not fit the log."""
-        parsed = self.detector.parse(log, job.log_format)
-        warnings = score_warnings(self.detector, parsed, log)
         # Responses carry no embeddings: skip the pass that makes them (half the work).
-        result = self.detector.score(
-            parsed, threshold=job.threshold, sessions=job.sessions, embeddings=False,
-        )
-        return result, warnings
+        options = pipeline.ScoreOptions(job.log_format, job.sessions, job.threshold,
+                                        embeddings=False)
+        scored = pipeline.run(self.detector, log, options)
+        return scored.result, scored.warnings
 
     def _read_upload(self, data: bytes, filename: str) -> LogLines:
         settings = self.settings
@@ -750,7 +751,7 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
         session_id_pattern: Annotated[str | None, Form(max_length=500)] = None,
         window_size: Annotated[int | None, Form(ge=0, le=100_000)] = None,
         window_step: Annotated[int | None, Form(ge=0, le=100_000)] = None,
-        time_window: Annotated[float | None, Form(gt=0, le=1e9, allow_inf_nan=False)] = None,
+        time_window: Annotated[float | None, Form(ge=0, le=1e9, allow_inf_nan=False)] = None,
         time_step: Annotated[float | None, Form(ge=0, le=1e9, allow_inf_nan=False)] = None,
     ) -> Response:
         """Score an uploaded log. Send 'Accept: text/csv' for the CLI's LINES.csv instead of JSON.

@@ -180,9 +180,8 @@ def _load_detector(folder: str):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from . import pipeline
     from .checkpoint import trained_format
-    from .log_parser import parse_log, require_some_parsed
-    from .log_reader import read_log_file
     from .ray_cli import check_engine_options, describe_summary, score_with_ray
     from .sessions import SessionConfig, build_sessions
 
@@ -204,9 +203,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     # Importing torch and transformers and loading the model take seconds: do it in the
     # background while the log is read and parsed (Arrow kernels, which release the GIL).
     loading = _in_background(_load_detector, args.model)
-    lines = read_log_file(args.logfile[0])
-    parsed = parse_log(lines, args.format or "auto", prefer=trained_format(args.model))
-    require_some_parsed(parsed)
+    lines = pipeline.read(args.logfile[0])
+    parsed = pipeline.parse(lines, args.format, trained_format(args.model))
     # Sessions too, with the options given or the default every checkpoint trained without
     # session options uses; a checkpoint with other settings builds its own (cached per config).
     build_sessions(parsed, sessions or SessionConfig())
@@ -215,12 +213,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     waited = time.perf_counter() - waiting
     if args.threads:
         detector.num_threads = args.threads
-    from .fit_check import score_warnings
-
-    for message in score_warnings(detector, parsed, lines):
+    scored = pipeline.score_parsed(
+        detector, parsed, lines,
+        pipeline.ScoreOptions(args.format, sessions, args.threshold, embeddings=False),
+    )
+    for message in scored.warnings:
         warn(message)
-    result = detector.score(parsed, threshold=args.threshold, sessions=sessions,
-                            embeddings=False)
+    result = scored.result
     result.write_lines_csv(args.out)
     if args.sessions_out:
         result.write_sessions_csv(args.sessions_out)

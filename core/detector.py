@@ -45,8 +45,9 @@ from .checkpoint import (
 from .errors import CheckpointError, LogInputError, NotFittedError
 from .inference import SequenceScores, score_sequences
 from .log_formats import LogFormat
-from .log_parser import ParsedLog, parse_log, require_some_parsed
-from .log_reader import LogLines, read_log_file, read_log_lines, read_log_text
+from . import pipeline
+from .log_parser import ParsedLog
+from .log_reader import LogLines
 from .log_tokenizer import LogTokenizer
 from .results import ScoreResult
 from .sequence_cache import SequenceCache
@@ -74,21 +75,6 @@ class PositionSignals(NamedTuple):
     excess: np.ndarray  # surprisal beyond the prediction's entropy
     end_excess: np.ndarray  # the same for the end of each sequence
     line_score: np.ndarray  # mean of rarity and surprisal: a line's score
-
-
-def to_lines(log: LogInput) -> LogLines:
-    """Accept a path, raw text (containing a newline), a list of lines or LogLines."""
-    if isinstance(log, LogLines):
-        return log
-    if isinstance(log, list):
-        return read_log_lines(log)
-    if isinstance(log, Path):
-        return read_log_file(log)
-    if isinstance(log, str):
-        if "\n" in log or not log.strip():
-            return read_log_text(log)
-        return read_log_file(log)
-    raise LogInputError(f"cannot read a log from {type(log).__name__}")
 
 
 class TinyLogBERTDetector(BaseEstimator):
@@ -144,10 +130,10 @@ class TinyLogBERTDetector(BaseEstimator):
         """Detection ('auto') tries the trained model's own format first, except for training."""
         if isinstance(log, ParsedLog):
             return log
+        if not isinstance(log, (str, Path, LogLines, list)):
+            raise LogInputError(f"cannot read a log from {type(log).__name__}")
         prefer = None if training else getattr(self, "format_", None)
-        parsed = parse_log(to_lines(log), log_format or self.log_format, prefer=prefer)
-        require_some_parsed(parsed)
-        return parsed
+        return pipeline.parse(pipeline.read(log), log_format or self.log_format, prefer)
 
     def _prepare(
         self, log: LogInput, log_format: str | LogFormat | None = None,

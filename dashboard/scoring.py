@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from core.detector import TinyLogBERTDetector
 from core.fit_check import fit_warnings
-from core.log_parser import FormatGuess, detect_format, parse_log, require_some_parsed
+from core import pipeline
+from core.log_parser import FormatGuess, detect_format
 from core.log_reader import LogLines, read_log_bytes
 
 # Uploads are capped at 200 MB by Streamlit; once decompressed a log may be this large, no more
@@ -57,11 +58,12 @@ def score_upload(
 ) -> Workspace:
     """Parse and score ``upload``; lines that do not parse are kept, counted and scored."""
     on_stage("parsing")
-    parsed = parse_log(upload.lines, settings.log_format)
-    require_some_parsed(parsed)
+    # The same format rule as the CLI and the API: the trained format first under 'auto'.
+    parsed = pipeline.parse(upload.lines, settings.log_format, getattr(detector, "format_", None))
     misfit = tuple(fit_warnings(detector, parsed))
     on_stage("scoring")
-    result = detector.score(parsed, sessions=settings.sessions, on_progress=on_progress)
+    options = pipeline.ScoreOptions(settings.log_format, settings.sessions, embeddings=True)
+    result = pipeline.score_parsed(detector, parsed, upload.lines, options, on_progress).result
     report = ParseReport(
         n_lines=len(parsed),
         n_unparsed=parsed.n_unparsed,
