@@ -63,6 +63,7 @@ MEMBERSHIP_SCHEMA = pa.schema(
         ("file_index", pa.int32()),
         ("line_no", pa.int64()),
         ("words", pa.large_string()),
+        ("level", pa.large_string()),  # the severity prior reads it with the words
         ("label", pa.large_string()),
     ]
 )
@@ -142,6 +143,7 @@ def file_memberships(batch: pa.Table, files: Sequence[str], settings: BatchSetti
                     ),
                     "line_no": table["line_no"].take(members),
                     "words": prepared.parsed.words.take(members),
+                    "level": table["level"].take(members),
                     "label": table["label"].take(members),
                 }
             ).cast(MEMBERSHIP_SCHEMA)
@@ -176,7 +178,7 @@ def score_complete_sessions(
             {
                 "line_no": pa.array(np.arange(1, n + 1, dtype=np.int64)),  # row numbers
                 "timestamp": text,
-                "level": text,
+                "level": rows["level"].combine_chunks(),
                 "component": text,
                 "message": rows["session_key"].combine_chunks(),
                 "label": rows["label"].combine_chunks(),
