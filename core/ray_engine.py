@@ -187,9 +187,9 @@ def stream_order(rows: pa.Table) -> np.ndarray:
       in an order no timestamp tells. They interleave by line number, as files written side by
       side at similar rates hold them (a log dealt line by line into files comes back exactly);
       by file index first instead, a block's lines of one second would come file after file, an
-      order the model never saw (measured: 10 times the flags; see README, "Batch scoring on
-      Ray"). One exception, rotation: where one file's last second (``edge`` -1) meets another
-      file's first (``edge`` 1), the ending file's lines of that second come first.
+      order the model never saw (on a dealt HDFS log: 708 sessions flagged instead of 373;
+      README, "Batch scoring on Ray"). One exception, rotation: where one file's last second
+      (``edge`` -1) meets another file's first (``edge`` 1), the ending file's lines come first.
     - A session with a line that has no time at all (a file without timestamps) keeps file
       order: there is nothing to merge by.
 

@@ -134,13 +134,14 @@ def test_stage_functions_match_local_engine(tiny_detector, split_log, local_resu
 
 def test_merge_times_never_reorder_a_file():
     """Running maximum: a line without a time, or with an earlier one, stays where it is."""
-    text = "\n".join([
+    lines = (
         "no timestamp before the first one",
         "081109 203530 1 INFO dfs.DataNode: a blk_1",
         "a line that does not parse",
         "081109 203529 1 INFO dfs.DataNode: b blk_1",  # a second back: held at 203530
         "081109 203532 1 INFO dfs.DataNode: c blk_1",
-    ]) + "\n"
+    )
+    text = "".join(f"{line}\n" for line in lines)
     times = merge_times(parse_log(read_log_text(text), get_format("hdfs")))
     start = pd.Timestamp("2008-11-09 20:35:30", tz="UTC").timestamp()
     assert (times - start).tolist() == [0, 0, 0, 0, 2]
