@@ -28,7 +28,7 @@ from .errors import LogInputError
 from .log_formats import LogFormat, get_format
 from .log_parser import ParsedLog, detect_format, parse_log, require_some_parsed
 from .log_reader import GZIP_MAGIC, LogLines, read_log_bytes
-from .sessions import SessionConfig, SessionIndex, build_sessions
+from .sessions import SessionConfig, SessionIndex, build_sessions, timestamps_to_seconds
 
 # What a folder contributes: the suffixes of plain and gzipped logs. Files named explicitly are
 # read whatever their name.
@@ -223,6 +223,33 @@ def prepare_file(path: str, settings: BatchSettings) -> FileSessions | None:
     )
     line_keys = pc.if_else(pa.array(local_line), prefixed, joined)
     return FileSessions(path, parsed, index, session_keys, line_keys)
+
+
+def merge_times(parsed: ParsedLog) -> np.ndarray:
+    """Per line, the time at which a merge of several files takes it: seconds, never decreasing.
+
+    Timestamps are read as the local engine's time windows read them (``time_format`` first, then
+    epoch numbers or any date pandas knows), each distinct one once: logs repeat their
+    timestamps, so this stays fast on millions of lines. A line without a readable timestamp, or
+    one earlier than a line above it, takes the latest time so far in its file (its *running
+    maximum*), and lines before the file's first timestamp take that one: a merge by these times
+    never reorders the lines of one file, as a node writes its file in order. NaN throughout
+    when no line of the file has a readable timestamp.
+    """
+    n = len(parsed)
+    stamps = parsed.table["timestamp"].combine_chunks()
+    if n == 0 or stamps.null_count == n:
+        return np.full(n, np.nan)
+    encoded = pc.dictionary_encode(stamps)
+    distinct = timestamps_to_seconds(encoded.dictionary.to_pandas(), parsed.format.time_format)
+    codes = pc.fill_null(encoded.indices, 0).to_numpy()
+    valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
+    seconds = np.where(valid, distinct[codes], np.nan)
+    times = np.fmax.accumulate(seconds)  # fmax skips NaN: a gap keeps the time before it
+    known = ~np.isnan(times)
+    if known.any():
+        times[: int(np.argmax(known))] = times[known][0]
+    return times
 
 
 # ``core.sessions`` names each run of lines that carry no id ``no-id:<first>-<last>``.

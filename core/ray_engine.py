@@ -47,6 +47,7 @@ from .batch_inputs import (
     expand_inputs,
     filesystem_for,
     is_uri,
+    merge_times,
     prepare_file,
     resolve_settings,
 )
@@ -62,8 +63,10 @@ MEMBERSHIP_SCHEMA = pa.schema(
         ("session_key", pa.large_string()),
         ("file_index", pa.int32()),
         ("line_no", pa.int64()),
+        ("time", pa.float64()),  # ``merge_times``: where a session spanning files takes the line
+        ("edge", pa.int8()),  # 1: the file's first time, -1: its last, else 0 (``stream_order``)
         ("words", pa.large_string()),
-        ("level", pa.large_string()),  # the severity prior reads it
+        ("level", pa.large_string()),  # the severity prior reads it with the words
         ("label", pa.large_string()),
     ]
 )
@@ -126,14 +129,22 @@ class RayScoreSummary:
 
 # ---- stage 1: files -> memberships ---------------------------------------------------------------
 def file_memberships(batch: pa.Table, files: Sequence[str], settings: BatchSettings) -> pa.Table:
-    """One row per (line, session) of each file in ``batch``: what the scorer needs, no more."""
+    """One row per (line, session) of each file in ``batch``: what the scorer needs, no more.
+
+    ``time`` is only read when sessions can span files (ids found in the lines, several files);
+    otherwise it is NaN and no timestamp is parsed.
+    """
     tables = [MEMBERSHIP_SCHEMA.empty_table()]
+    spanning = settings.sessions.by == "id" and len(files) > 1
     for file_index in batch["file_index"].to_pylist():
         prepared = prepare_file(files[file_index], settings)
         if prepared is None:  # an empty file has nothing to score
             continue
         members = pa.array(prepared.index.members)
         table = prepared.parsed.table
+        times = merge_times(prepared.parsed) if spanning else np.full(len(table), np.nan)
+        # Times never decrease: a file's first (last) time is on its first (last) lines.
+        edge = (times == times[0]).astype(np.int8) - (times == times[-1])
         tables.append(
             pa.table(
                 {
@@ -142,6 +153,8 @@ def file_memberships(batch: pa.Table, files: Sequence[str], settings: BatchSetti
                         np.full(len(members), file_index, dtype=np.int32)
                     ),
                     "line_no": table["line_no"].take(members),
+                    "time": pa.array(times[prepared.index.members]),
+                    "edge": pa.array(edge[prepared.index.members]),
                     "words": prepared.parsed.words.take(members),
                     "level": table["level"].take(members),
                     "label": table["label"].take(members),
@@ -159,18 +172,88 @@ def assign_buckets(batch: pa.Table, n_buckets: int) -> pa.Table:
 
 
 # ---- stage 2: complete sessions -> scores ---------------------------------------------------------
+def stream_order(rows: pa.Table) -> np.ndarray:
+    """The row order in which the detector reads ``rows``: each session's lines as one stream.
+
+    Rows start in file order (file index, then line number), which is all a session within one
+    file needs. A session whose lines come from several files is what several nodes wrote at
+    once, so its lines merge by time. The sort key is (``time``, rotation ``edge``, line
+    number, file index):
+
+    - ``time`` is the file's running maximum of its timestamps (``merge_times``), so the merge
+      never reorders one file, and a line without a timestamp stays right after the line above
+      it in its file.
+    - Lines that share a timestamp (HDFS stamps whole seconds: most of a block's lines do) are
+      in an order no timestamp tells. They interleave by line number, as files written side by
+      side at similar rates hold them (a log dealt line by line into files comes back exactly);
+      by file index first instead, a block's lines of one second would come file after file, an
+      order the model never saw (on a dealt HDFS log: 708 sessions flagged instead of 373;
+      README, "Batch scoring on Ray"). One exception, rotation: where one file's last second
+      (``edge`` -1) meets another file's first (``edge`` 1), the ending file's lines come first.
+    - A session with a line that has no time at all (a file without timestamps) keeps file
+      order: there is nothing to merge by.
+
+    Each session keeps the row positions it had in file order and only its lines move among
+    them, so sessions still appear in the order of their first line in file order, and a session
+    read from one file gets exactly the order (and the bytes) it always got.
+    """
+    n = rows.num_rows
+    file_order = np.lexsort((rows["line_no"].to_numpy(), rows["file_index"].to_numpy()))
+    if n == 0:
+        return file_order
+
+    def column(name: str) -> np.ndarray:
+        return rows[name].to_numpy(zero_copy_only=False)[file_order]
+
+    code = pd.factorize(column("session_key"))[0]
+    file_index, line_no, time = column("file_index"), column("line_no"), column("time")
+    n_sessions = int(code.max()) + 1
+    # Codes number sessions by first appearance: a row is its session's first where its code
+    # exceeds every code before it.
+    first = np.flatnonzero(np.r_[True, code[1:] > np.maximum.accumulate(code)[:-1]])
+    other_file = file_index != file_index[first][code]
+    spans = np.bincount(code, weights=other_file, minlength=n_sessions) > 0
+    untimed = np.bincount(code, weights=np.isnan(time), minlength=n_sessions) > 0
+    merged = (spans & ~untimed)[code]
+    if not merged.any():
+        return file_order
+    slots = np.lexsort((np.arange(n), code))  # each session's positions, in file order
+    time = np.where(merged, time, 0.0)
+    # Rotation: in a (session, time) group holding both a file's end and another's start, the
+    # edge orders them; everywhere else it is ignored.
+    by_group = np.lexsort((time, code))
+    starts = np.r_[True, (np.diff(code[by_group]) != 0) | (np.diff(time[by_group]) != 0)]
+    group = np.empty(n, dtype=np.int64)
+    group[by_group] = np.cumsum(starts) - 1
+    edge = np.where(merged, column("edge"), 0)
+    n_groups = int(group.max()) + 1
+    rotation = ((np.bincount(group, weights=edge > 0, minlength=n_groups) > 0)
+                & (np.bincount(group, weights=edge < 0, minlength=n_groups) > 0))
+    members = np.lexsort((  # merged sessions: (time, edge, line, file); others: (file, line)
+        np.where(merged, file_index, line_no),
+        np.where(merged, line_no, file_index),
+        np.where(rotation[group], edge, 0),
+        time,
+        code,
+    ))
+    order = np.empty(n, dtype=np.int64)
+    order[slots] = members
+    return file_order[order]
+
+
 def score_complete_sessions(
     detector, rows: pa.Table, settings: BatchSettings, files: Sequence[str],
     threshold: float | None = None,
 ) -> pa.Table:
     """Score memberships that hold *every* line of their sessions; one row per session.
 
-    Each row becomes one line of a log whose message is its session key, in file order, so the
-    detector groups exactly these sessions (a line in two sessions appears once in each). Session
-    scores therefore equal the local engine's. The lines of each session come back as list
+    Each row becomes one line of a log whose message is its session key, in ``stream_order``, so
+    the detector groups exactly these sessions (a line in two sessions appears once in each), each
+    in the order one stream of the files would have it. Session scores therefore equal the local
+    engine's on that stream. The lines of each session come back as list
     columns (``MEMBER_COLUMNS``) for the last stage.
     """
-    rows = rows.sort_by([("file_index", "ascending"), ("line_no", "ascending")])
+    rows = rows.take(pa.array(stream_order(rows)))
     n = rows.num_rows
     text = pa.nulls(n, pa.large_string())
     keyed = ParsedLog(

@@ -19,8 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_LOG
 
-from core.batch_inputs import expand_inputs, resolve_settings
+from core.batch_inputs import expand_inputs, merge_times, resolve_settings
 from core.errors import LogInputError, TinyLogBERTError
+from core.log_formats import get_format
+from core.log_parser import parse_log
 from core.log_reader import read_log_text
 
 TOLERANCE = 1e-5
@@ -130,6 +132,49 @@ def test_stage_functions_match_local_engine(tiny_detector, split_log, local_resu
     assert_same_as_local(local_result, lines.to_pandas(), sessions.to_pandas(), split_log)
 
 
+def test_merge_times_never_reorder_a_file():
+    """Running maximum: a line without a time, or with an earlier one, stays where it is."""
+    lines = (
+        "no timestamp before the first one",
+        "081109 203530 1 INFO dfs.DataNode: a blk_1",
+        "a line that does not parse",
+        "081109 203529 1 INFO dfs.DataNode: b blk_1",  # a second back: held at 203530
+        "081109 203532 1 INFO dfs.DataNode: c blk_1",
+    )
+    text = "".join(f"{line}\n" for line in lines)
+    times = merge_times(parse_log(read_log_text(text), get_format("hdfs")))
+    start = pd.Timestamp("2008-11-09 20:35:30", tz="UTC").timestamp()
+    assert (times - start).tolist() == [0, 0, 0, 0, 2]
+    untimed = parse_log(read_log_text("no time\nnor here\n"), get_format("hdfs"))
+    assert np.isnan(merge_times(untimed)).all()
+
+
+def test_stream_order_merges_sessions_across_files_by_time():
+    """One file: file order. Several: time, then line number; rotation and no time as documented."""
+    from core.ray_engine import stream_order
+
+    nan = float("nan")
+    rows = [  # (session, file, line, time, edge)
+        ("one-file", 0, 1, 5.0, 1), ("one-file", 0, 2, 3.0, 0), ("one-file", 0, 3, 5.0, 0),
+        ("nodes", 0, 4, 10.0, 0), ("nodes", 0, 6, 12.0, 0),
+        ("nodes", 1, 1, 11.0, 1), ("nodes", 1, 2, 12.0, 0),
+        ("rotated", 1, 7, 20.0, -1), ("rotated", 1, 8, 20.0, -1),
+        ("rotated", 2, 1, 20.0, 1), ("rotated", 2, 2, 20.0, 1),
+        ("untimed", 0, 9, nan, 0), ("untimed", 2, 3, 5.0, 1),
+    ]
+    shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
+    table = pa.table(dict(zip(("session_key", "file_index", "line_no", "time", "edge"),
+                              map(list, zip(*shuffled)))))
+    ordered = table.take(pa.array(stream_order(table))).to_pandas()
+    got = {key: list(zip(group["file_index"], group["line_no"]))
+           for key, group in ordered.groupby("session_key", sort=False)}
+    assert list(got) == ["one-file", "nodes", "untimed", "rotated"]  # by first line, file order
+    assert got["one-file"] == [(0, 1), (0, 2), (0, 3)]
+    assert got["nodes"] == [(0, 4), (1, 1), (1, 2), (0, 6)]  # a tie at 12: line 2 before line 6
+    assert got["rotated"] == [(1, 7), (1, 8), (2, 1), (2, 2)]  # file 1 ends where file 2 begins
+    assert got["untimed"] == [(0, 9), (2, 3)]
+
+
 def bgl_lines(n: int) -> list[str]:
     """BGL-style lines (inline labels, no session id): every 37th is an alert."""
     messages = ("instruction cache parity error corrected", "generating core.2275",
@@ -229,6 +274,38 @@ def test_ray_engine_matches_local_engine(ray_instance, tiny_checkpoint, split_lo
     assert len(csv_lines) == len(all_lines)
     assert main(command) == 2  # results are never mixed with an earlier run's
     assert "already holds results" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_ray_engine_merges_a_dealt_log_like_the_local_engine(ray_instance, tiny_checkpoint,
+                                                              tiny_detector, tmp_path):
+    """A real HDFS log dealt line by line into 4 files, as 4 nodes would write it: every block
+    spans files, and merged by time its sessions score as in the one undealt log."""
+    from core.ray_engine import RayScoreConfig, score_files
+
+    with gzip.open(SMALL_LOG, "rt") as handle:
+        lines = handle.read().splitlines()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for node in range(4):
+        (logs / f"node-{node}.log").write_text("".join(f"{line}\n" for line in lines[node::4]))
+    out = tmp_path / "out"
+    summary = score_files([str(logs)], str(out),
+                          RayScoreConfig(model=str(tiny_checkpoint), lines_per_call=3000))
+    local = tiny_detector.score(read_log_text("\n".join(lines) + "\n"), embeddings=False)
+
+    out_lines = pq.read_table(out / "lines").to_pandas()
+    assert len(out_lines) == summary.lines == len(lines)  # every input line, once
+    spans = out_lines.groupby("session_id")["file"].nunique()
+    assert (spans > 1).mean() > 0.9  # the dealing really split the blocks
+    expected = local.session_frame.set_index("session_id")
+    sessions = pq.read_table(out / "sessions").to_pandas().set_index("session_id")
+    assert sorted(sessions.index) == sorted(expected.index)
+    sessions = sessions.loc[expected.index]
+    np.testing.assert_allclose(sessions["score"], expected["score"], atol=TOLERANCE, rtol=0)
+    flagged, expected_flagged = int(sessions["is_anomaly"].sum()), int(expected["is_anomaly"].sum())
+    assert abs(flagged - expected_flagged) <= max(1, 0.1 * expected_flagged)
+    assert summary.anomalous_sessions == flagged
 
 
 def test_cli_refuses_engine_option_mixes(tiny_checkpoint, split_log, tmp_path, capsys):
