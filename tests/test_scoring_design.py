@@ -141,3 +141,29 @@ def test_pyod_and_scikit_learn_contract(tiny_detector):
     assert proba.shape == (300, 4) and tiny_detector.classes_ == GRADES
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     assert ((proba[:, 2:].sum(1) >= proba[:, :2].sum(1) - 1e-6) | ~tiny_detector.predict(SMALL_LOG).astype(bool)).all()
+
+
+def test_init_from_in_python_is_offline_and_safetensors_only(tmp_path):
+    from core.errors import CheckpointError
+    from core.tinylogbert_model import model_from_pretrained
+
+    with pytest.raises(CheckpointError, match="not a local folder"):
+        model_from_pretrained("bert-base-uncased", 10, 0, 5)
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(CheckpointError, match="pickled weights"):
+        model_from_pretrained(str(tmp_path), 10, 0, 5)
+
+
+def test_init_from_a_local_safetensors_bert_trains(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from conftest import SMALL_LOG
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=256)).save_pretrained(tmp_path / "bert",
+                                                                       safe_serialization=True)
+    det = tiny_detector_factory(init_from=str(tmp_path / "bert")).fit(SMALL_LOG)
+    assert det.model_.config.hidden_size == 32
+    assert np.isfinite(det.decision_scores_).all()
