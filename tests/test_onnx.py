@@ -16,12 +16,12 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnx and onnxscript "
                                          "(pip install 'tinylogbert[onnx]')")
 
-from core.checkpoint import ONNX_FILE, write_manifest  # noqa: E402
-from core.cli import main  # noqa: E402
-from core.detector import TinyLogBERTDetector  # noqa: E402
-from core.errors import CheckpointError  # noqa: E402
-from core.inference import score_sequences  # noqa: E402
-from core.onnx_runtime import OnnxTinyLogBERT, export_onnx, score_sequences_onnx  # noqa: E402
+from core.checkpoint import ONNX_FILE, write_manifest
+from core.cli import main
+from core.detector import TinyLogBERTDetector
+from core.errors import CheckpointError
+from core.inference import score_sequences
+from core.onnx_runtime import OnnxTinyLogBERT, export_onnx, score_sequences_onnx
 
 TOLERANCE = 1e-4
 
