@@ -45,11 +45,10 @@ from pydantic import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
+from . import __version__, pipeline
 from .api_docs import docs_page
 from .api_settings import ApiSettings, env_name
 from .errors import LogTooLargeError, TinyLogBERTError
-from . import pipeline
 from .log_reader import GZIP_MAGIC, LogLines, gunzip_bounded, read_log_bytes, read_log_lines
 from .results import ScoreResult
 from .sessions import SessionConfig

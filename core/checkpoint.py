@@ -6,12 +6,15 @@
 - ``line_vocab.json``   the lines the MLM head predicts by name
 - ``detector.json``     everything else: threshold, calibration, configs, training summary,
                         version, and the sha256 of ``model.safetensors``
+- ``model.onnx``        optional: the scoring graph for ONNX Runtime (``onnx_runtime.py``),
+                        exported from the weights by ``save`` or ``tinylogbert export-onnx``
 - ``checkpoint.sha256.json``  the sha256 of each file above (written last by ``save``)
 
 Loading checks every file against the manifest before reading any of them, so a changed
 ``detector.json`` (say, a planted format regex) or tokenizer fails like changed weights do; and it
-never unpickles anything. Folders saved before the manifest existed (no such file) are still
-loaded, with the weights' hash from ``detector.json`` as the only check; saving again adds it.
+never unpickles anything. ``model.onnx`` is code as much as data (a graph ONNX Runtime runs),
+so it is checked the same way when present, and one the manifest does not list is refused.
+Folders saved before the manifest existed (no such file) are still loaded, with the weights' hash from ``detector.json`` as the only check; saving again adds it.
 """
 from __future__ import annotations
 
@@ -34,6 +37,9 @@ WEIGHTS_FILE = "model.safetensors"
 LINE_VOCAB_FILE = "line_vocab.json"
 DETECTOR_FILE = "detector.json"
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", LINE_VOCAB_FILE, DETECTOR_FILE)
+# Files a checkpoint may have; the manifest covers each one that is there.
+ONNX_FILE = "model.onnx"
+OPTIONAL_FILES = (ONNX_FILE,)
 MANIFEST_FILE = "checkpoint.sha256.json"
 FORMAT_VERSION = 1
 
@@ -84,28 +90,30 @@ def read_json(path: Path) -> dict | list:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
 
 
-def check_folder(folder: str | Path) -> Path:
-    """The folder, once it has every file and (when it has a manifest) every file's hash."""
+def check_folder(folder: str | Path, optional_files: bool = True) -> Path:
+    """The folder, once it has every file and (when it has a manifest) every file's hash;
+    ``optional_files=False`` leaves ``model.onnx`` unchecked (for re-exporting it)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such model folder")
     missing = [name for name in REQUIRED_FILES if not (folder / name).exists()]
     if missing:
         raise CheckpointError(f"{folder}: not a TinyLogBERT checkpoint (missing {', '.join(missing)})")
-    verify_manifest(folder)
+    verify_manifest(folder, optional_files)
     return folder
 
 
 def write_manifest(folder: str | Path) -> Path:
     """Record the sha256 of every checkpoint file; called once all of them are written."""
     folder = Path(folder)
-    files = {name: sha256_file(folder / name) for name in REQUIRED_FILES}
+    names = [*REQUIRED_FILES, *(name for name in OPTIONAL_FILES if (folder / name).exists())]
+    files = {name: sha256_file(folder / name) for name in names}
     path = folder / MANIFEST_FILE
     path.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n")
     return path
 
 
-def verify_manifest(folder: Path) -> bool:
+def verify_manifest(folder: Path, optional_files: bool = True) -> bool:
     """Check every file against ``checkpoint.sha256.json``; False for an older folder without one
     (then only the weights' hash is checked, by ``load_weights``)."""
     path = folder / MANIFEST_FILE
@@ -118,7 +126,23 @@ def verify_manifest(folder: Path) -> bool:
     uncovered = [name for name in REQUIRED_FILES if not isinstance(files.get(name), str)]
     if uncovered:
         raise CheckpointError(f"{path}: does not cover {', '.join(uncovered)}")
-    for name in REQUIRED_FILES:
+    if not optional_files:
+        return _verify_files(folder, files, REQUIRED_FILES)
+    present = [name for name in OPTIONAL_FILES if (folder / name).exists()]
+    unlisted = [name for name in present if not isinstance(files.get(name), str)]
+    if unlisted:
+        raise CheckpointError(
+            f"{folder / unlisted[0]}: not covered by {MANIFEST_FILE} (not saved with this "
+            f"checkpoint): delete it, or re-export with tinylogbert export-onnx --model {folder}")
+    listed = [name for name in OPTIONAL_FILES if isinstance(files.get(name), str)]
+    lost = [name for name in listed if name not in present]
+    if lost:
+        raise CheckpointError(f"{folder}: missing {', '.join(lost)} (listed in {MANIFEST_FILE})")
+    return _verify_files(folder, files, [*REQUIRED_FILES, *listed])
+
+
+def _verify_files(folder: Path, files: dict, names: list[str] | tuple[str, ...]) -> bool:
+    for name in names:
         expected, actual = files[name], sha256_file(folder / name)
         if not hmac.compare_digest(expected, actual):
             raise CheckpointError(

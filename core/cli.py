@@ -173,10 +173,10 @@ def _in_background(function, *args):
     return result
 
 
-def _load_detector(folder: str):
+def _load_detector(folder: str, runtime: str = "auto", threads: int = 0):
     from .detector import TinyLogBERTDetector
 
-    return TinyLogBERTDetector.load(folder)
+    return TinyLogBERTDetector.load(folder, runtime=runtime, num_threads=threads or None)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -202,7 +202,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # Importing torch and transformers and loading the model take seconds: do it in the
     # background while the log is read and parsed (Arrow kernels, which release the GIL).
-    loading = _in_background(_load_detector, args.model)
+    loading = _in_background(_load_detector, args.model, args.runtime, args.threads)
     lines = pipeline.read(args.logfile[0])
     parsed = pipeline.parse(lines, args.format, trained_format(args.model))
     # Sessions too, with the options given or the default every checkpoint trained without
@@ -233,6 +233,16 @@ def cmd_score(args: argparse.Namespace) -> int:
         f"{s['unparsed_lines']:,} lines did not parse (kept, parse_ok=false); "
         f"{s['anomalous_sessions']:,} sessions above threshold {s['threshold']:.3f}"
     )
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .onnx_runtime import export_checkpoint
+
+    started = time.perf_counter()
+    path = export_checkpoint(args.model)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
+          f"{time.perf_counter() - started:.1f}s; checkpoint manifest updated")
     return 0
 
 
@@ -333,10 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions-out", help="SESSIONS.csv: one row per session")
     p.add_argument("--threshold", type=float, help="override the model's session threshold")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch threads (--engine ray: per scoring actor)")
+                   help="torch or ONNX Runtime threads (--engine ray: per scoring actor)")
+    p.add_argument("--runtime", choices=["auto", "onnx", "torch"], default="auto",
+                   help="onnx: the checkpoint's model.onnx in ONNX Runtime, without importing "
+                        "torch; auto (default): onnx when onnxruntime is installed and the "
+                        "checkpoint has model.onnx, else torch")
     _add_format_options(p)
     add_ray_arguments(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("export-onnx",
+                       help="write a checkpoint's model.onnx (scoring without torch) and its "
+                            "manifest entry; for checkpoints saved without it")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint folder")
+    p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("evaluate", help="ROC-AUC, PR-AUC and F1 of scores against labels")
     p.add_argument("--scores", required=True, help="SESSIONS.csv (or LINES.csv with --level line)")

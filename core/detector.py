@@ -14,14 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import torch
 from sklearn.base import BaseEstimator
 
-from . import __version__
+from . import __version__, pipeline
 from .anomaly_score import (
     AUTO_MAX_LINE_SHARE,
     AUTO_MAX_SESSION_SHARE,
@@ -42,27 +41,25 @@ from .checkpoint import (
     read_json,
     save_weights,
 )
+from .configs import FIRST_LINE_CLASS, N_PSEUDO_LINES, OTHER_LINE_CLASS, ModelConfig, TrainConfig
 from .errors import CheckpointError, LogInputError, NotFittedError
-from .inference import SequenceScores, score_sequences
 from .log_formats import LogFormat
-from . import pipeline
 from .log_parser import ParsedLog
 from .log_reader import LogLines
 from .log_tokenizer import LogTokenizer
+from .onnx_runtime import OnnxTinyLogBERT, choose_runtime, load_onnx
 from .results import ScoreResult
 from .sequence_cache import SequenceCache
-from .severity import line_severity
+from .sequence_scores import SequenceScores
 from .session_corpus import SessionCorpus, build_corpus, build_line_vocab
 from .sessions import SessionConfig, SessionIndex, build_sessions
-from .tinylogbert_model import (
-    FIRST_LINE_CLASS,
-    N_PSEUDO_LINES,
-    OTHER_LINE_CLASS,
-    ModelConfig,
-    build_model,
-    model_from_pretrained,
-)
-from .training import ProgressCallback, TrainConfig, Trainer
+from .severity import line_severity
+
+if TYPE_CHECKING:
+    from .training import ProgressCallback
+
+# torch, transformers and the training loop are imported where a torch model is built or
+# trained, not here: a detector loaded with runtime="onnx" scores without importing them.
 
 LogInput = str | Path | LogLines | ParsedLog | list
 
@@ -121,7 +118,13 @@ class TinyLogBERTDetector(BaseEstimator):
             raise NotFittedError("this detector is not trained: call fit() or load() first")
 
     def _threads(self) -> None:
-        if self.num_threads:
+        if not self.num_threads:
+            return
+        if isinstance(getattr(self, "model_", None), OnnxTinyLogBERT):  # its own thread pool
+            self.model_.set_num_threads(self.num_threads)
+        else:
+            import torch
+
             torch.set_num_threads(self.num_threads)
 
     def parse(
@@ -150,6 +153,12 @@ class TinyLogBERTDetector(BaseEstimator):
     # ---- fit --------------------------------------------------------------------------------------
     def fit(self, log: LogInput, on_progress: ProgressCallback | None = None) -> TinyLogBERTDetector:
         """Learn tokenizer, model and threshold from an unlabeled log."""
+        import torch
+
+        from .inference import score_sequences
+        from .tinylogbert_model import build_model, model_from_pretrained
+        from .training import Trainer
+
         self._threads()
         started = time.perf_counter()
         parsed = self.parse(log, training=True)
@@ -251,6 +260,8 @@ class TinyLogBERTDetector(BaseEstimator):
     def _round_weights(self) -> None:
         """The checkpoint stores fp16 weights; score with exactly those, so a saved and
         reloaded detector gives the same scores as the one that was trained."""
+        import torch
+
         with torch.no_grad():
             for param in self.model_.parameters():
                 param.copy_(param.half().float())
@@ -508,9 +519,13 @@ class TinyLogBERTDetector(BaseEstimator):
         return self.fit(log, on_progress).labels_
 
     # ---- persistence ------------------------------------------------------------------------------
-    def save(self, folder: str | Path) -> Path:
-        """Write the checkpoint folder (see ``checkpoint.py``)."""
+    def save(self, folder: str | Path, onnx: bool | None = None) -> Path:
+        """Write the checkpoint folder (see ``checkpoint.py``); with ``model.onnx`` for scoring
+        without torch unless ``onnx=False`` (None: when the exporter, ``[onnx]`` extra, is there)."""
         self._check_fitted()
+        if isinstance(self.model_, OnnxTinyLogBERT):
+            raise CheckpointError("a detector loaded with runtime='onnx' has no torch weights to "
+                                  "save; load it with runtime='torch'")
         folder = Path(folder)
         sha = save_weights(self.model_, folder)
         self.tokenizer_.save(folder)
@@ -540,13 +555,21 @@ class TinyLogBERTDetector(BaseEstimator):
         }
         (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
         from .checkpoint import write_manifest  # (imported here: keeps this edit to save())
+        from .onnx_runtime import write_checkpoint_onnx
 
+        write_checkpoint_onnx(self.model_, folder, sha, onnx)
         write_manifest(folder)  # last: the sha256 of every file above, checked by load
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> TinyLogBERTDetector:
-        """Load a checkpoint folder; verifies the weights' sha256 first."""
+    def load(
+        cls, folder: str | Path, runtime: str = "torch", num_threads: int | None = None
+    ) -> TinyLogBERTDetector:
+        """Load a checkpoint folder; verifies every file's sha256 first. ``runtime``: 'torch'
+        (default: ``model_`` is the torch module, scores bit-identical to the saved detector's),
+        'onnx' (``model.onnx`` in ONNX Runtime, within 1e-4; torch is never imported) or 'auto'
+        (onnx when onnxruntime is installed and the folder has the graph, as ``tinylogbert score``
+        does); ``num_threads`` as in ``__init__``."""
         folder = check_folder(folder)
         meta = read_json(folder / DETECTOR_FILE)
         try:
@@ -563,6 +586,7 @@ class TinyLogBERTDetector(BaseEstimator):
                 contamination=meta["contamination"],
                 # Checkpoints from before the prior existed keep scoring as they were trained.
                 severity_prior=meta.get("severity_prior", False),
+                num_threads=num_threads,
             )
             det.format_ = fmt
             det.calibration_ = Calibration.from_dict(meta["calibration"])
@@ -582,9 +606,11 @@ class TinyLogBERTDetector(BaseEstimator):
         det._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(line_vocab)}
         det.tokenizer_ = LogTokenizer.load(folder, det.max_line_tokens)
         det.model_config_ = det.model
-        det.model_ = load_weights(
-            folder, sha, len(line_vocab) + FIRST_LINE_CLASS, det.model.head_hidden
-        )
+        n_classes = len(line_vocab) + FIRST_LINE_CLASS
+        if choose_runtime(folder, runtime) == "onnx":
+            det.model_ = load_onnx(folder, sha, n_classes, num_threads)
+        else:
+            det.model_ = load_weights(folder, sha, n_classes, det.model.head_hidden)
         det.checkpoint_dir_ = folder
         return det
 
@@ -598,7 +624,8 @@ class TinyLogBERTDetector(BaseEstimator):
             "format": self.format_.name,
             "vocab_size": self.tokenizer_.vocab_size,
             "line_classes": len(self.line_vocab_) + FIRST_LINE_CLASS,
-            "parameters": sum(p.numel() for p in self.model_.parameters()),
+            "parameters": self.model_.n_parameters if isinstance(self.model_, OnnxTinyLogBERT)
+            else sum(p.numel() for p in self.model_.parameters()),
             "model": self.model_config_.to_dict(),
             "training_summary": self.training_summary_,
         }

@@ -11,44 +11,18 @@ Two passes per *distinct* sequence (sessions repeat, so this is far fewer than t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .sequence_scores import (
+    SequenceScores,
+    empty_scores,
+    length_batches,
+    write_positions,
+)
 from .session_corpus import SessionCorpus, next_line_targets, pad_batch
-from .tinylogbert_model import N_PSEUDO_LINES, TinyLogBERT
-
-POSITIONS_PER_BATCH = 8192
-
-
-@dataclass
-class SequenceScores:
-    head: np.ndarray  # [n_seq] anomaly head's one-pass estimate
-    embedding: np.ndarray  # [n_seq, hidden] float32, the [CLS] vector
-    surprisal: np.ndarray  # [n_positions] -log p(line | lines before) (flat, see SessionCorpus)
-    expected_class: np.ndarray  # [n_positions] the most likely line class at that position
-    expected_prob: np.ndarray  # [n_positions] its probability
-    entropy: np.ndarray  # [n_positions] how uncertain the prediction was (nats)
-    end_surprisal: np.ndarray  # [n_seq] -log p([END] | the sequence)
-    end_expected_class: np.ndarray  # [n_seq] what the model expected instead of the end
-    end_expected_prob: np.ndarray  # [n_seq]
-    end_entropy: np.ndarray  # [n_seq]
-
-
-def _batches(lengths: np.ndarray) -> list[np.ndarray]:
-    """Group sequences of similar length so padding stays small."""
-    order = np.argsort(lengths, kind="stable")
-    out, current, width = [], [], 0
-    for i in order:
-        width = max(width, int(lengths[i]) + 1)
-        if current and width * (len(current) + 1) > POSITIONS_PER_BATCH:
-            out.append(np.asarray(current))
-            current, width = [], int(lengths[i]) + 1
-        current.append(i)
-    if current:
-        out.append(np.asarray(current))
-    return out
+from .tinylogbert_model import TinyLogBERT
 
 
 @torch.inference_mode()
@@ -61,19 +35,8 @@ def score_sequences(
     model.eval()
     table = torch.from_numpy(corpus.line_tokens)
     n_seq, n_pos = len(corpus.sequences), corpus.n_positions
-    out = SequenceScores(
-        head=np.zeros(n_seq, dtype=np.float32),
-        embedding=np.zeros((n_seq, model.config.hidden_size), dtype=np.float32),
-        surprisal=np.zeros(n_pos, dtype=np.float32),
-        expected_class=np.zeros(n_pos, dtype=np.int32),
-        expected_prob=np.zeros(n_pos, dtype=np.float32),
-        entropy=np.zeros(n_pos, dtype=np.float32),
-        end_surprisal=np.zeros(n_seq, dtype=np.float32),
-        end_expected_class=np.zeros(n_seq, dtype=np.int32),
-        end_expected_prob=np.zeros(n_seq, dtype=np.float32),
-        end_entropy=np.zeros(n_seq, dtype=np.float32),
-    )
-    batches = _batches(np.array([len(s) for s in corpus.sequences]))
+    out = empty_scores(n_seq, n_pos, model.config.hidden_size)
+    batches = length_batches(np.array([len(s) for s in corpus.sequences]))
     for b, idx in enumerate(batches):
         batch = pad_batch([corpus.sequences[i] for i in idx])
         B = len(idx)
@@ -92,20 +55,7 @@ def score_sequences(
         top_lp, top = log_probs.max(dim=1)
         top, top_p = top.numpy(), top_lp.exp().numpy()
         entropy = -(log_probs.exp() * log_probs).sum(1).numpy()
-        rows, cols = np.nonzero(where)  # position c predicts line c + 1, or [END]
-        lengths = (batch >= N_PSEUDO_LINES).sum(1)
-        is_end = cols == lengths[rows]
-        line = ~is_end
-        flat = corpus.seq_offsets[idx[rows[line]]] + cols[line]
-        out.surprisal[flat] = nll[line]
-        out.expected_class[flat] = top[line]
-        out.expected_prob[flat] = top_p[line]
-        out.entropy[flat] = entropy[line]
-        seq = idx[rows[is_end]]
-        out.end_surprisal[seq] = nll[is_end]
-        out.end_expected_class[seq] = top[is_end]
-        out.end_expected_prob[seq] = top_p[is_end]
-        out.end_entropy[seq] = entropy[is_end]
+        write_positions(out, corpus, idx, batch, where, nll, top, top_p, entropy)
         if on_progress:
             on_progress((b + 1) / len(batches))
     return out

@@ -10,12 +10,17 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .inference import SequenceScores, score_sequences
+from .configs import N_PSEUDO_LINES
+from .onnx_runtime import OnnxTinyLogBERT
+from .sequence_scores import SequenceScores
 from .session_corpus import SessionCorpus
-from .tinylogbert_model import N_PSEUDO_LINES, TinyLogBERT
+
+if TYPE_CHECKING:
+    from .tinylogbert_model import TinyLogBERT
 
 # SequenceScores fields that hold one value per sequence; the others hold one per position.
 PER_SEQUENCE = ("head", "embedding", "end_surprisal", "end_expected_class", "end_expected_prob",
@@ -49,9 +54,11 @@ class SequenceCache:
         return ["\n".join(texts[r - N_PSEUDO_LINES] for r in seq) for seq in corpus.sequences]
 
     def score(
-        self, model: TinyLogBERT, corpus: SessionCorpus, on_progress=None, clean_pass: bool = True,
+        self, model: TinyLogBERT | OnnxTinyLogBERT, corpus: SessionCorpus, on_progress=None,
+        clean_pass: bool = True,
     ) -> SequenceScores:
-        """``score_sequences`` for the sequences not cached yet; the rest from the cache."""
+        """``score_sequences`` (torch or ONNX Runtime, by the model) for the sequences not cached
+        yet; the rest from the cache."""
         keys = self.keys(corpus)
         with self._lock:
             found = [self._entries.get(k) for k in keys]
@@ -63,7 +70,12 @@ class SequenceCache:
         self.misses += len(todo)
         if todo:
             sub = _sub_corpus(corpus, todo)
-            fresh = score_sequences(model, sub, on_progress, clean_pass=clean_pass)
+            if isinstance(model, OnnxTinyLogBERT):
+                fresh = model.score_sequences(sub, on_progress, clean_pass=clean_pass)
+            else:  # imported here: a process scoring with ONNX Runtime never imports torch
+                from .inference import score_sequences
+
+                fresh = score_sequences(model, sub, on_progress, clean_pass=clean_pass)
             new = {keys[i]: _entry(fresh, sub, j, clean_pass) for j, i in enumerate(todo)}
             for i in todo:
                 found[i] = new[keys[i]]

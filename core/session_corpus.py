@@ -11,9 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from .log_tokenizer import LogTokenizer
-from .sessions import SessionIndex
-from .tinylogbert_model import (
+from .configs import (
     CLS_LINE,
     END_LINE_CLASS,
     FIRST_LINE_CLASS,
@@ -22,6 +20,8 @@ from .tinylogbert_model import (
     OTHER_LINE_CLASS,
     PAD_LINE,
 )
+from .log_tokenizer import LogTokenizer
+from .sessions import SessionIndex
 
 
 @dataclass

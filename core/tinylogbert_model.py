@@ -18,48 +18,21 @@ sees. Two heads share the encoder:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 
-# Rows 0..2 of every line table are pseudo-lines: padding, the session's [CLS], a masked line.
-PAD_LINE, CLS_LINE, MASK_LINE = 0, 1, 2
-N_PSEUDO_LINES = 3
-# Line classes: 0 any line outside the vocabulary, 1 "the session ends here", then the vocabulary.
-OTHER_LINE_CLASS, END_LINE_CLASS, FIRST_LINE_CLASS = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """BERT-mini by default (Turc et al. 2019: 4 layers, hidden 256, 4 heads)."""
-
-    hidden_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 1024
-    max_lines: int = 256  # positions per sequence, [CLS] included; longer sessions are chunked
-    dropout: float = 0.1
-    head_hidden: int = 64
-
-    def bert_config(self, vocab_size: int, pad_token_id: int) -> BertConfig:
-        return BertConfig(
-            vocab_size=vocab_size,
-            hidden_size=self.hidden_size,
-            num_hidden_layers=self.num_hidden_layers,
-            num_attention_heads=self.num_attention_heads,
-            intermediate_size=self.intermediate_size,
-            max_position_embeddings=self.max_lines,
-            hidden_dropout_prob=self.dropout,
-            attention_probs_dropout_prob=self.dropout,
-            pad_token_id=pad_token_id,
-            type_vocab_size=1,
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .configs import (  # noqa: F401 -- re-exported: they were defined here first
+    CLS_LINE,
+    END_LINE_CLASS,
+    FIRST_LINE_CLASS,
+    MASK_LINE,
+    N_PSEUDO_LINES,
+    OTHER_LINE_CLASS,
+    PAD_LINE,
+    ModelConfig,
+)
 
 
 class TinyLogBERT(nn.Module):
@@ -100,12 +73,20 @@ class TinyLogBERT(nn.Module):
         left-to-right only, as in UniLM: the same weights then serve both objectives.
         """
         used, inverse = torch.unique(sequences, return_inverse=True)
-        vectors = self.line_vectors(line_tokens[used])[inverse]
-        valid = sequences != PAD_LINE
-        length = sequences.shape[1]
         causal = torch.as_tensor(causal, dtype=torch.bool).expand(sequences.shape[0])
+        return self.encode_vectors(
+            self.line_vectors(line_tokens[used])[inverse], sequences != PAD_LINE, causal
+        )
+
+    def encode_vectors(
+        self, vectors: torch.Tensor, valid: torch.Tensor, causal: torch.Tensor
+    ) -> torch.Tensor:
+        """``encode`` from the line vectors ``[B, L, hidden]``, the non-padding positions
+        ``[B, L]`` and the causal rows ``[B]`` (the part ``onnx_runtime`` exports: no unique)."""
+        length = vectors.shape[1]
         lower = torch.ones(length, length, dtype=torch.bool).tril()
-        allowed = torch.where(causal[:, None, None], lower[None], True) & valid[:, None, :]
+        # (~causal | lower), not where(causal, lower, True): ONNX Runtime has no bool Where.
+        allowed = (~causal[:, None, None] | lower[None]) & valid[:, None, :]
         # A padding row may see only itself (keeps softmax finite; its output is never used).
         allowed |= torch.eye(length, dtype=torch.bool)[None] & ~valid[:, :, None]
         return self.bert(inputs_embeds=vectors, attention_mask=allowed[:, None]).last_hidden_state

@@ -31,34 +31,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .configs import TrainConfig
 from .session_corpus import SessionCorpus, next_line_targets, pad_batch
 from .tinylogbert_model import MASK_LINE, N_PSEUDO_LINES, TinyLogBERT
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 5  # passes over the training sessions
-    head_epochs: int = 30  # anomaly-head epochs (cheap: frozen encoder, small MLP)
-    batch_size: int = 32  # sessions per step
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.06
-    min_mask_rate: float = 0.15
-    max_mask_rate: float = 0.5
-    seed: int = 0
-    steps_per_epoch: int = 0  # 0: one pass over the training sessions per epoch
-    robust_prior: bool = True  # line frequencies counted without the sessions flagged in training
-    clean_epochs: int = 0  # extra epochs on the training sessions the detector does not flag
-    clean_learning_rate: float = 2e-4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -475,12 +475,13 @@ def test_checkpoint_integrity_covers_every_file(tiny_checkpoint, tmp_path):
     import json
     import shutil
 
-    from core.checkpoint import MANIFEST_FILE, REQUIRED_FILES
+    from core.checkpoint import MANIFEST_FILE, OPTIONAL_FILES, REQUIRED_FILES
     from core.detector import TinyLogBERTDetector
     from core.errors import CheckpointError
 
     manifest = json.loads((tiny_checkpoint / MANIFEST_FILE).read_text())
-    assert set(manifest["files"]) == set(REQUIRED_FILES)
+    present = {name for name in OPTIONAL_FILES if (tiny_checkpoint / name).exists()}  # model.onnx
+    assert set(manifest["files"]) == set(REQUIRED_FILES) | present
     for name, change in [
         ("detector.json", lambda m: {**m, "log_format": {**m["log_format"],
                                                          "regex": r"^(?P<Content>(a+)+)$"}}),
