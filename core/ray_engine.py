@@ -326,7 +326,7 @@ class SessionScorer:
         with tempfile.TemporaryDirectory() as folder:
             for name, data in checkpoint.items():
                 Path(folder, name).write_bytes(data)
-            self.detector = TinyLogBERTDetector.load(folder)
+            self.detector = TinyLogBERTDetector.load(folder, runtime="auto")  # as the CLI
         self.detector.num_threads = threads
         self.settings = settings
         self.files = files

@@ -27,7 +27,7 @@ SAMPLE_LABELS = REPO_ROOT / "sample_data" / "HDFS_sample_labels.csv"
 def load_detector(path: str, stamp: float) -> TinyLogBERTDetector:
     """``stamp`` (the checkpoint's mtime) makes a rewritten checkpoint load afresh."""
     del stamp
-    return TinyLogBERTDetector.load(path)
+    return TinyLogBERTDetector.load(path, runtime="auto")  # as the CLI and the API
 
 
 @st.cache_resource(show_spinner="Reading the HDFS sample…")
