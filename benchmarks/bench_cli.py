@@ -1,8 +1,8 @@
 """``tinylogbert bench``: the HDFS benchmark as a sub-command (same options as ``benchmarks.hdfs``),
 and with ``--suite`` the development suite over every development log (``benchmarks.suite``).
 
-Registered by ``core.cli`` through ``EXTRA_COMMAND_MODULES = ("benchmarks.bench_cli", ...)``;
-errors are ``TinyLogBERTError`` and reach the user as one line through ``core.cli.main``.
+Registered by ``tinylogbert.cli`` through ``EXTRA_COMMAND_MODULES = ("benchmarks.bench_cli", ...)``;
+errors are ``TinyLogBERTError`` and reach the user as one line through ``tinylogbert.cli.main``.
 """
 from __future__ import annotations
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.errors import FormatError, LabelError
-from core.evaluate import align_labels, read_labels
-from core.log_parser import ParsedLog, parse_log, require_some_parsed
-from core.log_reader import LogLines, read_log_file
-from core.sessions import SessionConfig, SessionIndex, build_sessions
+from tinylogbert.errors import FormatError, LabelError
+from tinylogbert.evaluate import align_labels, read_labels
+from tinylogbert.log_parser import ParsedLog, parse_log, require_some_parsed
+from tinylogbert.log_reader import LogLines, read_log_file
+from tinylogbert.sessions import SessionConfig, SessionIndex, build_sessions
 
 from .split import SessionSplit, chronological_split, take_lines
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.evaluate import align_labels, read_labels
-from core.log_parser import parse_log
-from core.log_reader import read_log_file
-from core.sessions import SessionConfig, build_sessions
+from tinylogbert.evaluate import align_labels, read_labels
+from tinylogbert.log_parser import parse_log
+from tinylogbert.log_reader import read_log_file
+from tinylogbert.sessions import SessionConfig, build_sessions
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 SHIFT = 0.5  # anomalous share of an event's sessions, training vs later, at least this apart
@@ -92,8 +92,8 @@ def agreeing_sessions(later: LabelledSessions, shifted: pd.DataFrame) -> np.ndar
 def score_figures(scores_csv: Path, later: LabelledSessions, keep: np.ndarray) -> pd.DataFrame:
     """The scores' ROC-AUC, PR-AUC and F1 (at the model's own threshold: the lowest flagged
     score) on all later sessions and on the agreeing ones."""
-    from core.errors import LabelError
-    from core.evaluate import evaluate_scores, lowest_flagged_score
+    from tinylogbert.errors import LabelError
+    from tinylogbert.evaluate import evaluate_scores, lowest_flagged_score
 
     frame = pd.read_csv(scores_csv, dtype={"session_id": str})
     if not {"session_id", "score"} <= set(frame.columns):

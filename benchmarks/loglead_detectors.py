@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.anomaly_score import label_free_threshold
-from core.evaluate import evaluate_scores
-from core.log_reader import LogLines
+from tinylogbert.anomaly_score import label_free_threshold
+from tinylogbert.evaluate import evaluate_scores
+from tinylogbert.log_reader import LogLines
 
 from .baselines import threshold_rule_text
 from .data import BenchmarkData

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from core.errors import LogInputError
-from core.log_reader import LogLines
-from core.sessions import SessionIndex
+from tinylogbert.errors import LogInputError
+from tinylogbert.log_reader import LogLines
+from tinylogbert.sessions import SessionIndex
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.anomaly_score import AUTO_MAX_LINE_SHARE, AUTO_MAX_SESSION_SHARE, label_free_threshold
-from core.cli import run_reporting_errors
-from core.evaluate import align_labels, read_labels
+from tinylogbert.anomaly_score import AUTO_MAX_LINE_SHARE, AUTO_MAX_SESSION_SHARE, label_free_threshold
+from tinylogbert.cli import run_reporting_errors
+from tinylogbert.evaluate import align_labels, read_labels
 
 from .report import package_versions
 
@@ -88,7 +88,7 @@ class Part:
 
 
 def _read(path: Path, lines: slice | None) -> list[str]:
-    from core.log_reader import read_log_file
+    from tinylogbert.log_reader import read_log_file
 
     text = read_log_file(path).lines.to_pylist()
     return text[lines] if lines else text
@@ -115,7 +115,7 @@ def word_frequency(train: Part, test: Part) -> dict[str, tuple[np.ndarray, np.nd
 
 
 def level_only(train: Part, test: Part) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from core.severity import LEVEL_RANKS
+    from tinylogbert.severity import LEVEL_RANKS
 
     def line(part: Part) -> np.ndarray:
         return np.array([LEVEL_RANKS.get(str(v).strip().lower(), 0.0) for v in part.levels])
@@ -165,9 +165,9 @@ def judge(train_scores: np.ndarray, test_scores: np.ndarray, labels: np.ndarray 
 
 
 def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
-    from core import TinyLogBERTDetector
-    from core.log_reader import read_log_lines
-    from core.training import TrainConfig
+    from tinylogbert import TinyLogBERTDetector
+    from tinylogbert.log_reader import read_log_lines
+    from tinylogbert.training import TrainConfig
 
     train_text = _read(log.train, log.train_lines)
     test_text = train_text if log.test is None else _read(log.test, log.test_lines)
@@ -176,7 +176,7 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
     for seed in seeds:
         training = TrainConfig(seed=seed)
         if quick:
-            from core.tinylogbert_model import ModelConfig
+            from tinylogbert.tinylogbert_model import ModelConfig
             training = TrainConfig(seed=seed, epochs=1, head_epochs=1, steps_per_epoch=3)
             det = TinyLogBERTDetector(model=ModelConfig(hidden_size=32, num_hidden_layers=1,
                                                         num_attention_heads=2,
@@ -230,7 +230,7 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
 
 def grade_shares(grades: np.ndarray, labels: np.ndarray | None) -> dict[str, dict]:
     """Per grade: how many sessions, and how many of the labelled anomalies, it holds."""
-    from core.anomaly_score import GRADES
+    from tinylogbert.anomaly_score import GRADES
 
     out = {}
     for grade in GRADES:
@@ -286,7 +286,7 @@ def markdown(summary: list[dict], command: str, seeds: list[int]) -> str:
                      f"{cell(item, 'best_f1')} | {cell(item, 'flagged_share')} |")
     graded = [item for item in summary if "grades" in item]
     if graded:
-        from core.anomaly_score import GRADES
+        from tinylogbert.anomaly_score import GRADES
 
         lines += ["", "Severity grades of TinyLogBERT's sessions, summed over the seeds: sessions "
                   "(labelled anomalies among them).", "",
@@ -335,7 +335,7 @@ def run_from_args(args: argparse.Namespace, prog: str) -> int:
     logs = [t.strip() for t in args.logs.split(",") if t.strip()]
     unknown = sorted(set(logs) - {d.name for d in DEV_LOGS})
     if unknown:
-        from core.errors import TinyLogBERTError
+        from tinylogbert.errors import TinyLogBERTError
         raise TinyLogBERTError(f"unknown development log(s) {unknown}; "
                                f"choose from {[d.name for d in DEV_LOGS]}")
     command = f"{prog} --logs {','.join(logs)} --seeds {' '.join(map(str, args.seeds))}"

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from core.errors import LogInputError
-from core.log_formats import LogFormat
-from core.log_parser import ParsedLog, parse_log
-from core.log_reader import LogLines
-from core.sessions import SessionConfig, build_sessions
+from tinylogbert.errors import LogInputError
+from tinylogbert.log_formats import LogFormat
+from tinylogbert.log_parser import ParsedLog, parse_log
+from tinylogbert.log_reader import LogLines
+from tinylogbert.sessions import SessionConfig, build_sessions
 
 TEMPLATE_SOURCES = ("words", "drain3")
 UNSEEN = -1  # code of a template absent from the training lines

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core.errors import LogInputError, TinyLogBERTError
+from tinylogbert.errors import LogInputError, TinyLogBERTError
 
 from .report import package_versions, write_json
 
@@ -94,7 +94,7 @@ def replicate(source_lines: list[bytes], n_lines: int, out: Path) -> int:
 
 def time_score(log: Path, model: Path, out_csv: Path, threads: int) -> tuple[float, str]:
     """Wall-clock seconds of ``tinylogbert score`` (the CLI's code, in a fresh interpreter)."""
-    command = [sys.executable, "-m", "core.cli", "score", str(log), "--model", str(model),
+    command = [sys.executable, "-m", "tinylogbert.cli", "score", str(log), "--model", str(model),
                "--out", str(out_csv)]
     if threads:
         command += ["--threads", str(threads)]
@@ -121,8 +121,8 @@ def time_drain3(log: Path) -> tuple[float, int, int]:
     from drain3 import TemplateMiner
     from drain3.template_miner_config import TemplateMinerConfig
 
-    from core.log_parser import parse_log
-    from core.log_reader import read_log_file
+    from tinylogbert.log_parser import parse_log
+    from tinylogbert.log_reader import read_log_file
 
     messages = [m or "" for m in parse_log(read_log_file(log)).table["message"].to_pylist()]
     miner = TemplateMiner(config=TemplateMinerConfig())  # Drain3's defaults, no drain3.ini
@@ -134,7 +134,7 @@ def time_drain3(log: Path) -> tuple[float, int, int]:
 
 
 def run(source: Path, n_lines: int, model: Path, threads: int, work_dir: Path) -> ThroughputResult:
-    from core.checkpoint import check_folder
+    from tinylogbert.checkpoint import check_folder
 
     check_folder(model)  # fail before writing a million lines, not after
     log = work_dir / f"hdfs_{n_lines}.log"

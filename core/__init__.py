@@ -3,7 +3,7 @@
 Nothing heavy is imported here (no torch at import time); import what you need from the
 submodules, or use the lazy names below::
 
-    from core import TinyLogBERTDetector
+    from tinylogbert import TinyLogBERTDetector
     det = TinyLogBERTDetector.load("checkpoint")
     result = det.score("sample_data/HDFS_sample.log.gz")
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "TinyLogBERTDetector": ("core.detector", "TinyLogBERTDetector"),
-    "SessionConfig": ("core.sessions", "SessionConfig"),
-    "ModelConfig": ("core.tinylogbert_model", "ModelConfig"),
-    "TrainConfig": ("core.training", "TrainConfig"),
-    "ScoreResult": ("core.results", "ScoreResult"),
-    "TinyLogBERTError": ("core.errors", "TinyLogBERTError"),
+    "TinyLogBERTDetector": ("tinylogbert.detector", "TinyLogBERTDetector"),
+    "SessionConfig": ("tinylogbert.sessions", "SessionConfig"),
+    "ModelConfig": ("tinylogbert.tinylogbert_model", "ModelConfig"),
+    "TrainConfig": ("tinylogbert.training", "TrainConfig"),
+    "ScoreResult": ("tinylogbert.results", "ScoreResult"),
+    "TinyLogBERTError": ("tinylogbert.errors", "TinyLogBERTError"),
 }
 
 __all__ = [

@@ -55,7 +55,7 @@ from .sessions import SessionConfig
 
 JSON_MEDIA = "application/json"
 CSV_MEDIA = "text/csv"
-# CSV responses carry the warnings (``core.fit_check``) in this header, ' | '-joined.
+# CSV responses carry the warnings (``tinylogbert.fit_check``) in this header, ' | '-joined.
 WARNINGS_HEADER = "X-TinyLogBERT-Warnings"
 # Overlapping windows multiply the work: each line is scored once per window that holds it.
 MAX_WINDOW_OVERLAP = 16
@@ -152,7 +152,7 @@ class BodySizeLimit:
 
 # ---- request models -----------------------------------------------------------------------------
 class SessionOptions(BaseModel):
-    """How lines become sessions (``core.sessions.SessionConfig``); zeros mean the format's default."""
+    """How lines become sessions (``tinylogbert.sessions.SessionConfig``); zeros mean the format's default."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -385,7 +385,7 @@ class ScoringService:
         return self._render_json(result, job, filename, warnings), warnings
 
     def _score(self, log: LogLines, job: ScoreJob) -> tuple[ScoreResult, list[str]]:
-        """The result and the warnings a client must see with it (``core.fit_check``): invalid
+        """The result and the warnings a client must see with it (``tinylogbert.fit_check``): invalid
         UTF-8 that was replaced, a model that does not fit the log."""
         # Responses carry no embeddings: skip the pass that makes them (half the work).
         options = pipeline.ScoreOptions(job.log_format, job.sessions, job.threshold,

@@ -1,7 +1,7 @@
 """Many log files as one input: expand paths, read each file, and cut it into sessions.
 
-This is the engine-independent half of batch scoring (``core.ray_engine`` runs it in Ray tasks).
-It parses with ``core.log_parser`` and groups with ``core.sessions``, exactly as the local engine
+This is the engine-independent half of batch scoring (``tinylogbert.ray_engine`` runs it in Ray tasks).
+It parses with ``tinylogbert.log_parser`` and groups with ``tinylogbert.sessions``, exactly as the local engine
 does; what it adds is the one thing a single log never needs: **session keys that are valid across
 files**. A session id found in the lines (an HDFS block id) is global: the same block written by
 several nodes into several files is one session. Sessions that only exist within a file (runs of
@@ -252,7 +252,7 @@ def merge_times(parsed: ParsedLog) -> np.ndarray:
     return times
 
 
-# ``core.sessions`` names each run of lines that carry no id ``no-id:<first>-<last>``.
+# ``tinylogbert.sessions`` names each run of lines that carry no id ``no-id:<first>-<last>``.
 _ORPHAN_PREFIX = "no-id:"
 
 

@@ -380,13 +380,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
-EXTRA_COMMAND_MODULES: tuple[str, ...] = ("core.formats_cli", "core.serve_cli", "benchmarks.bench_cli")
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tinylogbert.formats_cli", "tinylogbert.serve_cli",
+                                          "benchmarks.bench_cli")
+# The benchmarks are not installed with the library: ``bench`` finds them in the source tree.
+SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 
 def _extra_commands():
     import importlib
 
-    return [importlib.import_module(m).register for m in EXTRA_COMMAND_MODULES]
+    out = []
+    for name in EXTRA_COMMAND_MODULES:
+        try:
+            out.append(importlib.import_module(name).register)
+        except ModuleNotFoundError as exc:
+            if not name.startswith("benchmarks.") or exc.name not in ("benchmarks", name):
+                raise
+            if (SOURCE_TREE / "benchmarks" / "__init__.py").is_file():
+                sys.path.append(str(SOURCE_TREE))
+                out.append(importlib.import_module(name).register)
+            else:
+                out.append(_bench_unavailable)
+    return out
+
+
+def _bench_unavailable(subparsers) -> None:
+    """``bench`` outside a source checkout: say where the benchmarks are instead of failing."""
+    def run(_: argparse.Namespace) -> int:
+        raise TinyLogBERTError("the benchmarks live in the source tree: run tinylogbert bench "
+                               "from a clone of the repository (pip install -e .)")
+    parser = subparsers.add_parser("bench", help="the benchmarks (in a source checkout only)")
+    parser.set_defaults(func=run)
 
 
 def run_reporting_errors(run, *args) -> int:

@@ -474,7 +474,7 @@ def get_format(spec: str | LogFormat) -> LogFormat:
     """Resolve ``--format``: a registry name, ``json[:role=key,...]``, a ``<Field>`` template, or a
     regex with named groups.
 
-    ``auto`` is resolved by :func:`core.log_parser.detect_format`, not here.
+    ``auto`` is resolved by :func:`tinylogbert.log_parser.detect_format`, not here.
     """
     if isinstance(spec, LogFormat):
         return spec

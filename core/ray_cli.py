@@ -1,6 +1,6 @@
-"""``tinylogbert score --engine ray``: the command line of ``core.ray_engine``.
+"""``tinylogbert score --engine ray``: the command line of ``tinylogbert.ray_engine``.
 
-``core.cli`` owns the ``score`` sub-command: it adds these options with ``add_ray_arguments`` and,
+``tinylogbert.cli`` owns the ``score`` sub-command: it adds these options with ``add_ray_arguments`` and,
 for ``--engine ray``, calls ``score_with_ray``. Ray is imported only then, so the base install
 (without the ``[ray]`` extra) never needs it.
 """

@@ -2,11 +2,11 @@
 
 The pipeline, one Ray Data stage per arrow::
 
-    files --map: read, parse, group each file (core.batch_inputs)--> (line, session) memberships
+    files --map: read, parse, group each file (tinylogbert.batch_inputs)--> (line, session) memberships
           --groupby(bucket).map_groups(SessionScorer actors)------> one row per scored session
           --groupby(file).map_groups: re-read the file, attach scores--> one row per input line
 
-Nothing here parses or scores on its own: files go through ``core.batch_inputs`` (which uses the
+Nothing here parses or scores on its own: files go through ``tinylogbert.batch_inputs`` (which uses the
 local engine's parser and session builder) and sessions through ``TinyLogBERTDetector.score``.
 What the Ray engine adds is where the work runs and which lines meet in one call:
 

@@ -1,8 +1,8 @@
-"""``tinylogbert serve``: run the REST API (``core.anomaly_routes``) with uvicorn.
+"""``tinylogbert serve``: run the REST API (``tinylogbert.anomaly_routes``) with uvicorn.
 
 Each limit flag overrides its ``TINYLOGBERT_*`` environment variable, which overrides the default
-(see ``core.api_settings``). The API key is read from ``TINYLOGBERT_API_KEY`` only, never a flag.
-Also runnable on its own: ``python -m core.serve_cli --model checkpoint``.
+(see ``tinylogbert.api_settings``). The API key is read from ``TINYLOGBERT_API_KEY`` only, never a flag.
+Also runnable on its own: ``python -m tinylogbert.serve_cli --model checkpoint``.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.serve_cli", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tinylogbert.serve_cli", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core.detector import TinyLogBERTDetector
-from core.errors import LogInputError
+from tinylogbert.detector import TinyLogBERTDetector
+from tinylogbert.errors import LogInputError
 
 from .projection import SessionSample, project, sample_sessions
 from .scoring import LogUpload

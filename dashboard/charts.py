@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.evaluate import Curves
+from tinylogbert.evaluate import Curves
 
 NORMAL_COLOUR = "#4C78A8"
 ANOMALY_COLOUR = "#E45756"

@@ -10,7 +10,7 @@ import re
 
 import pandas as pd
 
-from core.results import SessionExplanation
+from tinylogbert.results import SessionExplanation
 
 MAX_SHADE = 0.45  # opacity of the highest-scoring line's row
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from core.errors import TinyLogBERTError
+from tinylogbert.errors import TinyLogBERTError
 
 logger = logging.getLogger("tinylogbert.dashboard")
 

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.checkpoint import DETECTOR_FILE
-from core.detector import TinyLogBERTDetector
-from core.errors import TinyLogBERTError
-from core.log_reader import LogLines
-from core.sessions import SessionConfig
-from core.tinylogbert_model import ModelConfig
-from core.training import TrainConfig, TrainProgress
+from tinylogbert.checkpoint import DETECTOR_FILE
+from tinylogbert.detector import TinyLogBERTDetector
+from tinylogbert.errors import TinyLogBERTError
+from tinylogbert.log_reader import LogLines
+from tinylogbert.sessions import SessionConfig
+from tinylogbert.tinylogbert_model import ModelConfig
+from tinylogbert.training import TrainConfig, TrainProgress
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPO_ROOT / "checkpoint"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import TinyLogBERTError
+from tinylogbert.errors import TinyLogBERTError
 
 METHODS = ("t-SNE", "UMAP")
 MIN_DISTINCT_POINTS = 5

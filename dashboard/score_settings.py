@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import FormatError
-from core.log_formats import get_format
-from core.sessions import SessionConfig
+from tinylogbert.errors import FormatError
+from tinylogbert.log_formats import get_format
+from tinylogbert.sessions import SessionConfig
 
 CUSTOM_FORMAT = "custom"
 MODEL_SESSIONS = "model default"

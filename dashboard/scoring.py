@@ -9,11 +9,11 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.detector import TinyLogBERTDetector
-from core.fit_check import fit_warnings
-from core import pipeline
-from core.log_parser import FormatGuess, detect_format
-from core.log_reader import LogLines, read_log_bytes
+from tinylogbert.detector import TinyLogBERTDetector
+from tinylogbert.fit_check import fit_warnings
+from tinylogbert import pipeline
+from tinylogbert.log_parser import FormatGuess, detect_format
+from tinylogbert.log_reader import LogLines, read_log_bytes
 
 # Uploads are capped at 200 MB by Streamlit; once decompressed a log may be this large, no more
 # (a small .gz bomb must not exhaust the dashboard's memory).

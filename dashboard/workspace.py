@@ -15,10 +15,10 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from core.errors import LabelError, LogInputError
-from core.evaluate import labels_from_rows
-from core.log_reader import GZIP_MAGIC, gunzip_bounded
-from core.results import ScoreResult
+from tinylogbert.errors import LabelError, LogInputError
+from tinylogbert.evaluate import labels_from_rows
+from tinylogbert.log_reader import GZIP_MAGIC, gunzip_bounded
+from tinylogbert.results import ScoreResult
 
 from .score_settings import ScoreSettings
 
@@ -38,7 +38,7 @@ class ParseReport:
     session_strategy: str
     replaced_bytes: bool = False  # invalid UTF-8 was replaced
     invalid_lines: int = 0  # lines that held invalid UTF-8
-    # core.fit_check: why the model does not fit this log (shown, and "train" opened)
+    # tinylogbert.fit_check: why the model does not fit this log (shown, and "train" opened)
     fit_warnings: tuple[str, ...] = ()
 
 

@@ -20,9 +20,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ
 
 
 def tiny_detector_factory(**overrides):
-    from core.detector import TinyLogBERTDetector
-    from core.tinylogbert_model import ModelConfig
-    from core.training import TrainConfig
+    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.tinylogbert_model import ModelConfig
+    from tinylogbert.training import TrainConfig
 
     kwargs = dict(
         model=ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

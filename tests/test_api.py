@@ -17,10 +17,10 @@ import torch
 from conftest import ROOT, SMALL_LOG
 from fastapi.testclient import TestClient
 
-from core.anomaly_routes import create_app, prefers_csv
-from core.api_settings import ApiSettings
-from core.detector import TinyLogBERTDetector
-from core.errors import CheckpointError, TinyLogBERTError
+from tinylogbert.anomaly_routes import create_app, prefers_csv
+from tinylogbert.api_settings import ApiSettings
+from tinylogbert.detector import TinyLogBERTDetector
+from tinylogbert.errors import CheckpointError, TinyLogBERTError
 
 LIMITS = ApiSettings(
     max_body_bytes=200_000, max_log_bytes=300_000, max_lines=500, max_line_length=300,
@@ -156,7 +156,7 @@ def test_file_upload_as_csv_is_the_clis_file(client, detector, hdfs_lines):
 def test_json_rows_in_pieces_equal_the_whole_table():
     import pyarrow as pa
 
-    from core.anomaly_routes import _json_rows
+    from tinylogbert.anomaly_routes import _json_rows
 
     table = pa.table({"n": list(range(20)), "x": [0.5, float("nan"), float("inf")] + [1.0] * 17})
     extra = [{"k": i * 2} for i in range(20)]
@@ -304,7 +304,7 @@ def test_settings_from_env_and_overrides():
 
 
 def test_missing_model_is_a_one_line_error(tmp_path, capsys):
-    from core.serve_cli import main
+    from tinylogbert.serve_cli import main
 
     with pytest.raises(CheckpointError):
         create_app(tmp_path / "none")
@@ -370,7 +370,7 @@ def _free_port() -> int:
 def test_serve_command_starts_a_loopback_server(tiny_checkpoint):
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "core.serve_cli", "--model", str(tiny_checkpoint),
+        [sys.executable, "-m", "tinylogbert.serve_cli", "--model", str(tiny_checkpoint),
          "--port", str(port), "--max-lines", "123", "--log-level", "warning"],
         cwd=ROOT, env={**os.environ, "TINYLOGBERT_MAX_LINES": "7"},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -394,7 +394,7 @@ def test_serve_command_starts_a_loopback_server(tiny_checkpoint):
 def test_serve_registers_as_a_tinylogbert_subcommand(monkeypatch):
     import argparse
 
-    from core.serve_cli import register, settings_from_args
+    from tinylogbert.serve_cli import register, settings_from_args
 
     parser = argparse.ArgumentParser(prog="tinylogbert")
     register(parser.add_subparsers(dest="command"))

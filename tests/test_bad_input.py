@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from conftest import SMALL_LABELS, SMALL_LOG
 
-from core import log_reader
-from core.errors import TinyLogBERTError
+from tinylogbert import log_reader
+from tinylogbert.errors import TinyLogBERTError
 
 HDFS = gzip.decompress(SMALL_LOG.read_bytes()).splitlines()[:300]
 LIMIT = 20_000_000  # decompressed bytes, for every entry point in this module
@@ -81,8 +81,8 @@ def _small_log_limit(monkeypatch):
 def api(tiny_checkpoint):
     from fastapi.testclient import TestClient
 
-    from core.anomaly_routes import create_app
-    from core.api_settings import ApiSettings
+    from tinylogbert.anomaly_routes import create_app
+    from tinylogbert.api_settings import ApiSettings
 
     with TestClient(create_app(tiny_checkpoint, ApiSettings(max_log_bytes=LIMIT))) as client:
         yield client
@@ -95,7 +95,7 @@ def _one_line(message: str) -> None:
 # ---- the log corpus ---------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CORPUS, ids=IDS)
 def test_cli(case, tiny_checkpoint, tmp_path, capsys):
-    from core.cli import main
+    from tinylogbert.cli import main
 
     log = tmp_path / ("in.log.gz" if case.data[:2] == b"\x1f\x8b" else "in.log")
     log.write_bytes(case.data)
@@ -156,7 +156,7 @@ def test_dashboard_loader(case, tiny_detector):
 
 @pytest.mark.parametrize("case", CORPUS, ids=IDS)
 def test_python_api(case, tiny_detector):
-    from core.fit_check import input_warnings
+    from tinylogbert.fit_check import input_warnings
 
     try:
         lines = log_reader.read_log_bytes(case.data, "in.log")
@@ -194,7 +194,7 @@ LABELS = {
 
 @pytest.mark.parametrize("name", list(LABELS))
 def test_bad_label_files(name, sessions_csv, tmp_path, capsys):
-    from core.cli import main
+    from tinylogbert.cli import main
     from dashboard.workspace import parse_label_bytes
 
     data, words = LABELS[name]
@@ -242,9 +242,9 @@ CHECKPOINT_CASES = {
 
 @pytest.mark.parametrize("how", list(CHECKPOINT_CASES))
 def test_corrupted_checkpoints(how, tiny_checkpoint, tmp_path, capsys):
-    from core.anomaly_routes import create_app
-    from core.cli import main
-    from core.detector import TinyLogBERTDetector
+    from tinylogbert.anomaly_routes import create_app
+    from tinylogbert.cli import main
+    from tinylogbert.detector import TinyLogBERTDetector
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_checkpoint, folder)

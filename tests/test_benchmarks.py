@@ -24,8 +24,8 @@ from benchmarks.loglead_detectors import loglead_unavailable, run_loglead
 from benchmarks.split import chronological_split
 from benchmarks.templates import UNSEEN, SessionEvents, TemplateVocabulary, prepare_events
 from benchmarks.throughput import count_csv_rows, replicate, time_drain3
-from core.errors import LogInputError
-from core.evaluate import evaluate_scores
+from tinylogbert.errors import LogInputError
+from tinylogbert.evaluate import evaluate_scores
 
 METRICS = ("roc_auc", "pr_auc", "best_f1", "f1", "precision", "recall", "threshold")
 
@@ -305,7 +305,7 @@ def test_label_audit_finds_events_the_two_logs_label_differently():
 def test_label_audit_judges_scores_with_and_without_the_shifted_sessions(tiny_checkpoint, tmp_path,
                                                                          capsys):
     from benchmarks.label_audit import main
-    from core.detector import TinyLogBERTDetector
+    from tinylogbert.detector import TinyLogBERTDetector
 
     scores = tmp_path / "sessions.csv"
     TinyLogBERTDetector.load(tiny_checkpoint).score(SMALL_LOG).write_sessions_csv(scores)
@@ -347,7 +347,7 @@ def test_bench_suite_flag_runs_the_suite(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(suite, "run_suite", lambda logs, seeds, quick, out_dir, command:
                         seen.update(logs=logs, seeds=seeds, out_dir=out_dir))
-    from core.cli import main as cli_main
+    from tinylogbert.cli import main as cli_main
 
     assert cli_main(["bench", "--suite", "--logs", "bgl", "--seeds", "4",
                      "--out-dir", str(tmp_path)]) == 0

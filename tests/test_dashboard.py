@@ -81,7 +81,7 @@ def test_upload_scores_the_log_and_summarises_it(app):
 
 
 def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatch):
-    from core.detector import TinyLogBERTDetector
+    from tinylogbert.detector import TinyLogBERTDetector
 
     calls = []
     original = TinyLogBERTDetector.score
@@ -132,7 +132,7 @@ def test_top_n_percent_sets_the_threshold(app):
 
 # ---- pages ----------------------------------------------------------------------------------
 def test_distribution_page_metrics_follow_labels(app):
-    from core.evaluate import evaluate_scores
+    from tinylogbert.evaluate import evaluate_scores
 
     at = upload(app)
     at.switch_page("views/distribution.py").run()
@@ -210,7 +210,7 @@ def test_anomalies_page_with_nothing_flagged(app):
 
 
 def test_download_is_what_the_cli_writes_at_the_current_threshold(app, tiny_checkpoint, tmp_path):
-    from core.cli import main
+    from tinylogbert.cli import main
 
     at = upload(app, labels=SMALL_LABELS.read_bytes())
     distinct = np.unique(workspace(at).scored.session_scores)
@@ -319,8 +319,8 @@ def test_without_a_model_the_app_offers_to_train_one(tmp_path, monkeypatch):
     import tempfile
 
     import dashboard.models
-    from core.tinylogbert_model import ModelConfig
-    from core.training import TrainConfig
+    from tinylogbert.tinylogbert_model import ModelConfig
+    from tinylogbert.training import TrainConfig
 
     tiny = dashboard.models.TrainingPreset(
         "tiny", ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -381,8 +381,8 @@ def test_explanation_marks_whole_words_and_escapes_html():
 
 
 def test_upload_form_settings_round_trip():
-    from core.errors import FormatError
-    from core.sessions import SessionConfig
+    from tinylogbert.errors import FormatError
+    from tinylogbert.sessions import SessionConfig
     from dashboard.score_settings import ScoreSettings
 
     names = ["auto", "hdfs", "generic"]

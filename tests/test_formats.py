@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import cli
-from core.errors import FormatError
-from core.log_formats import (
+from tinylogbert import cli
+from tinylogbert.errors import FormatError
+from tinylogbert.log_formats import (
     GENERIC,
     LogFormat,
     available_formats,
@@ -21,9 +21,9 @@ from core.log_formats import (
     get_format,
     register,
 )
-from core.log_parser import parse_log, rank_formats
-from core.log_reader import read_log_file, read_log_lines
-from core.sessions import parse_times
+from tinylogbert.log_parser import parse_log, rank_formats
+from tinylogbert.log_reader import read_log_file, read_log_lines
+from tinylogbert.sessions import parse_times
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "formats"
 
@@ -189,7 +189,7 @@ def test_a_user_format_can_join_the_registry():
         with pytest.raises(FormatError, match="already used"):
             register(LogFormat(name="other", regex=fmt.regex, aliases=("test-isoish",)))
     finally:
-        from core import log_formats
+        from tinylogbert import log_formats
 
         log_formats._REGISTRY.pop("test-isoish")
 
@@ -276,7 +276,7 @@ def test_json_keys_can_be_named():
 # ---- the formats command -------------------------------------------------------------------------
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "EXTRA_COMMAND_MODULES", ("core.formats_cli",))
+    monkeypatch.setattr(cli, "EXTRA_COMMAND_MODULES", ("tinylogbert.formats_cli",))
 
     def run(*argv: str) -> tuple[int, str, str]:
         code = cli.main([str(a) for a in argv])
@@ -334,7 +334,7 @@ def test_train_score_evaluate_by_line_on_inline_labels(run_cli, tmp_path):
     assert code == 0, err
     assert "format bgl" in out
 
-    from core.detector import TinyLogBERTDetector
+    from tinylogbert.detector import TinyLogBERTDetector
 
     detector = TinyLogBERTDetector.load(model)
     vocabulary = set(detector.tokenizer_.tokenizer.get_vocab())

@@ -4,16 +4,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.log_tokenizer import LogTokenizer
-from core.session_corpus import next_line_targets, pad_batch
-from core.tinylogbert_model import (
+from tinylogbert.log_tokenizer import LogTokenizer
+from tinylogbert.session_corpus import next_line_targets, pad_batch
+from tinylogbert.tinylogbert_model import (
     CLS_LINE,
     END_LINE_CLASS,
     PAD_LINE,
     ModelConfig,
     build_model,
 )
-from core.training import mask_lines
+from tinylogbert.training import mask_lines
 
 LINES = [
     "dfs datanode dataxceiver receiving block src dest",

@@ -16,12 +16,12 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnx and onnxscript "
                                          "(pip install 'tinylogbert[onnx]')")
 
-from core.checkpoint import ONNX_FILE, write_manifest
-from core.cli import main
-from core.detector import TinyLogBERTDetector
-from core.errors import CheckpointError
-from core.inference import score_sequences
-from core.onnx_runtime import OnnxTinyLogBERT, export_onnx, score_sequences_onnx
+from tinylogbert.checkpoint import ONNX_FILE, write_manifest
+from tinylogbert.cli import main
+from tinylogbert.detector import TinyLogBERTDetector
+from tinylogbert.errors import CheckpointError
+from tinylogbert.inference import score_sequences
+from tinylogbert.onnx_runtime import OnnxTinyLogBERT, export_onnx, score_sequences_onnx
 
 TOLERANCE = 1e-4
 
@@ -66,7 +66,7 @@ def test_the_onnx_path_does_not_import_torch(tiny_checkpoint, tmp_path):
     """A whole ``tinylogbert score --runtime onnx`` in a fresh interpreter, then sys.modules."""
     script = (
         "import json, sys\n"
-        "from core.cli import main\n"
+        "from tinylogbert.cli import main\n"
         f"code = main(['score', {str(SMALL_LOG)!r}, '--model', {str(tiny_checkpoint)!r}, "
         f"'--out', {str(tmp_path / 'lines.csv')!r}, '--runtime', 'onnx', '--threads', '1'])\n"
         "print(json.dumps({'code': code, 'heavy': sorted(m for m in ('torch', 'transformers') "
@@ -106,7 +106,7 @@ def test_a_tampered_model_onnx_fails_the_integrity_check(tiny_checkpoint, tmp_pa
             TinyLogBERTDetector.load(bad, runtime=runtime)
         assert "\n" not in str(error.value)
     proc = subprocess.run(
-        [sys.executable, "-m", "core.cli", "score", str(SMALL_LOG), "--model", str(bad),
+        [sys.executable, "-m", "tinylogbert.cli", "score", str(SMALL_LOG), "--model", str(bad),
          "--out", str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=300,
         check=False)
     assert proc.returncode == 2

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_LOG
 
-from core.log_reader import read_log_text
+from tinylogbert.log_reader import read_log_text
 
 START_TIMEOUT_S = 60
 NODES = 2
@@ -156,7 +156,7 @@ def test_cli_scores_dealt_log_on_a_two_node_cluster(ray_cluster, tiny_detector, 
         (logs / f"node-{node}.log").write_text("".join(f"{line}\n" for line in lines[node::4]))
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "core.cli", "score", str(logs), "--engine", "ray",
+        [sys.executable, "-m", "tinylogbert.cli", "score", str(logs), "--engine", "ray",
          "--address", address, "--model", str(tiny_checkpoint), "--out", str(out),
          "--scorers", "2"],
         env=env, capture_output=True, text=True, check=False, timeout=150,

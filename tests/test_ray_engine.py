@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_LOG
 
-from core.batch_inputs import expand_inputs, merge_times, resolve_settings
-from core.errors import LogInputError, TinyLogBERTError
-from core.log_formats import get_format
-from core.log_parser import parse_log
-from core.log_reader import read_log_text
+from tinylogbert.batch_inputs import expand_inputs, merge_times, resolve_settings
+from tinylogbert.errors import LogInputError, TinyLogBERTError
+from tinylogbert.log_formats import get_format
+from tinylogbert.log_parser import parse_log
+from tinylogbert.log_reader import read_log_text
 
 TOLERANCE = 1e-5
 ORPHAN_LINE = "081109 204005 35 INFO dfs.FSNamesystem: BLOCK* NameSystem.heartbeat: no block here"
@@ -98,7 +98,7 @@ def assert_same_as_local(local, lines: pd.DataFrame, sessions: pd.DataFrame, spl
 # ---- without Ray: the stage functions themselves -------------------------------------------------
 def test_stage_functions_match_local_engine(tiny_detector, split_log, local_result):
     """The pipeline's functions, run in-process on 3 buckets, give the local scores."""
-    from core.ray_engine import (
+    from tinylogbert.ray_engine import (
         MEMBER_COLUMNS,
         assign_buckets,
         explode_members,
@@ -151,7 +151,7 @@ def test_merge_times_never_reorder_a_file():
 
 def test_stream_order_merges_sessions_across_files_by_time():
     """One file: file order. Several: time, then line number; rotation and no time as documented."""
-    from core.ray_engine import stream_order
+    from tinylogbert.ray_engine import stream_order
 
     nan = float("nan")
     rows = [  # (session, file, line, time, edge)
@@ -189,14 +189,14 @@ def bgl_lines(n: int) -> list[str]:
 
 def test_window_sessions_stay_within_their_file(tiny_detector, tmp_path):
     """Without ids, sessions are windows of one file, keyed by it; labels come through."""
-    from core.ray_engine import (
+    from tinylogbert.ray_engine import (
         MEMBER_COLUMNS,
         explode_members,
         file_lines,
         file_memberships,
         score_complete_sessions,
     )
-    from core.sessions import SessionConfig
+    from tinylogbert.sessions import SessionConfig
 
     path = tmp_path / "bgl.log"
     path.write_text("\n".join(bgl_lines(130)) + "\n")
@@ -251,7 +251,7 @@ def ray_instance():
 def test_ray_engine_matches_local_engine(ray_instance, tiny_checkpoint, split_log, local_result,
                                          tmp_path, capsys):
     """End to end, through ``tinylogbert score --engine ray``."""
-    from core.cli import main
+    from tinylogbert.cli import main
 
     folder, all_lines, _ = split_log
     out = tmp_path / "out"
@@ -281,7 +281,7 @@ def test_ray_engine_merges_a_dealt_log_like_the_local_engine(ray_instance, tiny_
                                                               tiny_detector, tmp_path):
     """A real HDFS log dealt line by line into 4 files, as 4 nodes would write it: every block
     spans files, and merged by time its sessions score as in the one undealt log."""
-    from core.ray_engine import RayScoreConfig, score_files
+    from tinylogbert.ray_engine import RayScoreConfig, score_files
 
     with gzip.open(SMALL_LOG, "rt") as handle:
         lines = handle.read().splitlines()
@@ -309,7 +309,7 @@ def test_ray_engine_merges_a_dealt_log_like_the_local_engine(ray_instance, tiny_
 
 
 def test_cli_refuses_engine_option_mixes(tiny_checkpoint, split_log, tmp_path, capsys):
-    from core.cli import main
+    from tinylogbert.cli import main
 
     folder, _, _ = split_log
     two = [str(folder / "part-1.log"), str(folder / "part-10.log")]
@@ -321,7 +321,7 @@ def test_cli_refuses_engine_option_mixes(tiny_checkpoint, split_log, tmp_path, c
 
 
 def test_ray_engine_without_ray_says_how_to_install_it(monkeypatch, split_log, tmp_path):
-    from core.ray_cli import score_with_ray
+    from tinylogbert.ray_cli import score_with_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
     folder, _, _ = split_log
@@ -332,7 +332,7 @@ def test_ray_engine_without_ray_says_how_to_install_it(monkeypatch, split_log, t
 @pytest.mark.ray
 def test_ray_engine_reports_a_bad_file_in_one_line(ray_instance, tiny_checkpoint, split_log,
                                                    tmp_path):
-    from core.ray_engine import RayScoreConfig, score_files
+    from tinylogbert.ray_engine import RayScoreConfig, score_files
 
     folder, _, _ = split_log
     bad = tmp_path / "zz-binary.log"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import SMALL_LOG, tiny_detector_factory
 
-from core.inference import score_sequences
-from core.log_reader import read_log_file
-from core.tinylogbert_model import N_PSEUDO_LINES
-from core.training import TrainConfig, Trainer
+from tinylogbert.inference import score_sequences
+from tinylogbert.log_reader import read_log_file
+from tinylogbert.tinylogbert_model import N_PSEUDO_LINES
+from tinylogbert.training import TrainConfig, Trainer
 
 TINY_TRAINING = {"epochs": 1, "head_epochs": 1, "steps_per_epoch": 8, "batch_size": 16, "seed": 0}
 

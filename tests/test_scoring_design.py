@@ -8,16 +8,16 @@ import pyarrow as pa
 import pytest
 from conftest import ROOT, tiny_detector_factory
 
-from core.anomaly_score import (
+from tinylogbert.anomaly_score import (
     GRADES,
     grade_columns,
     grade_probabilities,
     label_free_threshold,
     robust_center_scale,
 )
-from core.log_reader import read_log_file
-from core.session_corpus import build_line_vocab
-from core.severity import line_severity
+from tinylogbert.log_reader import read_log_file
+from tinylogbert.session_corpus import build_line_vocab
+from tinylogbert.severity import line_severity
 
 BGL = ROOT / "sample_data" / "loghub_2k" / "BGL_2k.log.gz"
 THUNDERBIRD = ROOT / "sample_data" / "loghub_2k" / "Thunderbird_2k.log.gz"
@@ -104,7 +104,7 @@ def test_a_new_fatal_line_outweighs_the_same_new_info_line():
 def test_old_checkpoints_keep_scoring_without_the_new_prior(tiny_checkpoint, tmp_path):
     import shutil
 
-    from core.detector import TinyLogBERTDetector
+    from tinylogbert.detector import TinyLogBERTDetector
 
     folder = tmp_path / "old"
     shutil.copytree(tiny_checkpoint, folder)
@@ -144,8 +144,8 @@ def test_pyod_and_scikit_learn_contract(tiny_detector):
 
 
 def test_init_from_in_python_is_offline_and_safetensors_only(tmp_path):
-    from core.errors import CheckpointError
-    from core.tinylogbert_model import model_from_pretrained
+    from tinylogbert.errors import CheckpointError
+    from tinylogbert.tinylogbert_model import model_from_pretrained
 
     with pytest.raises(CheckpointError, match="not a local folder"):
         model_from_pretrained("bert-base-uncased", 10, 0, 5)

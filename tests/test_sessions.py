@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.errors import FormatError
-from core.log_parser import parse_log
-from core.log_reader import read_log_file, read_log_lines
-from core.sessions import (
+from tinylogbert.errors import FormatError
+from tinylogbert.log_parser import parse_log
+from tinylogbert.log_reader import read_log_file, read_log_lines
+from tinylogbert.sessions import (
     SessionConfig,
     SessionIndex,
     build_sessions,

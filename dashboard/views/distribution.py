@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.evaluate import evaluate_scores
+from tinylogbert.evaluate import evaluate_scores
 from dashboard import state
 from dashboard.charts import score_histogram
 
