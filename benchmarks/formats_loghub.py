@@ -22,7 +22,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "formats_loghub.md"
 # The format auto-detection should pick for each loghub system.
 EXPECTED_FORMAT = {
     "Android": "android", "Apache": "apache", "BGL": "bgl", "HDFS": "hdfs", "HPC": "hpc",
-    "Hadoop": "hadoop", "HealthApp": "healthapp", "Linux": "linux", "Mac": "mac",
+    "Hadoop": "hadoop", "HealthApp": "healthapp", "Linux": "linux", "Mac": "linux",
     "OpenSSH": "linux", "OpenStack": "openstack", "Proxifier": "proxifier", "Spark": "spark",
     "Thunderbird": "thunderbird", "Windows": "windows", "Zookeeper": "zookeeper",
 }
