@@ -42,7 +42,7 @@ def read_parsed(path: Path) -> pd.DataFrame:
 
 def test_one_row_per_line_in_order_with_the_fields_words_and_session(run_cli, tmp_path):
     out = tmp_path / "hpc.csv"
-    code, stdout, err = run_cli("parse", LOGHUB / "HPC.log", "--out", out)
+    code, _, err = run_cli("parse", LOGHUB / "HPC.log", "--out", out)
     assert code == 0, err
     table = read_parsed(out)
     assert list(table.columns) == [
@@ -153,7 +153,7 @@ def test_parse_is_a_tinylogbert_command(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "tinylogbert.cli", "parse", str(LOGHUB / "Proxifier.log"),
          "--out", str(out)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr
     assert SUMMARY.fullmatch(done.stdout.strip())["format"] == "proxifier"
