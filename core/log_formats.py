@@ -280,6 +280,8 @@ ISO_DATE = r"\d{4}-\d{2}-\d{2}"
 HMS = r"\d{2}:\d{2}:\d{2}"
 MONTH = r"[A-Z][a-z]{2}"
 SYSLOG_COMPONENT = r"[^\s:\[\]]+"  # 'sshd', 'crond(pam_unix)', '/usr/sbin/gmetad'
+# Up to three words: 'syslogd 1.4.1', 'Microsoft Word[14463]', 'BezelServices 255.10[94]'.
+SYSLOG_COMPONENTS = rf"{SYSLOG_COMPONENT}(?: {SYSLOG_COMPONENT}){{0,2}}"
 JAVA_COMPONENT = r"[^\s:]+"
 
 GENERIC = LogFormat(
@@ -363,7 +365,7 @@ _builtin(
     "thunderbird",
     {"Label": r"\S+", "Timestamp": r"\d{9,11}", "Date": r"\d{4}\.\d{2}\.\d{2}", "Node": r"\S+",
      "Month": MONTH, "Day": r"\d{1,2}", "Time": HMS, "Location": r"\S+",
-     "Component": SYSLOG_COMPONENT, "PID": PID},
+     "Component": SYSLOG_COMPONENTS, "PID": PID},
     aliases=("spirit", "liberty"),
     description="Thunderbird, Spirit and Liberty supercomputer syslogs (loghub/CFDR, labelled: "
     "first field '-' or an alert category).",
@@ -411,10 +413,13 @@ _builtin(
     time_format="%Y-%m-%d %H:%M:%S.%f",
 )
 _builtin(
-    r"<Month> <Day> <Time> <Host> (<Component>(\[<PID>\])?: )?<Content>", "linux",
+    r"<Month> <Day> <Time> <Host> (<Component>(\[<PID>\])?( \(<Address>\))?: )?<Content>",
+    "linux",
     {"Month": MONTH, "Day": r"\d{1,2}", "Time": HMS, "Host": r"\S+",
-     "Component": SYSLOG_COMPONENT, "PID": PID},
-    description="Linux syslog (BSD style, no year): /var/log/messages, auth.log, OpenSSH.",
+     "Component": SYSLOG_COMPONENTS, "PID": PID, "Address": r"[^\s()]+"},
+    aliases=("mac", "openssh"),
+    description="Linux syslog (BSD style, no year): /var/log/messages, auth.log, OpenSSH, macOS "
+    "system.log (whose 'sender[pid] (address):' is read too).",
     example="Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; logname= uid=0 "
     "euid=0 tty=NODEVssh ruser= rhost=218.188.2.4",
     time_format="%b %d %H:%M:%S",
@@ -453,6 +458,33 @@ _builtin(
     description="HealthApp (Android health app, pipe-separated).",
     example="20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579",
     time_format="%Y%m%d-%H:%M:%S:%f",
+)
+_builtin(
+    "<LogId> <Node> <Component> <State> <Time> <Flag> <Content>", "hpc",
+    {"LogId": r"\d+", "Node": r"\S+", "Component": r"\S+", "State": r"\S+",
+     "Time": r"\d{9,11}", "Flag": r"-?\d+"},
+    description="HPC cluster event log (loghub, Los Alamos): record id, node, component, state, "
+    "epoch time, flag.",
+    example="134681 node-246 unix.hw state_change.unavailable 1077804742 1 Component State Change: "
+    "Component \\042alt0\\042 is in the unavailable state (HWID=1973)",
+    time_format="epoch",
+)
+_builtin(
+    r"\[<Time>\] <Component> - <Content>", "proxifier",
+    {"Time": r"\d{2}\.\d{2} \d{2}:\d{2}:\d{2}", "Component": r"[^\[\]]+?"},
+    description="Proxifier (Windows proxy client) log: [MM.dd HH:mm:ss] program - message; the "
+    "program is the component.",
+    example="[10.30 16:49:06] chrome.exe - proxy.cse.cuhk.edu.hk:5070 open through proxy "
+    "proxy.cse.cuhk.edu.hk:5070 HTTPS",
+    time_format="%m.%d %H:%M:%S",
+)
+_builtin(
+    "<Date> <Time>, <Level> <Component> <Content>", "windows",
+    {"Date": ISO_DATE, "Time": HMS, "Level": r"[A-Z][a-z]+", "Component": r"\S+"},
+    description="Windows CBS / component servicing log (CBS.log): date, time, level, component.",
+    example="2016-09-28 04:30:30, Info                  CBS    Loaded Servicing Stack "
+    "v6.1.7601.23505 with Core: C:\\Windows\\winsxs\\cbscore.dll",
+    time_format="%Y-%m-%d %H:%M:%S",
 )
 register(JSONL)
 register(GENERIC)

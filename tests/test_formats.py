@@ -63,6 +63,16 @@ EXPECTED = {
                                 "message": "onStandStepChanged 3579"}),
     "jsonl": ("jsonl", {"timestamp": "2024-03-01T12:00:00.120Z", "level": "INFO",
                         "component": "api.http", "message": "GET /v1/orders/8812 200 in 12ms"}),
+    # Real loghub slices (tests/data/formats/loghub/, see test_loghub_slice_...).
+    "loghub/HPC": ("hpc", {"timestamp": "1077804742", "component": "unix.hw",
+                           "message": "Component State Change: Component \\042SCSI-WWID:01000010:"
+                           "6005-08b4-0001-00c6-0006-3000-003d-0000\\042 is in the unavailable "
+                           "state (HWID=1973)"}),
+    "loghub/Proxifier": ("proxifier", {"timestamp": "10.30 16:49:06", "component": "chrome.exe",
+                                       "message": "proxy.cse.cuhk.edu.hk:5070 open through proxy "
+                                       "proxy.cse.cuhk.edu.hk:5070 HTTPS"}),
+    "loghub/Windows": ("windows", {"timestamp": "2016-09-28 04:30:30", "level": "Info",
+                                   "component": "CBS"}),
 }
 BGL_ALERTS = {"APPREAD", "KERNDTLB", "KERNSTOR", "APPSEV"}
 
@@ -103,6 +113,48 @@ def test_auto_detection_names_the_format_and_discriminates(name):
     assert re.fullmatch(rf"{fmt_name}: {rate}% of \d+ sampled lines", parsed.detection.describe())
     runner_up = rank_formats(fixture(name))[1]
     assert runner_up.match_rate < 0.5, f"{runner_up.describe()} also fits {name}"
+
+
+# loghub system -> the format auto-detection must pick (macOS and OpenSSH logs are BSD syslog).
+LOGHUB_FORMAT = {
+    "Android": "android", "Apache": "apache", "BGL": "bgl", "HDFS": "hdfs", "HPC": "hpc",
+    "Hadoop": "hadoop", "HealthApp": "healthapp", "Linux": "linux", "Mac": "linux",
+    "OpenSSH": "linux", "OpenStack": "openstack", "Proxifier": "proxifier", "Spark": "spark",
+    "Thunderbird": "thunderbird", "Windows": "windows", "Zookeeper": "zookeeper",
+}
+
+
+@pytest.mark.parametrize("system", sorted(LOGHUB_FORMAT))
+def test_loghub_slice_is_detected_and_its_message_is_loghubs_content(system):
+    """The first 30 lines of each loghub 2k sample (plus lines a format had to learn: macOS
+    'sender[pid] (address):', multi-word senders), against loghub's hand-checked Content."""
+    from tinylogbert import pipeline
+
+    lines = pipeline.read(FIXTURES / "loghub" / f"{system}.log")
+    parsed = pipeline.parse(lines, "auto")
+    assert parsed.format.name == LOGHUB_FORMAT[system]
+    reference = pd.read_csv(FIXTURES / "loghub" / f"{system}_structured.csv", dtype=str,
+                            keep_default_na=False)
+    assert len(reference) == len(parsed) >= 30
+    assert parsed.table["parse_ok"].to_numpy(zero_copy_only=False).all()
+    ours = [m.strip() for m in parsed.table["message"].to_pylist()]
+    assert ours == [c.strip() for c in reference["Content"]]
+    # loghub's Component, where it names one (OpenSSH's is the host; ZooKeeper's takes in part
+    # of the node name, which the zookeeper format keeps apart).
+    if "Component" in reference and system not in ("OpenSSH", "Zookeeper"):
+        assert parsed.table["component"].to_pylist() == reference["Component"].tolist()
+
+
+def test_macos_sender_address_is_a_field_not_the_message():
+    lines = read_log_file(FIXTURES / "loghub" / "Mac.log")
+    parsed = parse_log(lines, "mac")
+    assert parsed.format.name == "linux"
+    rows = {m: i for i, m in enumerate(lines.lines.to_pylist())}
+    i = next(i for line, i in rows.items() if "sandboxd[129] ([" in line)
+    assert parsed.table["component"][i].as_py() == "sandboxd"
+    assert parsed.field("PID")[i].as_py() == "129" and parsed.field("Address")[i].as_py()
+    j = next(i for line, i in rows.items() if "Microsoft Word[" in line)
+    assert parsed.table["component"][j].as_py() == "Microsoft Word"
 
 
 def test_detection_on_the_2k_slices_reports_the_sample():
@@ -291,7 +343,7 @@ def test_formats_lists_the_registry_with_examples(run_cli):
     assert code == 0
     for fmt in available_formats():
         assert re.search(rf"^{re.escape(fmt.name)}\b", out, re.MULTILINE)
-    assert "also: spirit, liberty" in out
+    assert "also: spirit, liberty" in out and "also: mac, openssh" in out
     assert out.count("  example  ") >= len(available_formats()) - 1  # generic has none
 
 
