@@ -22,7 +22,6 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.feature_extraction.text import TfidfTransformer
-
 from tinylogbert.anomaly_score import AUTO_DEVIATIONS, label_free_threshold
 
 from .data import BenchmarkData

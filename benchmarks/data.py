@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from tinylogbert.errors import FormatError, LabelError
 from tinylogbert.evaluate import align_labels, read_labels
 from tinylogbert.log_parser import ParsedLog, parse_log, require_some_parsed

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from tinylogbert.evaluate import align_labels, read_labels
 from tinylogbert.log_parser import parse_log
 from tinylogbert.log_reader import read_log_file

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from tinylogbert.anomaly_score import label_free_threshold
 from tinylogbert.evaluate import evaluate_scores
 from tinylogbert.log_reader import LogLines

@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def agreement(model: str, log: str) -> dict[str, float]:
     import numpy as np
-
     from tinylogbert.detector import TinyLogBERTDetector
 
     torch_det = TinyLogBERTDetector.load(model, runtime="torch")

@@ -88,7 +88,6 @@ def replicate_hdfs(n_lines: int, n_files: int, folder: Path) -> list[Path]:
 def run_local(files: list[Path], model: str, out: Path, threads: int) -> tuple[EngineRun, pa.Table]:
     """The local engine on the files' concatenation; writes Parquet like the Ray engine."""
     import torch
-
     from tinylogbert.detector import TinyLogBERTDetector
     from tinylogbert.log_reader import read_log_bytes
 
@@ -109,7 +108,6 @@ def run_ray(
     files: list[Path], model: str, out: Path, cpus: int, lines_per_call: int, shuffle: str
 ) -> EngineRun:
     import ray
-
     from tinylogbert.ray_engine import RayScoreConfig, score_files
 
     started = time.perf_counter()

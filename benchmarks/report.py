@@ -15,7 +15,6 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-
 from tinylogbert.evaluate import evaluate_scores
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-
 from tinylogbert.errors import LogInputError
 from tinylogbert.log_reader import LogLines
 from tinylogbert.sessions import SessionIndex

@@ -32,8 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from tinylogbert.anomaly_score import AUTO_MAX_LINE_SHARE, AUTO_MAX_SESSION_SHARE, label_free_threshold
+from tinylogbert.anomaly_score import (
+    AUTO_MAX_LINE_SHARE,
+    AUTO_MAX_SESSION_SHARE,
+    label_free_threshold,
+)
 from tinylogbert.cli import run_reporting_errors
 from tinylogbert.evaluate import align_labels, read_labels
 
@@ -143,8 +146,12 @@ def judge(train_scores: np.ndarray, test_scores: np.ndarray, labels: np.ndarray 
           threshold: float | None = None, max_share: float = AUTO_MAX_SESSION_SHARE) -> dict:
     """ROC-AUC, PR-AUC and F1 at the label-free threshold (training scores only), flagged share;
     ``best_f1`` is chosen on the labels (an upper bound)."""
-    from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import (
+        average_precision_score,
+        f1_score,
+        precision_recall_curve,
+        roc_auc_score,
+    )
 
     if threshold is None:
         threshold = label_free_threshold(np.asarray(train_scores, float), None, "auto", max_share,

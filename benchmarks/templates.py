@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-
 from tinylogbert.errors import LogInputError
 from tinylogbert.log_formats import LogFormat
 from tinylogbert.log_parser import ParsedLog, parse_log

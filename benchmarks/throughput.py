@@ -120,7 +120,6 @@ def time_drain3(log: Path) -> tuple[float, int, int]:
     """(seconds, lines, clusters) of Drain3 mining the messages of ``log``; parsing not timed."""
     from drain3 import TemplateMiner
     from drain3.template_miner_config import TemplateMinerConfig
-
     from tinylogbert.log_parser import parse_log
     from tinylogbert.log_reader import read_log_file
 

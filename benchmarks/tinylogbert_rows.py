@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from tinylogbert.evaluate import align_labels, read_labels
 from tinylogbert.log_reader import LogLines, read_log_file
 from tinylogbert.results import ScoreResult

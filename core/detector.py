@@ -391,7 +391,7 @@ class TinyLogBERTDetector(BaseEstimator):
         self._check_fitted()
         self._threads()
         parsed, index, corpus = self._prepare(log, log_format, sessions)
-        raw = self._cache().score(self.model_, corpus, on_progress, clean_pass=embeddings)
+        raw = self._cache().score(self.model_, corpus, on_progress, bidirectional_pass=embeddings)
         return self._result(parsed, index, corpus, raw, threshold)
 
     def _cache(self) -> SequenceCache:

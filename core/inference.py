@@ -28,9 +28,9 @@ from .tinylogbert_model import TinyLogBERT
 @torch.inference_mode()
 def score_sequences(
     model: TinyLogBERT, corpus: SessionCorpus,
-    on_progress: Callable[[float], None] | None = None, clean_pass: bool = True,
+    on_progress: Callable[[float], None] | None = None, bidirectional_pass: bool = True,
 ) -> SequenceScores:
-    """``clean_pass=False`` skips the bidirectional pass (half the work): no embeddings and no
+    """``bidirectional_pass=False`` skips the bidirectional pass (half the work): no embeddings and no
     head estimate (NaN), for callers that need neither, such as the CLI."""
     model.eval()
     table = torch.from_numpy(corpus.line_tokens)
@@ -40,10 +40,10 @@ def score_sequences(
     for b, idx in enumerate(batches):
         batch = pad_batch([corpus.sequences[i] for i in idx])
         B = len(idx)
-        rows = np.concatenate([batch, batch]) if clean_pass else batch
-        causal = torch.arange(len(rows)) >= (B if clean_pass else 0)
+        rows = np.concatenate([batch, batch]) if bidirectional_pass else batch
+        causal = torch.arange(len(rows)) >= (B if bidirectional_pass else 0)
         hidden = model.encode(table, torch.from_numpy(rows), causal)
-        if clean_pass:
+        if bidirectional_pass:
             out.head[idx] = model.anomaly_logit(hidden[:B]).numpy()
             out.embedding[idx] = hidden[:B, 0].numpy()
             hidden = hidden[B:]

@@ -257,14 +257,14 @@ class OnnxTinyLogBERT:
 
     def score_sequences(
         self, corpus: SessionCorpus, on_progress: Callable[[float], None] | None = None,
-        clean_pass: bool = True,
+        bidirectional_pass: bool = True,
     ) -> SequenceScores:
-        return score_sequences_onnx(self, corpus, on_progress, clean_pass)
+        return score_sequences_onnx(self, corpus, on_progress, bidirectional_pass)
 
 
 def score_sequences_onnx(
     model: OnnxTinyLogBERT, corpus: SessionCorpus,
-    on_progress: Callable[[float], None] | None = None, clean_pass: bool = True,
+    on_progress: Callable[[float], None] | None = None, bidirectional_pass: bool = True,
 ) -> SequenceScores:
     """``inference.score_sequences`` with ONNX Runtime: same arguments, same result, no torch."""
     n_seq, n_pos = len(corpus.sequences), corpus.n_positions
@@ -273,19 +273,19 @@ def score_sequences_onnx(
     for b, idx in enumerate(batches):
         batch = pad_batch([corpus.sequences[i] for i in idx])
         B = len(idx)
-        rows = np.concatenate([batch, batch]) if clean_pass else batch
+        rows = np.concatenate([batch, batch]) if bidirectional_pass else batch
         used, inverse = np.unique(rows, return_inverse=True)
         where, truth = next_line_targets(batch, corpus.line_class)
         feeds = {
             "line_tokens": np.ascontiguousarray(corpus.line_tokens[used], dtype=np.int64),
             "inverse": inverse.reshape(rows.shape).astype(np.int64),
             "valid": rows != PAD_LINE,
-            "causal": np.arange(len(rows)) >= (B if clean_pass else 0),
-            "lm_rows": np.arange(B, 2 * B) if clean_pass else np.arange(B),
+            "causal": np.arange(len(rows)) >= (B if bidirectional_pass else 0),
+            "lm_rows": np.arange(B, 2 * B) if bidirectional_pass else np.arange(B),
             "targets": truth,
         }
         cls, head, nll, top, top_p, entropy = model.session.run(list(OUTPUTS), feeds)
-        if clean_pass:
+        if bidirectional_pass:
             out.head[idx] = head[:B]
             out.embedding[idx] = cls[:B]
         else:

@@ -55,7 +55,7 @@ class SequenceCache:
 
     def score(
         self, model: TinyLogBERT | OnnxTinyLogBERT, corpus: SessionCorpus, on_progress=None,
-        clean_pass: bool = True,
+        bidirectional_pass: bool = True,
     ) -> SequenceScores:
         """``score_sequences`` (torch or ONNX Runtime, by the model) for the sequences not cached
         yet; the rest from the cache."""
@@ -65,18 +65,18 @@ class SequenceCache:
             for k, entry in zip(keys, found):
                 if entry is not None:
                     self._entries.move_to_end(k)
-        todo = [i for i, e in enumerate(found) if e is None or (clean_pass and not e.has_embedding)]
+        todo = [i for i, e in enumerate(found) if e is None or (bidirectional_pass and not e.has_embedding)]
         self.hits += len(keys) - len(todo)
         self.misses += len(todo)
         if todo:
             sub = _sub_corpus(corpus, todo)
             if isinstance(model, OnnxTinyLogBERT):
-                fresh = model.score_sequences(sub, on_progress, clean_pass=clean_pass)
+                fresh = model.score_sequences(sub, on_progress, bidirectional_pass=bidirectional_pass)
             else:  # imported here: a process scoring with ONNX Runtime never imports torch
                 from .inference import score_sequences
 
-                fresh = score_sequences(model, sub, on_progress, clean_pass=clean_pass)
-            new = {keys[i]: _entry(fresh, sub, j, clean_pass) for j, i in enumerate(todo)}
+                fresh = score_sequences(model, sub, on_progress, bidirectional_pass=bidirectional_pass)
+            new = {keys[i]: _entry(fresh, sub, j, bidirectional_pass) for j, i in enumerate(todo)}
             for i in todo:
                 found[i] = new[keys[i]]
             with self._lock:
@@ -86,7 +86,7 @@ class SequenceCache:
         elif on_progress:
             on_progress(1.0)
         out = _assemble(found, corpus)
-        if not clean_pass:  # the same answer whatever the cache held: no head, no embedding
+        if not bidirectional_pass:  # the same answer whatever the cache held: no head, no embedding
             out.head[:] = np.nan
             out.embedding[:] = 0.0
         return out

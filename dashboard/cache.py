@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-
 from tinylogbert.detector import TinyLogBERTDetector
 from tinylogbert.errors import LogInputError
 

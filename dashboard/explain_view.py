@@ -9,7 +9,6 @@ import html
 import re
 
 import pandas as pd
-
 from tinylogbert.results import SessionExplanation
 
 MAX_SHADE = 0.45  # opacity of the highest-scoring line's row

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
-
 from tinylogbert.errors import TinyLogBERTError
 
 logger = logging.getLogger("tinylogbert.dashboard")

@@ -9,9 +9,9 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tinylogbert import pipeline
 from tinylogbert.detector import TinyLogBERTDetector
 from tinylogbert.fit_check import fit_warnings
-from tinylogbert import pipeline
 from tinylogbert.log_parser import FormatGuess, detect_format
 from tinylogbert.log_reader import LogLines, read_log_bytes
 

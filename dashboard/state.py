@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-
 from tinylogbert.results import ScoreResult
 
 from .models import SHIPPED_MODEL, default_model_path, remove_trained_folder

@@ -14,7 +14,6 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-
 from tinylogbert.errors import LabelError, LogInputError
 from tinylogbert.evaluate import labels_from_rows
 from tinylogbert.log_reader import GZIP_MAGIC, gunzip_bounded

@@ -16,7 +16,6 @@ import pytest
 import torch
 from conftest import ROOT, SMALL_LOG
 from fastapi.testclient import TestClient
-
 from tinylogbert.anomaly_routes import create_app, prefers_csv
 from tinylogbert.api_settings import ApiSettings
 from tinylogbert.detector import TinyLogBERTDetector
@@ -155,7 +154,6 @@ def test_file_upload_as_csv_is_the_clis_file(client, detector, hdfs_lines):
 
 def test_json_rows_in_pieces_equal_the_whole_table():
     import pyarrow as pa
-
     from tinylogbert.anomaly_routes import _json_rows
 
     table = pa.table({"n": list(range(20)), "x": [0.5, float("nan"), float("inf")] + [1.0] * 17})

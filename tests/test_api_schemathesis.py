@@ -17,7 +17,6 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
 from tinylogbert.anomaly_routes import create_app
 from tinylogbert.api_settings import ApiSettings
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import SMALL_LABELS, SMALL_LOG
-
 from tinylogbert import log_reader
 from tinylogbert.errors import TinyLogBERTError
 
@@ -80,7 +79,6 @@ def _small_log_limit(monkeypatch):
 @pytest.fixture(scope="module")
 def api(tiny_checkpoint):
     from fastapi.testclient import TestClient
-
     from tinylogbert.anomaly_routes import create_app
     from tinylogbert.api_settings import ApiSettings
 
@@ -195,6 +193,7 @@ LABELS = {
 @pytest.mark.parametrize("name", list(LABELS))
 def test_bad_label_files(name, sessions_csv, tmp_path, capsys):
     from tinylogbert.cli import main
+
     from dashboard.workspace import parse_label_bytes
 
     data, words = LABELS[name]

@@ -9,6 +9,8 @@ import re
 import numpy as np
 import pytest
 from conftest import SMALL_LABELS, SMALL_LOG
+from tinylogbert.errors import LogInputError
+from tinylogbert.evaluate import evaluate_scores
 
 from benchmarks import hdfs, throughput
 from benchmarks.baselines import (
@@ -24,8 +26,6 @@ from benchmarks.loglead_detectors import loglead_unavailable, run_loglead
 from benchmarks.split import chronological_split
 from benchmarks.templates import UNSEEN, SessionEvents, TemplateVocabulary, prepare_events
 from benchmarks.throughput import count_csv_rows, replicate, time_drain3
-from tinylogbert.errors import LogInputError
-from tinylogbert.evaluate import evaluate_scores
 
 METRICS = ("roc_auc", "pr_auc", "best_f1", "f1", "precision", "recall", "threshold")
 
@@ -304,8 +304,9 @@ def test_label_audit_finds_events_the_two_logs_label_differently():
 
 def test_label_audit_judges_scores_with_and_without_the_shifted_sessions(tiny_checkpoint, tmp_path,
                                                                          capsys):
-    from benchmarks.label_audit import main
     from tinylogbert.detector import TinyLogBERTDetector
+
+    from benchmarks.label_audit import main
 
     scores = tmp_path / "sessions.csv"
     TinyLogBERTDetector.load(tiny_checkpoint).score(SMALL_LOG).write_sessions_csv(scores)

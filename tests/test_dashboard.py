@@ -318,9 +318,10 @@ def test_an_internal_error_is_one_line_not_a_traceback(app, monkeypatch):
 def test_without_a_model_the_app_offers_to_train_one(tmp_path, monkeypatch):
     import tempfile
 
-    import dashboard.models
     from tinylogbert.tinylogbert_model import ModelConfig
     from tinylogbert.training import TrainConfig
+
+    import dashboard.models
 
     tiny = dashboard.models.TrainingPreset(
         "tiny", ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -383,6 +384,7 @@ def test_explanation_marks_whole_words_and_escapes_html():
 def test_upload_form_settings_round_trip():
     from tinylogbert.errors import FormatError
     from tinylogbert.sessions import SessionConfig
+
     from dashboard.score_settings import ScoreSettings
 
     names = ["auto", "hdfs", "generic"]

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SMALL_LABELS, SMALL_LOG, copy_with_changed_weights, tiny_detector_factory
-
 from tinylogbert.detector import TinyLogBERTDetector
 from tinylogbert.errors import CheckpointError, LabelError, NotFittedError
 from tinylogbert.evaluate import evaluate_scores, read_labels

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from tinylogbert import cli
 from tinylogbert.errors import FormatError
 from tinylogbert.log_formats import (

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ROOT, SMALL_LOG
-
 from tinylogbert.errors import FormatError, LogInputError, LogTooLargeError
 from tinylogbert.log_reader import gunzip_bounded, read_log_bytes
 
@@ -336,7 +335,6 @@ def test_the_cli_warns_when_the_model_does_not_fit(tiny_checkpoint, tmp_path):
 
 def test_the_api_returns_the_fit_warnings(tiny_checkpoint):
     from fastapi.testclient import TestClient
-
     from tinylogbert.anomaly_routes import WARNINGS_HEADER, create_app
 
     text = THUNDERBIRD.read_text()
@@ -379,7 +377,6 @@ def test_bench_writes_outside_the_tracked_results(tmp_path):
 @pytest.fixture(scope="module")
 def keyed_client(tiny_checkpoint):
     from fastapi.testclient import TestClient
-
     from tinylogbert.anomaly_routes import create_app
     from tinylogbert.api_settings import ApiSettings
 
@@ -449,6 +446,7 @@ def test_dashboard_training_is_bounded_and_cleaned_up(tmp_path, monkeypatch):
     from tinylogbert.errors import TinyLogBERTError
     from tinylogbert.tinylogbert_model import ModelConfig
     from tinylogbert.training import TrainConfig
+
     from dashboard import models
 
     tiny = models.TrainingPreset(

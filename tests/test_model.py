@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from tinylogbert.log_tokenizer import LogTokenizer
 from tinylogbert.session_corpus import next_line_targets, pad_batch
 from tinylogbert.tinylogbert_model import (

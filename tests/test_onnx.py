@@ -46,13 +46,13 @@ def test_onnx_scores_equal_torch_scores(both):
     assert np.abs(a.session_embeddings - b.session_embeddings).max() <= TOLERANCE
 
 
-@pytest.mark.parametrize("clean_pass", [True, False])
-def test_every_sequence_score_matches_torch(both, clean_pass):
+@pytest.mark.parametrize("bidirectional_pass", [True, False])
+def test_every_sequence_score_matches_torch(both, bidirectional_pass):
     """The raw per-position values too, both passes (embeddings, head, [END])."""
     torch_det, onnx_det = both
     corpus = torch_det._prepare(SMALL_LOG)[2]
-    a = score_sequences(torch_det.model_, corpus, clean_pass=clean_pass)
-    b = score_sequences_onnx(onnx_det.model_, corpus, clean_pass=clean_pass)
+    a = score_sequences(torch_det.model_, corpus, bidirectional_pass=bidirectional_pass)
+    b = score_sequences_onnx(onnx_det.model_, corpus, bidirectional_pass=bidirectional_pass)
     for f in fields(a):
         x, y = getattr(a, f.name), getattr(b, f.name)
         assert x.shape == y.shape and x.dtype == y.dtype, f.name

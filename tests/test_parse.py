@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from tinylogbert import cli, pipeline
 from tinylogbert.sessions import SessionConfig, build_sessions
 

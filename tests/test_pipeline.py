@@ -8,7 +8,6 @@ import sys
 import pytest
 from conftest import ROOT, SMALL_LOG
 from fastapi.testclient import TestClient
-
 from tinylogbert import pipeline
 from tinylogbert.anomaly_routes import create_app
 from tinylogbert.detector import TinyLogBERTDetector

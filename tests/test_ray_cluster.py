@@ -28,7 +28,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_LOG
-
 from tinylogbert.log_reader import read_log_text
 
 START_TIMEOUT_S = 60

@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_LOG
-
 from tinylogbert.batch_inputs import expand_inputs, merge_times, resolve_settings
 from tinylogbert.errors import LogInputError, TinyLogBERTError
 from tinylogbert.log_formats import get_format

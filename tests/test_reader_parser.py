@@ -4,7 +4,6 @@ from __future__ import annotations
 import gzip
 
 import pytest
-
 from tinylogbert.errors import FormatError, LogInputError
 from tinylogbert.log_parser import parse_log, require_some_parsed
 from tinylogbert.log_reader import read_log_bytes, read_log_file, read_log_lines, read_log_text

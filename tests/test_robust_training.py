@@ -8,7 +8,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from conftest import SMALL_LOG, tiny_detector_factory
-
 from tinylogbert.inference import score_sequences
 from tinylogbert.log_reader import read_log_file
 from tinylogbert.tinylogbert_model import N_PSEUDO_LINES

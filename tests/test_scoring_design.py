@@ -7,7 +7,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import ROOT, tiny_detector_factory
-
 from tinylogbert.anomaly_score import (
     GRADES,
     grade_columns,
@@ -123,9 +122,8 @@ def test_old_checkpoints_keep_scoring_without_the_new_prior(tiny_checkpoint, tmp
 
 
 def test_pyod_and_scikit_learn_contract(tiny_detector):
-    from sklearn.base import clone
-
     from conftest import SMALL_LOG
+    from sklearn.base import clone
 
     copy = clone(tiny_detector)
     assert not hasattr(copy, "model_")
@@ -156,9 +154,8 @@ def test_init_from_in_python_is_offline_and_safetensors_only(tmp_path):
 
 
 def test_init_from_a_local_safetensors_bert_trains(tmp_path):
-    from transformers import BertConfig, BertModel
-
     from conftest import SMALL_LOG
+    from transformers import BertConfig, BertModel
 
     BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
                          num_attention_heads=2, intermediate_size=64,

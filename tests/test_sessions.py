@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tinylogbert.errors import FormatError
 from tinylogbert.log_parser import parse_log
 from tinylogbert.log_reader import read_log_file, read_log_lines

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import streamlit as st
-
 from tinylogbert.evaluate import curves, evaluate_scores
+
 from dashboard import state
 from dashboard.charts import operating_point, pr_figure, roc_figure
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-
 from tinylogbert.errors import LabelError, TinyLogBERTError
 from tinylogbert.log_formats import available_formats
+
 from dashboard import state
 from dashboard.cache import SAMPLE_LABELS, load_detector, load_sample
 from dashboard.models import (
