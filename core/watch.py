@@ -51,7 +51,6 @@ from .sessions import (
 
 # The format is detected on this many lines (or on what came first when lines stop coming).
 DETECT_LINES = 200
-DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_MAX_OPEN_SESSIONS = 10_000
 DEFAULT_MAX_SESSION_LINES = 100_000
 READ_SIZE = 1 << 20
@@ -131,21 +130,24 @@ def follow(
     path: str | Path, from_start: bool = False, follow: bool = True, poll_interval: float = 0.2,
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[Chunk]:
-    """``tail -F`` as a generator of ``Chunk``: from the end of the file (line numbers still
+    """``tail -F`` as an iterator of ``Chunk``: from the end of the file (line numbers still
     counted from its start) or, with ``from_start``, from its first line. When nothing is new it
     yields an empty chunk every ``poll_interval`` seconds (for idle checks); it ends when
     ``stop()`` is true, or with ``follow=False`` at the end of the file. A gzip file cannot grow:
-    it is read once."""
+    it is read once. The file is opened (and a missing one reported) before this returns."""
     path = check_followable(path)
     if is_gzip(path):
-        lines = read_log_file(path)
-        yield Chunk(lines.lines.to_pylist(), 1, "end")
-        return
-    splitter = _Splitter()
+        return iter([Chunk(read_log_file(path).lines.to_pylist(), 1, "end")])
     handle = open(path, "rb")
-    inode = os.fstat(handle.fileno()).st_ino
+    splitter = _Splitter()
     if not from_start:
         splitter.next_line_no = _count_lines(handle) + 1  # leaves the handle at the end
+    return _follow(path, handle, splitter, follow, poll_interval, stop)
+
+
+def _follow(path: Path, handle, splitter: _Splitter, follow: bool, poll_interval: float,
+            stop: Callable[[], bool]) -> Iterator[Chunk]:
+    inode = os.fstat(handle.fileno()).st_ino
     try:
         while not stop():
             data = handle.read(READ_SIZE)
@@ -172,9 +174,8 @@ def follow(
                     handle.close()
                     try:
                         handle = open(path, "rb")
-                    except FileNotFoundError:  # gone again: keep the old one until it is back
-                        handle = open(os.devnull, "rb")
-                        inode = None
+                    except FileNotFoundError:  # gone again: wait for the next one
+                        handle, inode = open(os.devnull, "rb"), None
                         continue
                     inode = os.fstat(handle.fileno()).st_ino
                 else:
@@ -242,7 +243,7 @@ class SessionTracker:
 
     def __init__(
         self, detector, log_format: str | LogFormat = "auto", sessions: SessionConfig | None = None,
-        threshold: float | None = None, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        threshold: float | None = None, idle_timeout: float | None = None,
         max_open_sessions: int = DEFAULT_MAX_OPEN_SESSIONS,
         max_session_lines: int = DEFAULT_MAX_SESSION_LINES,
         emit_all: bool = False, top_lines: int = 3, source: str = "<input>",
@@ -311,7 +312,7 @@ class SessionTracker:
         """Close the sessions that had no line for ``idle_timeout`` seconds."""
         now = self.clock() if now is None else now
         if self.format is None:
-            if self._pending and now - self._pending_since >= min(1.0, self.idle_timeout):
+            if self._pending and now - self._pending_since >= min(1.0, self.idle_timeout or 1.0):
                 self._decide(now)
             else:
                 return []
@@ -360,6 +361,8 @@ class SessionTracker:
                                 getattr(self.detector, "format_", None))
         self.format = parsed.format
         self.by, self.pattern = resolve_rule(parsed, self.config)
+        if self.idle_timeout is None:  # the format's own span of related lines
+            self.idle_timeout = float(self.format.time_window)
         self._add(texts, numbers, now, parsed)
 
     def _parse(self, lines: list[str], numbers: np.ndarray,
