@@ -185,6 +185,9 @@ def _follow(path: Path, handle, splitter: _Splitter, follow: bool, poll_interval
                 continue
             yield Chunk([], splitter.next_line_no)
             time.sleep(poll_interval)
+        while data := handle.read(READ_SIZE):  # stopped: what was written so far still counts
+            lines, first = splitter.push(data)
+            yield Chunk(lines, first, caught_up=False)
         rest, first = splitter.flush()
         yield Chunk(rest, first, "end")
     finally:
@@ -205,6 +208,10 @@ def read_stream(fd: int = 0, poll_interval: float = 0.2,
             break
         lines, first = splitter.push(data)
         yield Chunk(lines, first, caught_up=len(data) < READ_SIZE)
+    else:  # stopped: what is already in the pipe still counts
+        while select.select([fd], [], [], 0)[0] and (data := os.read(fd, READ_SIZE)):
+            lines, first = splitter.push(data)
+            yield Chunk(lines, first, caught_up=False)
     rest, first = splitter.flush()
     yield Chunk(rest, first, "end")
 
