@@ -138,7 +138,7 @@ def follow(
     path = check_followable(path)
     if is_gzip(path):
         return iter([Chunk(read_log_file(path).lines.to_pylist(), 1, "end")])
-    handle = open(path, "rb")
+    handle = open(path, "rb")  # noqa: SIM115 -- the generator closes it
     splitter = _Splitter()
     if not from_start:
         splitter.next_line_no = _count_lines(handle) + 1  # leaves the handle at the end
@@ -173,9 +173,9 @@ def _follow(path: Path, handle, splitter: _Splitter, follow: bool, poll_interval
                 if event == "rotated":
                     handle.close()
                     try:
-                        handle = open(path, "rb")
+                        handle = open(path, "rb")  # noqa: SIM115 -- closed below
                     except FileNotFoundError:  # gone again: wait for the next one
-                        handle, inode = open(os.devnull, "rb"), None
+                        handle, inode = open(os.devnull, "rb"), None  # noqa: SIM115
                         continue
                     inode = os.fstat(handle.fileno()).st_ino
                 else:

@@ -98,7 +98,13 @@ def _clean(value):
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from .cli import _load_detector, _session_config, _session_options_given, check_output_file, warn
+    from .cli import (
+        _load_detector,
+        _session_config,
+        _session_options_given,
+        check_output_file,
+        warn,
+    )
     from .watch import SessionTracker, check_followable, follow, read_stream
 
     if args.idle_timeout is not None and args.idle_timeout <= 0:
@@ -119,7 +125,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         top_lines=args.top_lines, source=source_name, on_warning=warn,
     )
     stop = _Stop()
-    out = sys.stdout if args.out == "-" else open(Path(args.out), "a", encoding="utf-8")
+    out = sys.stdout if args.out == "-" else open(Path(args.out), "a", encoding="utf-8")  # noqa: SIM115
     try:
         if stdin:
             chunks = read_stream(sys.stdin.fileno(), args.poll, stop)

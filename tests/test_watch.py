@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SMALL_LOG
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-LINES = gzip.open(SMALL_LOG, "rt", encoding="utf-8").read().splitlines()
+with gzip.open(SMALL_LOG, "rt", encoding="utf-8") as _log:
+    LINES = _log.read().splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ class Watch:
     def __init__(self, tmp: Path, checkpoint: Path, *args: str, stdin=None) -> None:
         self.events_path = tmp / f"events-{time.monotonic_ns()}.jsonl"
         self.err_path = self.events_path.with_suffix(".err")
-        self.err = open(self.err_path, "w")
+        self.err = open(self.err_path, "w")  # noqa: SIM115 -- closed by stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tinylogbert.cli", "watch", *args, "--model", str(checkpoint),
              "--out", str(self.events_path), "--poll", "0.05"],
@@ -250,9 +250,9 @@ def test_stdin(tmp_path, tiny_checkpoint, loaded):
 
 
 # ---- the same rule as build_sessions for windows and time windows (in-process) -----------------
-@pytest.mark.parametrize("config", [dict(by="window", window_size=20, window_step=7),
-                                    dict(by="time", time_window=30, time_step=10),
-                                    dict(by="window", window_size=16)])
+@pytest.mark.parametrize("config", [{"by": "window", "window_size": 20, "window_step": 7},
+                                    {"by": "time", "time_window": 30, "time_step": 10},
+                                    {"by": "window", "window_size": 16}])
 def test_tracker_equals_batch_for_windows(loaded, config):
     from tinylogbert.sessions import SessionConfig
     from tinylogbert.watch import SessionTracker
@@ -281,7 +281,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint, args, message):
     args = [a.format(tmp=tmp_path, log=log) for a in args]
     proc = subprocess.run(
         [sys.executable, "-m", "tinylogbert.cli", "watch", *args, "--model", str(tiny_checkpoint)],
-        env=ENV, capture_output=True, text=True, timeout=60,
+        check=False, env=ENV, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if not line.startswith("watching ")]
