@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
 EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tinylogbert.formats_cli", "tinylogbert.parse_cli",
-                                          "tinylogbert.serve_cli",
+                                          "tinylogbert.serve_cli", "tinylogbert.watch_cli",
                                           "benchmarks.bench_cli")
 # The benchmarks are not installed with the library: ``bench`` finds them in the source tree.
 SOURCE_TREE = Path(__file__).resolve().parent.parent

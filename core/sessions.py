@@ -83,19 +83,27 @@ def build_sessions(parsed: ParsedLog, config: SessionConfig = SessionConfig()) -
     return index
 
 
-def _build_sessions(parsed: ParsedLog, config: SessionConfig) -> SessionIndex:
+def resolve_rule(parsed: ParsedLog, config: SessionConfig) -> tuple[str, str | None]:
+    """The strategy (``'id'``, ``'window'`` or ``'time'``) and id pattern that ``config`` means
+    for ``parsed``: ``'auto'`` is decided on its first 5,000 lines. (``watch`` decides once, on
+    the first lines it reads, with this same rule.)"""
     pattern = config.id_pattern or parsed.format.session_pattern
     if pattern is None and parsed.field("session") is not None:
         pattern = "<session>"  # the format has an explicit session field
     by = config.by
     if by == "auto":
         by = "id" if pattern and _id_coverage(parsed, pattern) >= MIN_ID_COVERAGE else "window"
+    if by == "id" and not pattern:
+        raise FormatError(
+            f"format {parsed.format.name!r} has no session id; give --session-id REGEX "
+            "(or '<Field>') or use --sessions window"
+        )
+    return by, pattern
+
+
+def _build_sessions(parsed: ParsedLog, config: SessionConfig) -> SessionIndex:
+    by, pattern = resolve_rule(parsed, config)
     if by == "id":
-        if not pattern:
-            raise FormatError(
-                f"format {parsed.format.name!r} has no session id; give --session-id REGEX "
-                "(or '<Field>') or use --sessions window"
-            )
         return _by_id(parsed, pattern)
     if by == "time":
         return _by_time(parsed, config)
@@ -174,17 +182,21 @@ def _from_membership(
     )
 
 
-def _by_id(parsed: ParsedLog, pattern: str) -> SessionIndex:
-    n = len(parsed)
+def id_members(parsed: ParsedLog, pattern: str) -> tuple[np.ndarray, pa.Array | np.ndarray, str]:
+    """(line index, session id) pairs of the lines that carry an id, and the strategy's name."""
     field = FIELD_REFERENCE.match(pattern)
     if field:
         values = _field_column(parsed, field.group(1))
         line_idx = np.flatnonzero(_present(values))
         sid = values.take(pa.array(line_idx)).to_numpy(zero_copy_only=False).astype(object)
-        strategy = f"id field <{field.group(1)}>"
-    else:
-        line_idx, sid = _ids_from_regex(parsed.table["message"].combine_chunks(), pattern)
-        strategy = f"id /{pattern}/"
+        return line_idx, sid, f"id field <{field.group(1)}>"
+    line_idx, sid = _ids_from_regex(parsed.table["message"].combine_chunks(), pattern)
+    return line_idx, sid, f"id /{pattern}/"
+
+
+def _by_id(parsed: ParsedLog, pattern: str) -> SessionIndex:
+    n = len(parsed)
+    line_idx, sid, strategy = id_members(parsed, pattern)
     covered = np.zeros(n, dtype=bool)
     covered[line_idx] = True
     orphans = np.flatnonzero(~covered)
@@ -244,7 +256,11 @@ def _ids_from_regex(message: pa.Array, pattern: str) -> tuple[np.ndarray, np.nda
     return all_lines[keep.to_numpy(zero_copy_only=False)], all_ids.filter(keep)
 
 
-def _orphan_ids(orphans: np.ndarray, parsed: ParsedLog, size: int = 20) -> np.ndarray:
+# Lines without an id form sessions of this many (in line order, wherever they stand).
+ORPHAN_GROUP = 20
+
+
+def _orphan_ids(orphans: np.ndarray, parsed: ParsedLog, size: int = ORPHAN_GROUP) -> np.ndarray:
     line_no = parsed.table["line_no"].to_numpy()
     group = np.arange(len(orphans)) // size
     starts = line_no[orphans[np.searchsorted(group, group, side="left")]]
