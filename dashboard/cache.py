@@ -18,8 +18,10 @@ from .scoring import LogUpload
 from .workspace import Workspace, parse_label_bytes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_LOG = REPO_ROOT / "sample_data" / "HDFS_sample.log.gz"
-SAMPLE_LABELS = REPO_ROOT / "sample_data" / "HDFS_sample_labels.csv"
+# The demo log: the 2,516 HDFS blocks that come *after* the shipped model's training sample, so
+# a newcomer sees how it scores blocks it never trained on (not its own training data).
+SAMPLE_LOG = REPO_ROOT / "sample_data" / "HDFS_heldout.log.gz"
+SAMPLE_LABELS = REPO_ROOT / "sample_data" / "HDFS_heldout_labels.csv"
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -29,7 +31,7 @@ def load_detector(path: str, stamp: float) -> TinyLogBERTDetector:
     return TinyLogBERTDetector.load(path, runtime="auto")  # as the CLI and the API
 
 
-@st.cache_resource(show_spinner="Reading the HDFS sample…")
+@st.cache_resource(show_spinner="Reading the HDFS sample (later blocks)…")
 def load_sample() -> tuple[LogUpload, bytes]:
     """The bundled HDFS sample and its label CSV (read once, shared read-only)."""
     try:
