@@ -135,7 +135,9 @@ class ScoreResult:
         out = replace(self, line_table=lines, session_table=sessions, threshold=float(threshold))
         out.__dict__.pop("lines", None)
         out.__dict__.pop("session_frame", None)
-        return out
+        from .feedback import judge_suppressed
+
+        return judge_suppressed(out)  # what feedback suppressed stays suppressed
 
     def with_session_labels(self, labels: pd.Series) -> ScoreResult:
         from .evaluate import align_labels
