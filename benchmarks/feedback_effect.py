@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from tinylogbert import pipeline
 from tinylogbert.detector import TinyLogBERTDetector
 from tinylogbert.evaluate import read_labels
@@ -73,17 +72,17 @@ def measure(model: Path, labels, n_mark: int, match: str) -> tuple[dict, str]:
     section = "\n".join([
         f"## match `{match}`" + (" (the default)" if match == "sequence" else ""),
         "",
-        f"{len(frame):,} sessions, {b['anomalies']:,} labelled Anomaly; the {len(marked)} "
-        "highest-scoring flagged sessions labelled Normal were marked as normal "
-        f"({len({e.id for e in entries})} feedback entries), then the log was scored again.",
+        (f"{len(frame):,} sessions, {b['anomalies']:,} labelled Anomaly; the {len(marked)} "
+         "highest-scoring flagged sessions labelled Normal were marked as normal "
+         f"({len({e.id for e in entries})} feedback entries), then the log was scored again."),
         "",
         "| | before | after |",
         "|---|---:|---:|",
         *[f"| {name} | {x:,} | {y:,} |" for name, x, y in rows],
         "",
-        f"False alarms removed: **{removed:,}** (goal: at least {n_mark}); detected anomalies "
-        f"lost: **{lost:,}** of {b['detected']:,} ({lost / max(b['detected'], 1):.2%}; goal: at "
-        f"most 2%). Goal {'met' if ok else 'NOT met'}.",
+        (f"False alarms removed: **{removed:,}** (goal: at least {n_mark}); detected anomalies "
+         f"lost: **{lost:,}** of {b['detected']:,} ({lost / max(b['detected'], 1):.2%}; goal: at "
+         f"most 2%). Goal {'met' if ok else 'NOT met'}."),
         "",
         "Marked sessions: " + ", ".join(f"`{s}`" for s in marked),
         "",
@@ -106,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "# Feedback on false alarms: the effect of marking the top false alarms",
         "",
-        f"`python -m benchmarks.feedback_effect`: model `{model}` (a copy in a temporary "
-        "folder, each run a fresh one), log `sample_data/HDFS_heldout.log.gz` with "
-        f"`sample_data/HDFS_heldout_labels.csv`. ({time.perf_counter() - started:.0f} s)",
+        (f"`python -m benchmarks.feedback_effect`: model `{model}` (a copy in a temporary "
+         "folder, each run a fresh one), log `sample_data/HDFS_heldout.log.gz` with "
+         f"`sample_data/HDFS_heldout_labels.csv`. ({time.perf_counter() - started:.0f} s)"),
         "",
         *[section for _, section in results],
     ])

@@ -163,7 +163,7 @@ def parse_feedback(text: str, where: str = FEEDBACK_FILE) -> Feedback:
     try:
         data = json.loads(text)
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-            raise ValueError("expected an object with a list 'entries'")
+            raise TypeError("expected an object with a list 'entries'")
         entries = []
         for raw in data["entries"]:
             entry = FeedbackEntry(

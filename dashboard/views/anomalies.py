@@ -32,8 +32,8 @@ def mark_normal(workspace, session_id: str) -> None:
         st.session_state[MARKED] = ("error", f"Could not mark {session_id} as normal: {exc}")
         return
     st.session_state[MARKED] = (
-        "ok", f"Marked {session_id} as normal (feedback {entry.id}, stored with the model): it "
-              "and sessions with the same sequence of lines are no longer flagged.")
+        "ok", (f"Marked {session_id} as normal (feedback {entry.id}, stored with the model): "
+               "it and sessions with the same sequence of lines are no longer flagged."))
 
 
 st.title("Anomalies")
