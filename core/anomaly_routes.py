@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import FastAPI, File, Form, Request, Security, UploadFile
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -230,6 +231,43 @@ def score_request_model(settings: ApiSettings) -> type[ScoreOptions]:
     return ScoreRequest
 
 
+def feedback_request_model(settings: ApiSettings) -> type[BaseModel]:
+    """The ``/v1/feedback`` body: the log's lines (as ``/v1/score`` takes them) and the ids of
+    the sessions in it to mark as normal."""
+    line = Annotated[str, StringConstraints(max_length=settings.max_line_length)]
+    session_id = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+    class FeedbackRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        lines: list[line] = Field(
+            min_length=1, max_length=settings.max_lines,
+            description="the log lines the sessions are in, as sent to /v1/score")
+        normal: list[session_id] = Field(
+            min_length=1, max_length=1000,
+            description="ids of the sessions to mark as normal (false alarms)")
+        match: Literal["sequence", "set"] = Field(
+            "sequence", description="sessions like a marked one: the same sequence of "
+                                    "normalised lines, or the same set of them")
+        format: str = Field("auto", min_length=1, max_length=2000, description=FORMAT_HELP)
+        sessions: SessionOptions | None = Field(None, description="default: the model's rule")
+
+    return FeedbackRequest
+
+
+class FeedbackEntryBody(BaseModel):
+    id: str
+    created: str
+    session_id: str
+    source: str
+    match: str
+    lines: list[str] = Field(description="the normalised lines the entry matches")
+
+
+class FeedbackResponse(BaseModel):
+    marked: dict[str, str] = Field(description="per session id given: its feedback entry's id")
+    entries: list[FeedbackEntryBody] = Field(description="every entry the model now has")
+
+
 # ---- response models (documentation; the JSON itself is rendered in the worker thread) -----------
 class LineResult(BaseModel):
     line_no: int
@@ -241,6 +279,8 @@ class LineResult(BaseModel):
     session_score: float | None
     session_is_anomaly: bool
     parse_ok: bool = Field(description="false when the line did not fit the format (still scored)")
+    suppressed_by: str = Field(description="the feedback entry that suppressed the line's "
+                                           "highest-scoring session; '' when none")
 
 
 class TopLine(BaseModel):
@@ -268,6 +308,8 @@ class SessionResult(BaseModel):
     p_high: float
     p_critical: float
     top_line_no: int = Field(description="the session's top line (highest line score)")
+    suppressed_by: str = Field(description="the feedback entry (POST /v1/feedback) that keeps "
+                                           "this session from being flagged; '' when none")
     top_lines: list[TopLine] | None = Field(
         description="highest line score first; null unless the session is among the "
                     "explained_sessions highest-scoring anomalous ones"
@@ -284,6 +326,7 @@ class ScoreSummary(BaseModel):
     anomalous_sessions: int
     anomalous_lines: int
     unparsed_lines: int
+    suppressed_sessions: int = Field(description="sessions that feedback keeps unflagged")
 
 
 class ScoreResponse(BaseModel):
@@ -392,6 +435,25 @@ class ScoringService:
                                         embeddings=False)
         scored = pipeline.run(self.detector, log, options)
         return scored.result, scored.warnings
+
+    def mark_normal(self, body: Any) -> bytes:
+        """Record feedback in the model folder, and use it from the next request on."""
+        from .feedback import mark_normal
+
+        sessions = body.sessions.config() if body.sessions else None
+        feedback, entries = mark_normal(
+            self.settings.model_dir, read_log_lines(body.lines, source="request"), body.normal,
+            source="request", log_format=body.format, sessions=sessions, match=body.match)
+        self.detector.feedback_ = feedback  # one attribute swap: requests see old or new
+        return _dumps({"marked": {sid: e.id for sid, e in zip(body.normal, entries)},
+                       "entries": [e.to_dict() for e in feedback.entries]})
+
+    def remove_feedback(self, entry_id: str) -> bytes:
+        from .feedback import remove_entry
+
+        feedback = remove_entry(self.settings.model_dir, entry_id)
+        self.detector.feedback_ = feedback
+        return _dumps({"marked": {}, "entries": [e.to_dict() for e in feedback.entries]})
 
     def _read_upload(self, data: bytes, filename: str) -> LogLines:
         settings = self.settings
@@ -779,6 +841,33 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
             if warnings:
                 headers[WARNINGS_HEADER] = warnings_header(warnings)
             return Response(content, media_type=f"{CSV_MEDIA}; charset=utf-8", headers=headers)
+        return Response(content, media_type=JSON_MEDIA)
+
+    FeedbackRequest = feedback_request_model(settings)
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse, dependencies=secured,
+              responses={**ERROR_RESPONSES, **auth_responses}, tags=["feedback"])
+    async def feedback(body: FeedbackRequest) -> Response:  # type: ignore[valid-type]
+        """Mark sessions of a log as normal (false alarms): stored with the model
+        (``feedback.json``, covered by its manifest) and applied from the next request on. The
+        marked sessions and sessions like them are no longer flagged; ``suppressed_by`` names
+        the entry. An unknown session id is a 422 (``feedback_error``)."""
+        content = await service.run(service.mark_normal, body)
+        return Response(content, media_type=JSON_MEDIA)
+
+    @app.get("/v1/feedback", response_model=FeedbackResponse, dependencies=secured,
+             responses=auth_responses, tags=["feedback"])
+    async def feedback_list() -> JSONResponse:
+        """The model's feedback entries."""
+        entries = getattr(service.detector, "feedback_", None)
+        entries = entries.entries if entries else ()
+        return JSONResponse({"marked": {}, "entries": [e.to_dict() for e in entries]})
+
+    @app.delete("/v1/feedback/{entry_id}", response_model=FeedbackResponse, dependencies=secured,
+                responses={**ERROR_RESPONSES, **auth_responses}, tags=["feedback"])
+    async def feedback_remove(entry_id: Annotated[str, FastApiPath(max_length=100)]) -> Response:
+        """Remove a feedback entry (422 ``feedback_error`` when there is none)."""
+        content = await service.run(service.remove_feedback, entry_id)
         return Response(content, media_type=JSON_MEDIA)
 
     return app

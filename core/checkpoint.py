@@ -8,6 +8,9 @@
                         version, and the sha256 of ``model.safetensors``
 - ``model.onnx``        optional: the scoring graph for ONNX Runtime (``onnx_runtime.py``),
                         exported from the weights by ``save`` or ``tinylogbert export-onnx``
+- ``feedback.json``     optional: sessions a user marked as normal (``feedback.py``), written by
+                        ``tinylogbert feedback`` / ``POST /v1/feedback`` / the dashboard, which
+                        update this file's line in the manifest
 - ``checkpoint.sha256.json``  the sha256 of each file above (written last by ``save``)
 
 Loading checks every file against the manifest before reading any of them, so a changed
@@ -39,7 +42,8 @@ DETECTOR_FILE = "detector.json"
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", LINE_VOCAB_FILE, DETECTOR_FILE)
 # Files a checkpoint may have; the manifest covers each one that is there.
 ONNX_FILE = "model.onnx"
-OPTIONAL_FILES = (ONNX_FILE,)
+FEEDBACK_FILE = "feedback.json"  # (``feedback.py``)
+OPTIONAL_FILES = (ONNX_FILE, FEEDBACK_FILE)
 MANIFEST_FILE = "checkpoint.sha256.json"
 FORMAT_VERSION = 1
 
@@ -92,7 +96,8 @@ def read_json(path: Path) -> dict | list:
 
 def check_folder(folder: str | Path, optional_files: bool = True) -> Path:
     """The folder, once it has every file and (when it has a manifest) every file's hash;
-    ``optional_files=False`` leaves ``model.onnx`` unchecked (for re-exporting it)."""
+    ``optional_files=False`` leaves ``model.onnx`` unchecked (for re-exporting it); the other
+    optional files (``feedback.json``) are checked either way."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such model folder")
@@ -113,6 +118,16 @@ def write_manifest(folder: str | Path) -> Path:
     return path
 
 
+def update_manifest_entry(folder: Path, name: str, sha256: str) -> None:
+    """Set one file's hash in an existing manifest (the caller verified the folder first)."""
+    path = folder / MANIFEST_FILE
+    manifest = read_json(path)
+    manifest["files"][name] = sha256
+    partial = folder / f".{MANIFEST_FILE}.tmp"
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    partial.replace(path)
+
+
 def verify_manifest(folder: Path, optional_files: bool = True) -> bool:
     """Check every file against ``checkpoint.sha256.json``; False for an older folder without one
     (then only the weights' hash is checked, by ``load_weights``)."""
@@ -126,15 +141,17 @@ def verify_manifest(folder: Path, optional_files: bool = True) -> bool:
     uncovered = [name for name in REQUIRED_FILES if not isinstance(files.get(name), str)]
     if uncovered:
         raise CheckpointError(f"{path}: does not cover {', '.join(uncovered)}")
-    if not optional_files:
-        return _verify_files(folder, files, REQUIRED_FILES)
-    present = [name for name in OPTIONAL_FILES if (folder / name).exists()]
+    optional = [name for name in OPTIONAL_FILES if optional_files or name != ONNX_FILE]
+    present = [name for name in optional if (folder / name).exists()]
     unlisted = [name for name in present if not isinstance(files.get(name), str)]
     if unlisted:
+        how = (f"re-export with tinylogbert export-onnx --model {folder}"
+               if unlisted[0] == ONNX_FILE else
+               "add feedback with tinylogbert feedback, which updates the manifest")
         raise CheckpointError(
             f"{folder / unlisted[0]}: not covered by {MANIFEST_FILE} (not saved with this "
-            f"checkpoint): delete it, or re-export with tinylogbert export-onnx --model {folder}")
-    listed = [name for name in OPTIONAL_FILES if isinstance(files.get(name), str)]
+            f"checkpoint): delete it, or {how}")
+    listed = [name for name in optional if isinstance(files.get(name), str)]
     lost = [name for name in listed if name not in present]
     if lost:
         raise CheckpointError(f"{folder}: missing {', '.join(lost)} (listed in {MANIFEST_FILE})")

@@ -232,6 +232,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         f"({s['lines'] / max(seconds, 1e-9):,.0f} lines/s{load}); format {s['format']}; "
         f"{s['unparsed_lines']:,} lines did not parse (kept, parse_ok=false); "
         f"{s['anomalous_sessions']:,} sessions above threshold {s['threshold']:.3f}"
+        + (f"; {s['suppressed_sessions']:,} sessions like ones marked normal (suppressed_by)"
+           if s["suppressed_sessions"] else "")
     )
     return 0
 
@@ -382,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
 EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tinylogbert.formats_cli", "tinylogbert.parse_cli",
                                           "tinylogbert.serve_cli", "tinylogbert.watch_cli",
+                                          "tinylogbert.feedback_cli",
                                           "benchmarks.bench_cli")
 # The benchmarks are not installed with the library: ``bench`` finds them in the source tree.
 SOURCE_TREE = Path(__file__).resolve().parent.parent

@@ -43,6 +43,8 @@ from .checkpoint import (
 )
 from .configs import FIRST_LINE_CLASS, N_PSEUDO_LINES, OTHER_LINE_CLASS, ModelConfig, TrainConfig
 from .errors import CheckpointError, LogInputError, NotFittedError
+from .feedback import FEEDBACK_FILE, read_feedback
+from .feedback import apply as apply_feedback
 from .log_formats import LogFormat
 from .log_parser import ParsedLog
 from .log_reader import LogLines
@@ -472,7 +474,7 @@ class TinyLogBERTDetector(BaseEstimator):
                                  + self.line_vocab_, dtype=object)
         last_chunk = np.array([q[-1] for q in corpus.session_seqs], dtype=np.int64)
         detection = parsed.detection.describe() if parsed.detection else parsed.format.name
-        return ScoreResult(
+        result = ScoreResult(
             line_table=line_table,
             session_table=pa.table(session_columns),
             session_embeddings=np.stack([raw.embedding[q[0]] for q in corpus.session_seqs])
@@ -495,6 +497,8 @@ class TinyLogBERTDetector(BaseEstimator):
             session_labels=session_labels,
             line_labels=line_labels,
         )
+        # The one place feedback applies: every front end's scores pass through here.
+        return apply_feedback(result, getattr(self, "feedback_", None))
 
     def decision_function(self, log: LogInput) -> np.ndarray:
         """Session scores (higher = more anomalous), in order of first appearance."""
@@ -558,6 +562,9 @@ class TinyLogBERTDetector(BaseEstimator):
         from .onnx_runtime import write_checkpoint_onnx
 
         write_checkpoint_onnx(self.model_, folder, sha, onnx)
+        feedback = getattr(self, "feedback_", None)
+        if feedback:  # a loaded model's feedback goes with it (a retrained one keeps the folder's)
+            (folder / FEEDBACK_FILE).write_text(feedback.to_json(), encoding="utf-8")
         write_manifest(folder)  # last: the sha256 of every file above, checked by load
         return folder
 
@@ -611,6 +618,7 @@ class TinyLogBERTDetector(BaseEstimator):
             det.model_ = load_onnx(folder, sha, n_classes, num_threads)
         else:
             det.model_ = load_weights(folder, sha, n_classes, det.model.head_hidden)
+        det.feedback_ = read_feedback(folder)  # verified with the rest by check_folder
         det.checkpoint_dir_ = folder
         return det
 

@@ -113,6 +113,13 @@ class ScoreResult:
     def n_anomalous_sessions(self) -> int:
         return int(pc.sum(self.session_table["is_anomaly"]).as_py() or 0)
 
+    @property
+    def n_suppressed_sessions(self) -> int:
+        """Sessions that feedback keeps from being flagged (``suppressed_by`` set)."""
+        if "suppressed_by" not in self.session_table.column_names:
+            return 0
+        return int(pc.sum(pc.not_equal(self.session_table["suppressed_by"], "")).as_py() or 0)
+
     def with_threshold(self, threshold: float) -> ScoreResult:
         """The same scores judged at another session threshold (no rescoring)."""
         from .anomaly_score import grade_columns, severity
@@ -135,7 +142,9 @@ class ScoreResult:
         out = replace(self, line_table=lines, session_table=sessions, threshold=float(threshold))
         out.__dict__.pop("lines", None)
         out.__dict__.pop("session_frame", None)
-        return out
+        from .feedback import judge_suppressed
+
+        return judge_suppressed(out)  # what feedback suppressed stays suppressed
 
     def with_session_labels(self, labels: pd.Series) -> ScoreResult:
         from .evaluate import align_labels
@@ -258,6 +267,7 @@ class ScoreResult:
             "sessions": self.n_sessions,
             "anomalous_sessions": self.n_anomalous_sessions,
             "anomalous_lines": int(pc.sum(self.line_table["is_anomaly"]).as_py() or 0),
+            "suppressed_sessions": self.n_suppressed_sessions,
             "unparsed_lines": self.n_unparsed,
             "threshold": self.threshold,
             "line_threshold": self.line_threshold,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinylogbert.checkpoint import DETECTOR_FILE
+from tinylogbert.checkpoint import DETECTOR_FILE, FEEDBACK_FILE, MANIFEST_FILE
 from tinylogbert.detector import TinyLogBERTDetector
 from tinylogbert.errors import TinyLogBERTError
 from tinylogbert.log_reader import LogLines
@@ -98,11 +98,15 @@ def model_exists(path: str | Path) -> bool:
 
 
 def model_stamp(path: str | Path) -> float:
-    """Changes when the checkpoint is rewritten, so a cached model is reloaded."""
-    try:
-        return (Path(path) / DETECTOR_FILE).stat().st_mtime
-    except OSError:
-        return 0.0
+    """Changes when the checkpoint is rewritten or its feedback changes (both rewrite the
+    manifest), so a cached model is reloaded."""
+    stamps = []
+    for name in (DETECTOR_FILE, MANIFEST_FILE, FEEDBACK_FILE):
+        try:
+            stamps.append((Path(path) / name).stat().st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return float(max(stamps)) / 1e9 if stamps else 0.0
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ def render_threshold_sidebar() -> None:
             help="Sets the threshold at the score of the session ranked at N %; tied sessions "
                  "are flagged together.",
         )
-        flagged = int(np.sum(scores >= threshold))
+        flagged = workspace.at(threshold).n_anomalous_sessions  # feedback's marks included
         st.markdown(
             f"**{flagged:,}** of {len(scores):,} sessions flagged "
             f"({flagged / max(len(scores), 1):.2%}) at **{threshold:.4f}**"

@@ -5,9 +5,12 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.explain_view import explanation_html, shade_by_surprisal
+from dashboard.feedback import mark_session_normal
+from tinylogbert.errors import TinyLogBERTError
 
 PICK = "anomaly_pick"
 TABLE = "anomaly_table"
+MARKED = "anomaly_marked"  # the last "Mark as normal" outcome: ("ok" | "error", message)
 TOP_LINES = 5
 MAX_SESSION_ROWS = 2000
 COLUMNS = ["session_id", "score", "grade", "n_lines", "first_line_no", "top_line"]
@@ -21,6 +24,18 @@ def pick_from_table(session_ids: list[str]) -> None:
         st.session_state[PICK] = session_ids[rows[0]]
 
 
+def mark_normal(workspace, session_id: str) -> None:
+    """The button's callback (runs before the page, so the list it draws no longer has it)."""
+    try:
+        entry = mark_session_normal(workspace, session_id)
+    except TinyLogBERTError as exc:
+        st.session_state[MARKED] = ("error", f"Could not mark {session_id} as normal: {exc}")
+        return
+    st.session_state[MARKED] = (
+        "ok", (f"Marked {session_id} as normal (feedback {entry.id}, stored with the model): "
+               "it and sessions with the same sequence of lines are no longer flagged."))
+
+
 st.title("Anomalies")
 workspace = state.require_workspace()
 if workspace is not None:
@@ -28,6 +43,14 @@ if workspace is not None:
     result = workspace.at(threshold)
     frame = result.session_frame.assign(top_line=workspace.top_line_messages)
     flagged = frame[frame["is_anomaly"]].sort_values("score", ascending=False, kind="stable")
+    outcome = st.session_state.pop(MARKED, None)
+    if outcome:
+        (st.success if outcome[0] == "ok" else st.error)(outcome[1])
+    n_suppressed = result.n_suppressed_sessions
+    if n_suppressed:
+        st.caption(f"{n_suppressed:,} sessions are not flagged because feedback marked them (or "
+                   "sessions like them) as normal: column suppressed_by of the download; "
+                   "tinylogbert feedback --list / --remove manages the entries.")
     if flagged.empty:
         st.info(f"No session scores at or above {threshold:.4f}: lower the threshold in the "
                 "sidebar to see the highest-scoring ones.", icon=":material/check_circle:")
@@ -64,6 +87,11 @@ if workspace is not None:
         if "label" in table.columns:
             label = int(table.loc[ids.index(session_id), "label"])
             cols[3].metric("Label", {1: "anomaly", 0: "normal"}.get(label, "unlabelled"))
+        st.button("Mark as normal", key="mark_normal", icon=":material/thumb_up:",
+                  on_click=mark_normal, args=(workspace, session_id),
+                  help="A false alarm: store this with the model, so that this session and "
+                       "sessions with the same sequence of lines are no longer flagged (here, "
+                       "and by every later score, API call and dashboard view).")
         st.markdown(f"**Why:** {explanation.summary()}")
         st.caption("Signals (standardised): " + " · ".join(
             f"{name.removeprefix('z_')} {value:+.2f}" for name, value in
