@@ -323,10 +323,12 @@ class SessionScorer:
         from .detector import TinyLogBERTDetector
 
         torch.set_num_threads(threads)
-        with tempfile.TemporaryDirectory() as folder:
-            for name, data in checkpoint.items():
-                Path(folder, name).write_bytes(data)
-            self.detector = TinyLogBERTDetector.load(folder, runtime="auto")  # as the CLI
+        # Kept for the actor's lifetime: ONNX Runtime reads model.onnx when it first scores.
+        self._folder = tempfile.TemporaryDirectory(prefix="tinylogbert-actor-")
+        folder = self._folder.name
+        for name, data in checkpoint.items():
+            Path(folder, name).write_bytes(data)
+        self.detector = TinyLogBERTDetector.load(folder, runtime="auto")  # as the CLI
         self.detector.num_threads = threads
         self.settings = settings
         self.files = files
@@ -412,11 +414,15 @@ def file_lines(
 
 # ---- driver ----------------------------------------------------------------------------------------
 def read_checkpoint(folder: str | Path) -> dict[str, bytes]:
-    """The checkpoint's files as bytes, for actors on machines that cannot see ``folder``."""
-    from .checkpoint import REQUIRED_FILES, check_folder
+    """The checkpoint's files as bytes, for actors on machines that cannot see ``folder``: the
+    required ones, and the manifest, ``model.onnx`` and ``feedback.json`` where the folder has
+    them, so an actor checks what the driver checked, scores with the same runtime and applies
+    the same feedback."""
+    from .checkpoint import MANIFEST_FILE, OPTIONAL_FILES, REQUIRED_FILES, check_folder
 
     folder = check_folder(folder)
-    return {name: (folder / name).read_bytes() for name in REQUIRED_FILES}
+    names = [*REQUIRED_FILES, *(n for n in (*OPTIONAL_FILES, MANIFEST_FILE) if (folder / n).exists())]
+    return {name: (folder / name).read_bytes() for name in names}
 
 
 def _check_out_dir(out_dir: str) -> str:

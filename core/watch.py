@@ -623,6 +623,7 @@ class SessionTracker:
                 "is_anomaly": bool(row["is_anomaly"]),
                 "severity": row.get("severity"),
                 "grade": row.get("grade"),
+                "suppressed_by": row.get("suppressed_by") or None,  # feedback entry, if any
                 **{k: v for k, v in row.items() if k.startswith("p_")},
                 "threshold": result.threshold,
                 "n_lines": row["n_lines"],

@@ -164,7 +164,11 @@ def test_cli_scores_dealt_log_on_a_two_node_cluster(ray_cluster, tiny_detector, 
     assert f"scored {len(lines):,} lines of 4 files" in proc.stdout
     assert "Traceback" not in proc.stderr
 
-    local = tiny_detector.score(read_log_text("\n".join(lines) + "\n"), embeddings=False)
+    from tinylogbert.detector import TinyLogBERTDetector
+
+    # The local engine with the model loaded as the CLI and the actors load it (runtime 'auto').
+    local = TinyLogBERTDetector.load(tiny_checkpoint, runtime="auto").score(
+        read_log_text("\n".join(lines) + "\n"), embeddings=False)
     expected = local.session_frame.set_index("session_id")
     sessions = pq.read_table(out / "sessions").to_pandas().set_index("session_id")
     assert sorted(sessions.index) == sorted(expected.index)
