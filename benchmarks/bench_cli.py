@@ -36,4 +36,6 @@ def register(subparsers) -> None:
                        help="with --suite: comma-separated development logs")
     suite.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                        help="with --suite: TinyLogBERT seeds")
+    suite.add_argument("--merge", action="store_true",
+                       help="with --suite: keep the other logs' runs of the suite.json in --out-dir")
     parser.set_defaults(func=cmd_bench)

@@ -308,13 +308,29 @@ def markdown(summary: list[dict], command: str, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_suite(logs: list[str], seeds: list[int], quick: bool, out_dir: Path, command: str) -> dict:
+def run_suite(logs: list[str], seeds: list[int], quick: bool, out_dir: Path, command: str,
+              merge: bool = False) -> dict:
+    """Run ``logs``; with ``merge``, keep the other logs' runs of an earlier ``suite.json`` in
+    ``out_dir`` (same seeds), so one log can be measured again without the others."""
     started = time.perf_counter()
     rows: list[dict] = []
+    kept: list[dict] = []
+    earlier = out_dir / "suite.json"
+    if merge and earlier.is_file():
+        previous = json.loads(earlier.read_text())
+        if previous.get("seeds") != seeds or previous.get("quick") != quick:
+            from tinylogbert.errors import TinyLogBERTError
+            raise TinyLogBERTError(f"{earlier}: measured with seeds {previous.get('seeds')}, "
+                                   f"quick={previous.get('quick')}; merge needs the same")
+        kept = [r for r in previous["runs"] if r["log"] not in logs]
+        command += "  (merged with the earlier runs of " + ", ".join(
+            sorted({r["log"] for r in kept})) + f": {previous['command']})"
     for log in DEV_LOGS:
         if log.name in logs:
             print(f"{log.name}:", file=sys.stderr, flush=True)
             rows += run_log(log, seeds, quick, lambda m: print(m, file=sys.stderr, flush=True))
+    order = [d.name for d in DEV_LOGS]
+    rows = sorted(kept + rows, key=lambda r: order.index(r["log"]))
     summary = summarise(rows)
     payload = {"benchmark": "suite", "command": command, "seeds": seeds, "quick": quick,
                "versions": package_versions(VERSIONED), "summary": summary, "runs": rows,
@@ -336,6 +352,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="tiny model: tests the harness")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other logs' runs of the suite.json already in --out-dir")
 
 
 def run_from_args(args: argparse.Namespace, prog: str) -> int:
@@ -346,7 +364,9 @@ def run_from_args(args: argparse.Namespace, prog: str) -> int:
         raise TinyLogBERTError(f"unknown development log(s) {unknown}; "
                                f"choose from {[d.name for d in DEV_LOGS]}")
     command = f"{prog} --logs {','.join(logs)} --seeds {' '.join(map(str, args.seeds))}"
-    run_suite(logs, args.seeds, args.quick, args.out_dir, command + (" --quick" if args.quick else ""))
+    run_suite(logs, args.seeds, args.quick, args.out_dir,
+              command + (" --quick" if args.quick else "") + (" --merge" if args.merge else ""),
+              merge=getattr(args, "merge", False))
     return 0
 
 

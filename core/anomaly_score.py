@@ -102,7 +102,7 @@ def label_free_threshold(
     is often made of the log's one-off messages and would put the threshold above every line).
     """
     if contamination != "auto":
-        return weighted_quantile(scores, 1.0 - float(contamination), weights)
+        return _below(scores, weighted_quantile(scores, 1.0 - float(contamination), weights))
     scores = np.asarray(scores, dtype=np.float64)
     w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
 
@@ -115,8 +115,20 @@ def label_free_threshold(
         center, scale = robust_center_scale(scores, weights, upper=True)
         threshold = max(threshold, center + AUTO_DEVIATIONS * scale)
     if len(scores) and share(threshold) > max_share:
-        threshold = max(threshold, weighted_quantile(scores, 1.0 - max_share, weights))
+        quantile = weighted_quantile(scores, 1.0 - max_share, weights)
+        if quantile > threshold:
+            threshold = _below(scores, quantile)
     return threshold
+
+
+def _below(scores: np.ndarray, quantile: float) -> float:
+    """A quantile threshold placed *between* two training scores, halfway below ``quantile``:
+    the same training data is flagged, but scores that tie with ``quantile`` (identical
+    sessions or lines share one score) are not split by a 1e-6 difference, e.g. between ONNX
+    Runtime and torch."""
+    scores = np.asarray(scores, dtype=np.float64)
+    lower = scores[scores < quantile]
+    return 0.5 * (quantile + float(lower.max())) if len(lower) else quantile
 
 
 AUTO_DEVIATIONS = 4.0

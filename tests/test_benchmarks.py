@@ -212,7 +212,7 @@ def test_bench_subcommand_has_the_same_options():
     standalone = argparse.ArgumentParser()
     hdfs.add_arguments(standalone)
     assert set(vars(standalone.parse_args([]))) == set(vars(args)) - {
-        "command", "func", "suite", "logs", "seeds"}  # the last three: the suite's options
+        "command", "func", "suite", "logs", "seeds", "merge"}  # the last four: the suite's
     config = hdfs.config_from_args(args)
     assert hdfs.command_line("tinylogbert bench", config) == (
         "tinylogbert bench --methods baselines --quick --seed 3")
@@ -340,13 +340,23 @@ def test_suite_runs_every_development_log_with_its_peers(tmp_path):
     assert sum(g["anomalies"] for g in grades.values()) == 2 * tlb["n_anomalies"]
     assert "thunderbird" in (tmp_path / "suite.md").read_text()
     assert "QUICK RUN" in (tmp_path / "suite.md").read_text()
+    # Measure one log again, keeping the other's runs.
+    assert suite_main(["--logs", "thunderbird", "--seeds", "0", "1", "--quick", "--merge",
+                       "--out-dir", str(tmp_path)]) == 0
+    merged = json.loads((tmp_path / "suite.json").read_text())
+    assert {r["log"] for r in merged["runs"]} == {"bgl", "thunderbird"}
+    assert "merged with the earlier runs of bgl" in merged["command"]
+    assert [r for r in merged["runs"] if r["log"] == "bgl"] == [
+        r for r in payload["runs"] if r["log"] == "bgl"]
+    assert suite_main(["--logs", "bgl", "--seeds", "3", "--quick", "--merge",
+                       "--out-dir", str(tmp_path)]) == 2  # other seeds: refused, one line
 
 
 def test_bench_suite_flag_runs_the_suite(tmp_path, monkeypatch):
     import benchmarks.suite as suite
 
     seen = {}
-    monkeypatch.setattr(suite, "run_suite", lambda logs, seeds, quick, out_dir, command:
+    monkeypatch.setattr(suite, "run_suite", lambda logs, seeds, quick, out_dir, command, merge:
                         seen.update(logs=logs, seeds=seeds, out_dir=out_dir))
     from tinylogbert.cli import main as cli_main
 
