@@ -195,7 +195,9 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
         det.fit(read_log_lines(train_text, str(log.train)))
         train_s = time.perf_counter() - started
         started = time.perf_counter()
-        test = det.score(read_log_lines(test_text, str(log.test or log.train)), embeddings=False)
+        # With embeddings: the suite also measures how the embedding explorer's vectors separate
+        # the labelled anomalies (the score is the same with or without them).
+        test = det.score(read_log_lines(test_text, str(log.test or log.train)))
         score_s = time.perf_counter() - started
         train = det.score(read_log_lines(train_text, str(log.train)), embeddings=False)
         if log.labels is not None:
@@ -210,7 +212,8 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
                 "score_seconds": round(score_s, 1), "lines": test.n_lines}
         rows.append({**base, "method": "TinyLogBERT", "level": "session",
                      **judge(st.score.to_numpy(), ss.score.to_numpy(), labels, det.threshold_),
-                     "grades": grade_shares(ss["grade"].to_numpy(), labels)})
+                     "grades": grade_shares(ss["grade"].to_numpy(), labels),
+                     "embedding_knn": neighbour_share(test.session_embeddings, labels)})
         rows.append({**base, "method": "TinyLogBERT", "level": "line",
                      **judge(train.line_scores, test.line_scores, line_labels, det.line_threshold_)})
         for signal in ("z_rarity", "z_context"):
@@ -233,6 +236,22 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
                              **judge(scores["train"][0], scores["test"][0], line_labels,
                                      max_share=AUTO_MAX_LINE_SHARE)})
     return rows
+
+
+def neighbour_share(vectors: np.ndarray, labels: np.ndarray | None, k: int = 10) -> dict | None:
+    """How well an embedding separates the labelled anomalies: the mean share of each anomaly's
+    ``k`` nearest sessions (cosine, the anomaly itself left out) that are anomalies too, next to
+    the share a random neighbour would give (the anomaly rate)."""
+    if labels is None or not (labels == 1).any() or len(vectors) <= k:
+        return None
+    from sklearn.neighbors import NearestNeighbors
+
+    known = labels >= 0
+    x, y = np.asarray(vectors, dtype=np.float64)[known], labels[known]
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x[y == 1])
+    return {"k": k, "anomaly_neighbour_share": float(y[idx[:, 1:]].mean()),
+            "random_neighbour_share": float(y.mean())}
 
 
 def grade_shares(grades: np.ndarray, labels: np.ndarray | None) -> dict[str, dict]:
@@ -266,6 +285,12 @@ def summarise(rows: list[dict]) -> list[dict]:
             if vals:
                 item[k] = float(np.mean(vals))
                 item[k + "_sd"] = float(np.std(vals))
+        knn = [r["embedding_knn"] for r in rs if r.get("embedding_knn")]
+        if knn:
+            shares = [e["anomaly_neighbour_share"] for e in knn]
+            item["embedding_knn"] = {"k": knn[0]["k"], "anomaly_neighbour_share": float(np.mean(shares)),
+                                     "anomaly_neighbour_share_sd": float(np.std(shares)),
+                                     "random_neighbour_share": knn[0]["random_neighbour_share"]}
         if "grades" in rs[0]:  # summed over seeds
             item["grades"] = {g: {k: sum(r["grades"][g].get(k, 0) for r in rs)
                                   for k in ("sessions", "anomalies")}
@@ -305,6 +330,16 @@ def markdown(summary: list[dict], command: str, seeds: list[int]) -> str:
                 cells.append(f"{c['sessions']:,}" + (f" ({c['anomalies']:,})"
                                                      if item.get("n_anomalies") else ""))
             lines.append(f"| {item['log']} | " + " | ".join(cells) + " |")
+    knn = [item for item in summary if "embedding_knn" in item]
+    if knn:
+        lines += ["", "How the session embeddings (the embedding explorer's vectors) separate the "
+                  "labelled anomalies: the share of each anomaly's 10 nearest sessions (cosine) "
+                  "that are anomalies, against the share for a random neighbour.", "",
+                  "| log | anomalous neighbours | random neighbour |", "|---|---|---|"]
+        for item in knn:
+            e = item["embedding_knn"]
+            lines.append(f"| {item['log']} | {e['anomaly_neighbour_share']:.3f} ± "
+                         f"{e['anomaly_neighbour_share_sd']:.3f} | {e['random_neighbour_share']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -335,6 +335,9 @@ def test_suite_runs_every_development_log_with_its_peers(tmp_path):
     tlb = summary[("bgl", "TinyLogBERT", "session")]
     assert tlb["runs"] == 2 and 0.0 <= tlb["roc_auc"] <= 1.0 and "roc_auc_sd" in tlb
     assert summary[("bgl", "TinyLogBERT", "line")]["n_anomalies"] == 47  # BGL_2k's later half
+    knn = tlb["embedding_knn"]
+    assert knn["k"] == 10 and 0.0 <= knn["anomaly_neighbour_share"] <= 1.0
+    assert knn["random_neighbour_share"] == pytest.approx(tlb["n_anomalies"] / tlb["n"])
     grades = tlb["grades"]
     assert sum(g["sessions"] for g in grades.values()) == 2 * tlb["n"]
     assert sum(g["anomalies"] for g in grades.values()) == 2 * tlb["n_anomalies"]
