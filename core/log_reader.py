@@ -178,13 +178,24 @@ def read_log_lines(lines: list[str], source: str = "<input>") -> LogLines:
     return LogLines(pa.array(cleaned, type=pa.large_string()), source=source)
 
 
-def read_log_file(path: str | Path) -> LogLines:
-    """Read a ``.log``/``.txt``/``.gz`` file from disk."""
+def check_readable(path: str | Path) -> Path:
+    """The path of a log file that exists and can be opened, else one ``LogInputError``."""
     path = Path(path)
     if not path.exists():
         raise LogInputError(f"{path}: no such file")
     if path.is_dir():
         raise LogInputError(f"{path}: is a folder, not a log file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise LogInputError(f"{path}: cannot be read ({exc.strerror})") from None
+    return path
+
+
+def read_log_file(path: str | Path) -> LogLines:
+    """Read a ``.log``/``.txt``/``.gz`` file from disk."""
+    path = check_readable(path)
     try:
         data = path.read_bytes()
     except OSError as exc:

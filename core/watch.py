@@ -39,7 +39,7 @@ from . import pipeline
 from .errors import LogInputError
 from .log_formats import LogFormat, get_format
 from .log_parser import ParsedLog, parse_log
-from .log_reader import GZIP_MAGIC, LogLines, read_log_file
+from .log_reader import GZIP_MAGIC, LogLines, check_readable, read_log_file
 from .sessions import (
     ORPHAN_GROUP,
     SessionConfig,
@@ -108,17 +108,8 @@ def _count_lines(handle) -> int:
 
 
 def check_followable(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise LogInputError(f"{path}: no such file")
-    if path.is_dir():
-        raise LogInputError(f"{path}: is a folder, not a log file")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise LogInputError(f"{path}: cannot be read ({exc.strerror})") from None
-    return path
+    """A file ``watch`` can follow: the reading layer's own check (exists, a file, readable)."""
+    return check_readable(path)
 
 
 def is_gzip(path: str | Path) -> bool:
