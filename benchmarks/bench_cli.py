@@ -37,5 +37,6 @@ def register(subparsers) -> None:
     suite.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                        help="with --suite: TinyLogBERT seeds")
     suite.add_argument("--merge", action="store_true",
-                       help="with --suite: keep the other logs' runs of the suite.json in --out-dir")
+                       help="with --suite: keep the other logs' runs of the suite.json in "
+                            "--out-dir")
     parser.set_defaults(func=cmd_bench)

@@ -173,16 +173,13 @@ def grade_of(probabilities: np.ndarray) -> np.ndarray:
 def severity(score: np.ndarray, threshold: float, scale: float) -> np.ndarray:
     """The grade (argmax of ``grade_probabilities``): ``normal``/``elevated`` below the
     threshold, ``high`` and, far above it, ``critical``."""
-    if len(score) == 0:
-        return np.zeros(0, dtype=object)
     return grade_of(grade_probabilities(score, threshold, scale))
 
 
 def grade_columns(score: np.ndarray, threshold: float, scale: float) -> dict[str, np.ndarray]:
     """``grade`` and one ``p_<grade>`` column per grade, lowest grade first."""
-    p = grade_probabilities(score, threshold, scale) if len(score) else np.zeros((0, len(GRADES)))
-    out: dict[str, np.ndarray] = {"grade": grade_of(p).astype(str) if len(score)
-                                  else np.zeros(0, dtype=str)}
+    p = grade_probabilities(score, threshold, scale)
+    out: dict[str, np.ndarray] = {"grade": grade_of(p).astype(str)}
     for k, name in enumerate(GRADES):
         out[f"p_{name}"] = p[:, k].round(6)
     return out

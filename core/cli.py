@@ -211,8 +211,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     waiting = time.perf_counter()
     detector = loading()
     waited = time.perf_counter() - waiting
-    if args.threads:
-        detector.num_threads = args.threads
     scored = pipeline.score_parsed(
         detector, parsed, lines,
         pipeline.ScoreOptions(args.format, sessions, args.threshold, embeddings=False),

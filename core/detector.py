@@ -42,7 +42,7 @@ from .checkpoint import (
     save_weights,
 )
 from .configs import FIRST_LINE_CLASS, N_PSEUDO_LINES, OTHER_LINE_CLASS, ModelConfig, TrainConfig
-from .errors import CheckpointError, LogInputError, NotFittedError
+from .errors import CheckpointError, NotFittedError
 from .feedback import FEEDBACK_FILE, read_feedback
 from .feedback import apply as apply_feedback
 from .log_formats import LogFormat
@@ -135,8 +135,6 @@ class TinyLogBERTDetector(BaseEstimator):
         """Detection ('auto') tries the trained model's own format first, except for training."""
         if isinstance(log, ParsedLog):
             return log
-        if not isinstance(log, (str, Path, LogLines, list)):
-            raise LogInputError(f"cannot read a log from {type(log).__name__}")
         prefer = None if training else getattr(self, "format_", None)
         return pipeline.parse(pipeline.read(log), log_format or self.log_format, prefer)
 
@@ -454,9 +452,10 @@ class TinyLogBERTDetector(BaseEstimator):
             "score": pa.array(session_score),
             "is_anomaly": pa.array(session_score >= thr),
             "top_line_no": pa.array(line_no[top_member]),
-            "severity": pa.array(severity(session_score, thr, scale).astype(str), type=pa.string()),
         }
-        for name, values in grade_columns(session_score, thr, scale).items():
+        grades = grade_columns(session_score, thr, scale)
+        session_columns["severity"] = pa.array(grades["grade"], type=pa.string())  # first name
+        for name, values in grades.items():
             session_columns[name] = pa.array(values)
         for name, values in comps.items():
             session_columns[f"z_{name}"] = pa.array(

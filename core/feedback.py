@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from .checkpoint import FEEDBACK_FILE
 from .errors import CheckpointError, TinyLogBERTError
+from .results import put_column
 
 if TYPE_CHECKING:
     from .results import ScoreResult
@@ -224,16 +225,9 @@ def record(folder: str | Path, change) -> Feedback:
 def apply(result: ScoreResult, feedback: Feedback | None) -> ScoreResult:
     """``result`` with a ``suppressed_by`` column (see the module docstring) and its flags,
     grades and line verdicts judged with it."""
-    from dataclasses import replace
-
     ids = (feedback or Feedback()).match(result.line_words, result.sessions)
-    table = result.session_table
-    column = pa.array(ids.astype(str), type=pa.string())
-    if "suppressed_by" in table.column_names:
-        table = table.set_column(table.schema.get_field_index("suppressed_by"), "suppressed_by",
-                                 column)
-    else:
-        table = table.append_column("suppressed_by", column)
+    table = put_column(result.session_table, "suppressed_by",
+                       pa.array(ids.astype(str), type=pa.string()))
     # Per line: the entry that suppressed its highest-scoring session ('' when none did).
     index, lines = result.sessions, result.line_table
     member_session = index.member_session()
@@ -243,23 +237,13 @@ def apply(result: ScoreResult, feedback: Feedback | None) -> ScoreResult:
         order = np.lexsort((-scores, index.members))
         first = order[np.r_[0, np.flatnonzero(np.diff(index.members[order])) + 1]]
         line_ids[index.members[first]] = ids[member_session[first]]
-    line_column = pa.array(line_ids.astype(str), type=pa.string())
-    if "suppressed_by" in lines.column_names:
-        lines = lines.set_column(lines.schema.get_field_index("suppressed_by"), "suppressed_by",
-                                 line_column)
-    else:
-        lines = lines.append_column("suppressed_by", line_column)
-    out = replace(result, session_table=table, line_table=lines)
-    out.__dict__.pop("session_frame", None)
-    out.__dict__.pop("lines", None)
-    return judge_suppressed(out)
+    lines = put_column(lines, "suppressed_by", pa.array(line_ids.astype(str), type=pa.string()))
+    return judge_suppressed(result.replaced(session_table=table, line_table=lines))
 
 
 def judge_suppressed(result: ScoreResult) -> ScoreResult:
     """Make flags, grades and the lines' verdicts agree with ``suppressed_by`` (after ``_result``
     or ``with_threshold`` judged the scores alone)."""
-    from dataclasses import replace
-
     from .anomaly_score import severity
 
     table = result.session_table
@@ -269,16 +253,13 @@ def judge_suppressed(result: ScoreResult) -> ScoreResult:
     if not suppressed.any():
         return result
 
-    def put(t: pa.Table, name: str, values) -> pa.Table:
-        return t.set_column(t.schema.get_field_index(name), name, values)
-
     flags = table["is_anomaly"].to_numpy(zero_copy_only=False) & ~suppressed
-    table = put(table, "is_anomaly", pa.array(flags))
+    table = put_column(table, "is_anomaly", pa.array(flags))
     for name in ("severity", "grade"):
         if name in table.column_names:
             values = np.asarray(table[name].to_pylist(), dtype=object)
             values[suppressed] = "normal"
-            table = put(table, name, pa.array(values.astype(str), type=pa.string()))
+            table = put_column(table, name, pa.array(values.astype(str), type=pa.string()))
     # Lines: flagged when a flagged session holds them; graded by their highest-scoring session
     # that is not suppressed ('normal' when every session holding them is).
     index = result.sessions
@@ -294,12 +275,9 @@ def judge_suppressed(result: ScoreResult) -> ScoreResult:
     graded = np.isfinite(best)
     if graded.any():
         levels[graded] = severity(best[graded], result.threshold, result.score_scale)
-    lines = put(lines, "session_is_anomaly", pa.array(line_flag))
-    lines = put(lines, "severity", pa.array(levels.astype(str), type=pa.string()))
-    out = replace(result, session_table=table, line_table=lines)
-    out.__dict__.pop("session_frame", None)
-    out.__dict__.pop("lines", None)
-    return out
+    lines = put_column(lines, "session_is_anomaly", pa.array(line_flag))
+    lines = put_column(lines, "severity", pa.array(levels.astype(str), type=pa.string()))
+    return result.replaced(session_table=table, line_table=lines)
 
 
 # ---- marking sessions of a log --------------------------------------------------------------------

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import LogInputError
 from .log_formats import LogFormat
 from .log_parser import ParsedLog, parse_log, require_some_parsed
 from .log_reader import LogLines, read_log_bytes, read_log_file, read_log_lines, read_log_text
@@ -66,6 +67,8 @@ def read(source: Source, name: str = "<input>", max_bytes: int | None = None) ->
         return read_log_lines(source, source=name)
     if isinstance(source, str) and ("\n" in source or not source.strip()):
         return read_log_text(source, source=name)
+    if not isinstance(source, (str, Path)):
+        raise LogInputError(f"cannot read a log from {type(source).__name__}")
     return read_log_file(source)
 
 

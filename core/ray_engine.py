@@ -53,6 +53,7 @@ from .batch_inputs import (
 )
 from .errors import LogInputError, TinyLogBERTError
 from .log_parser import ParsedLog
+from .results import put_column
 from .sessions import SessionConfig
 
 # Every message handed to the detector *is* a session key, so grouping "by id" with a pattern that
@@ -282,8 +283,8 @@ def score_complete_sessions(
     sessions = result.session_table
     first = sessions["first_line_no"].to_numpy() - 1
     top = sessions["top_line_no"].to_numpy() - 1
-    sessions = _replace_column(sessions, "first_line_no", pa.array(line_no[first]))
-    sessions = _replace_column(sessions, "top_line_no", pa.array(line_no[top]))
+    sessions = put_column(sessions, "first_line_no", pa.array(line_no[first]))
+    sessions = put_column(sessions, "top_line_no", pa.array(line_no[top]))
     sessions = _insert_before(sessions, "first_line_no", "first_file",
                               pa.array(path[file_index[first]], type=pa.large_string()))
     sessions = _insert_before(sessions, "top_line_no", "top_file",
@@ -339,10 +340,6 @@ class SessionScorer:
             self.detector, rows.drop_columns(["bucket"]), self.settings, self.files,
             self.threshold,
         )
-
-
-def _replace_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    return table.set_column(table.schema.get_field_index(name), name, values)
 
 
 def _insert_before(table: pa.Table, before: str, name: str, values: pa.Array) -> pa.Table:

@@ -62,6 +62,12 @@ class SessionExplanation:
         )
 
 
+def put_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """``table`` with column ``name`` set to ``values``: replaced in place, or appended."""
+    at = table.schema.get_field_index(name)
+    return table.set_column(at, name, values) if at >= 0 else table.append_column(name, values)
+
+
 @dataclass
 class ScoreResult:
     line_table: pa.Table  # LINE_CSV_COLUMNS + session_score, session_is_anomaly, severity
@@ -120,28 +126,30 @@ class ScoreResult:
             return 0
         return int(pc.sum(pc.not_equal(self.session_table["suppressed_by"], "")).as_py() or 0)
 
+    def replaced(self, **changes) -> ScoreResult:
+        """``dataclasses.replace`` that also drops the cached pandas frames of the old tables."""
+        out = replace(self, **changes)
+        out.__dict__.pop("lines", None)
+        out.__dict__.pop("session_frame", None)
+        return out
+
     def with_threshold(self, threshold: float) -> ScoreResult:
         """The same scores judged at another session threshold (no rescoring)."""
-        from .anomaly_score import grade_columns, severity
+        from .anomaly_score import grade_columns
 
         def judged(table: pa.Table, score: str, flag: str) -> pa.Table:
             values = table[score].to_numpy()
-            table = table.set_column(table.schema.get_field_index(flag), flag,
-                                     pa.array(values >= threshold))
-            levels = severity(values, threshold, self.score_scale).astype(str)
-            table = table.set_column(table.schema.get_field_index("severity"), "severity",
-                                     pa.array(levels, type=pa.string()))
+            table = put_column(table, flag, pa.array(values >= threshold))
+            grades = grade_columns(values, threshold, self.score_scale)
+            table = put_column(table, "severity", pa.array(grades["grade"], type=pa.string()))
             if "grade" in table.column_names:  # the grades follow the threshold too
-                for name, column in grade_columns(values, threshold, self.score_scale).items():
-                    table = table.set_column(table.schema.get_field_index(name), name,
-                                             pa.array(column))
+                for name, column in grades.items():
+                    table = put_column(table, name, pa.array(column))
             return table
 
         sessions = judged(self.session_table, "score", "is_anomaly")
         lines = judged(self.line_table, "session_score", "session_is_anomaly")
-        out = replace(self, line_table=lines, session_table=sessions, threshold=float(threshold))
-        out.__dict__.pop("lines", None)
-        out.__dict__.pop("session_frame", None)
+        out = self.replaced(line_table=lines, session_table=sessions, threshold=float(threshold))
         from .feedback import judge_suppressed
 
         return judge_suppressed(out)  # what feedback suppressed stays suppressed

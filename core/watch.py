@@ -107,11 +107,6 @@ def _count_lines(handle) -> int:
     return count
 
 
-def check_followable(path: str | Path) -> Path:
-    """A file ``watch`` can follow: the reading layer's own check (exists, a file, readable)."""
-    return check_readable(path)
-
-
 def is_gzip(path: str | Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(2) == GZIP_MAGIC
@@ -126,7 +121,7 @@ def follow(
     yields an empty chunk every ``poll_interval`` seconds (for idle checks); it ends when
     ``stop()`` is true, or with ``follow=False`` at the end of the file. A gzip file cannot grow:
     it is read once. The file is opened (and a missing one reported) before this returns."""
-    path = check_followable(path)
+    path = check_readable(path)
     if is_gzip(path):
         return iter([Chunk(read_log_file(path).lines.to_pylist(), 1, "end")])
     handle = open(path, "rb")  # noqa: SIM115 -- the generator closes it

@@ -105,7 +105,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         check_output_file,
         warn,
     )
-    from .watch import SessionTracker, check_followable, follow, read_stream
+    from .log_reader import check_readable
+    from .watch import SessionTracker, follow, read_stream
 
     if args.idle_timeout is not None and args.idle_timeout <= 0:
         raise OutputError("--idle-timeout must be positive")
@@ -113,7 +114,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise OutputError("--poll must be positive")
     stdin = args.logfile == "-"
     if not stdin:
-        check_followable(args.logfile)
+        check_readable(args.logfile)
     if args.out != "-":
         check_output_file(args.out, "--out")
     sessions = _session_config(args) if _session_options_given(args) else None

@@ -55,3 +55,16 @@ def copy_with_changed_weights(checkpoint: Path, folder: Path) -> Path:
     data[-10] ^= 0xFF
     weights.write_bytes(bytes(data))
     return folder
+
+
+def deal_small_log(folder: Path, nodes: int = 4) -> list[str]:
+    """``SMALL_LOG``'s lines dealt round-robin into ``folder/node-<i>.log``, as ``nodes``
+    nodes would write one stream; returns the lines in their original order."""
+    import gzip
+
+    with gzip.open(SMALL_LOG, "rt") as handle:
+        lines = handle.read().splitlines()
+    folder.mkdir()
+    for node in range(nodes):
+        (folder / f"node-{node}.log").write_text("".join(f"{line}\n" for line in lines[node::nodes]))
+    return lines

@@ -90,6 +90,13 @@ def _one_line(message: str) -> None:
     assert message and "\n" not in message.strip() and "Traceback" not in message
 
 
+def _expected_error(case, exc: Exception) -> None:
+    """A corpus entry that must fail did, with its message, on one line."""
+    assert case.lines is None, exc
+    assert case.error in str(exc)
+    _one_line(str(exc))
+
+
 # ---- the log corpus ---------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CORPUS, ids=IDS)
 def test_cli(case, tiny_checkpoint, tmp_path, capsys):
@@ -142,9 +149,7 @@ def test_dashboard_loader(case, tiny_detector):
         upload = LogUpload.from_bytes(case.data, "in.log")
         ws = score_upload(tiny_detector, upload, ScoreSettings(log_format=case.fmt), "tiny", "k")
     except TinyLogBERTError as exc:
-        assert case.lines is None, exc
-        assert case.error in str(exc)
-        _one_line(str(exc))
+        _expected_error(case, exc)
         return
     assert case.lines is not None
     assert ws.report.n_lines == case.lines == ws.scored.line_table.num_rows
@@ -160,9 +165,7 @@ def test_python_api(case, tiny_detector):
         lines = log_reader.read_log_bytes(case.data, "in.log")
         result = tiny_detector.score(lines, log_format=case.fmt, embeddings=False)
     except TinyLogBERTError as exc:
-        assert case.lines is None, exc
-        assert case.error in str(exc)
-        _one_line(str(exc))
+        _expected_error(case, exc)
         return
     assert case.lines is not None
     assert result.line_table["line_no"].to_pylist() == list(range(1, case.lines + 1))

@@ -10,7 +10,6 @@ which would stop every Ray on the machine.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import secrets
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import SMALL_LOG
+from conftest import deal_small_log
 from tinylogbert.log_reader import read_log_text
 
 START_TIMEOUT_S = 60
@@ -147,12 +146,8 @@ def test_cli_scores_dealt_log_on_a_two_node_cluster(ray_cluster, tiny_detector, 
                                                     tmp_path):
     """Four node logs, one cluster of two: the local engine's session scores, every line back."""
     address, env = ray_cluster
-    with gzip.open(SMALL_LOG, "rt") as handle:
-        lines = handle.read().splitlines()
     logs = tmp_path / "logs"
-    logs.mkdir()
-    for node in range(4):
-        (logs / f"node-{node}.log").write_text("".join(f"{line}\n" for line in lines[node::4]))
+    lines = deal_small_log(logs)
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "tinylogbert.cli", "score", str(logs), "--engine", "ray",

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import SMALL_LOG
+from conftest import SMALL_LOG, deal_small_log
 from tinylogbert.batch_inputs import expand_inputs, merge_times, resolve_settings
 from tinylogbert.errors import LogInputError, TinyLogBERTError
 from tinylogbert.log_formats import get_format
@@ -300,12 +300,8 @@ def test_ray_engine_merges_a_dealt_log_like_the_local_engine(ray_instance, tiny_
     spans files, and merged by time its sessions score as in the one undealt log."""
     from tinylogbert.ray_engine import RayScoreConfig, score_files
 
-    with gzip.open(SMALL_LOG, "rt") as handle:
-        lines = handle.read().splitlines()
     logs = tmp_path / "logs"
-    logs.mkdir()
-    for node in range(4):
-        (logs / f"node-{node}.log").write_text("".join(f"{line}\n" for line in lines[node::4]))
+    lines = deal_small_log(logs)
     out = tmp_path / "out"
     summary = score_files([str(logs)], str(out),
                           RayScoreConfig(model=str(tiny_checkpoint), lines_per_call=3000))

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import streamlit as st
+from tinylogbert.errors import TinyLogBERTError
 
 from dashboard import state
 from dashboard.explain_view import explanation_html, shade_by_surprisal
 from dashboard.feedback import mark_session_normal
-from tinylogbert.errors import TinyLogBERTError
 
 PICK = "anomaly_pick"
 TABLE = "anomaly_table"
