@@ -2,7 +2,7 @@
 
 Each is fitted on the training sessions only (no labels) and scores a session (higher = more
 anomalous). The label-free threshold of each comes from its *training* scores with the rule
-TinyLogBERT itself uses (``tinylogbert.anomaly_score.label_free_threshold``), so F1 is comparable.
+TinyLogBERT itself uses (``tinylogbert.scoring.anomaly_score.label_free_threshold``), so F1 is comparable.
 
 - template rarity, mean / max: surprisal ``-log p(template)`` of a session's lines, with ``p``
   from training line counts (add-one smoothed, so an unseen template is the rarest of all);
@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.feature_extraction.text import TfidfTransformer
-from tinylogbert.anomaly_score import AUTO_DEVIATIONS, label_free_threshold
+from tinylogbert.scoring.anomaly_score import AUTO_DEVIATIONS, label_free_threshold
 
 from .data import BenchmarkData
 from .report import MethodResult, measure

@@ -1,8 +1,8 @@
 """``tinylogbert bench``: the HDFS benchmark as a sub-command (same options as ``benchmarks.hdfs``),
 and with ``--suite`` the development suite over every development log (``benchmarks.suite``).
 
-Registered by ``tinylogbert.cli`` through ``EXTRA_COMMAND_MODULES = ("benchmarks.bench_cli", ...)``;
-errors are ``TinyLogBERTError`` and reach the user as one line through ``tinylogbert.cli.main``.
+Registered by ``tinylogbert.cli.main`` through ``EXTRA_COMMAND_MODULES = ("benchmarks.bench_cli", ...)``;
+errors are ``TinyLogBERTError`` and reach the user as one line through ``tinylogbert.cli.main.main``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .hdfs import add_arguments, run_from_args
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.suite:
-        from . import suite
+        from benchmarks import suite
 
         return suite.run_from_args(args, "tinylogbert bench --suite")
     return run_from_args(args, "tinylogbert bench")

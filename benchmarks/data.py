@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tinylogbert.errors import FormatError, LabelError
-from tinylogbert.evaluate import align_labels, read_labels
-from tinylogbert.log_parser import ParsedLog, parse_log, require_some_parsed
-from tinylogbert.log_reader import LogLines, read_log_file
-from tinylogbert.sessions import SessionConfig, SessionIndex, build_sessions
+from tinylogbert.io.log_parser import ParsedLog, parse_log, require_some_parsed
+from tinylogbert.io.log_reader import LogLines, read_log_file
+from tinylogbert.scoring.evaluate import align_labels, read_labels
+from tinylogbert.sessions.grouping import SessionConfig, SessionIndex, build_sessions
 
 from .split import SessionSplit, chronological_split, take_lines
 

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from tinylogbert import pipeline
-from tinylogbert.detector import TinyLogBERTDetector
-from tinylogbert.evaluate import read_labels
-from tinylogbert.feedback import mark_normal
+from tinylogbert.scoring.detector import TinyLogBERTDetector
+from tinylogbert.scoring.evaluate import read_labels
+from tinylogbert.scoring.feedback import mark_normal
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "checkpoint"

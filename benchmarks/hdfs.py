@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TextIO
 
-from tinylogbert.cli import run_reporting_errors
+from tinylogbert.cli.main import run_reporting_errors
 
 from .report import MethodResult, Skipped, markdown_report, package_versions, write_json
 

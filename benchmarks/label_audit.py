@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tinylogbert.evaluate import align_labels, read_labels
-from tinylogbert.log_parser import parse_log
-from tinylogbert.log_reader import read_log_file
-from tinylogbert.sessions import SessionConfig, build_sessions
+from tinylogbert.io.log_parser import parse_log
+from tinylogbert.io.log_reader import read_log_file
+from tinylogbert.scoring.evaluate import align_labels, read_labels
+from tinylogbert.sessions.grouping import SessionConfig, build_sessions
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 SHIFT = 0.5  # anomalous share of an event's sessions, training vs later, at least this apart
@@ -92,7 +92,7 @@ def score_figures(scores_csv: Path, later: LabelledSessions, keep: np.ndarray) -
     """The scores' ROC-AUC, PR-AUC and F1 (at the model's own threshold: the lowest flagged
     score) on all later sessions and on the agreeing ones."""
     from tinylogbert.errors import LabelError
-    from tinylogbert.evaluate import evaluate_scores, lowest_flagged_score
+    from tinylogbert.scoring.evaluate import evaluate_scores, lowest_flagged_score
 
     frame = pd.read_csv(scores_csv, dtype={"session_id": str})
     if not {"session_id", "score"} <= set(frame.columns):

@@ -1,6 +1,6 @@
 """Load test of the REST API: concurrent clients posting real HDFS lines to a local server.
 
-Starts ``python -m tinylogbert.serve_cli`` on 127.0.0.1 (loopback only, a free port), then ``--clients``
+Starts ``python -m tinylogbert.cli.serve`` on 127.0.0.1 (loopback only, a free port), then ``--clients``
 async clients each post ``--lines``-line chunks of ``sample_data/HDFS_sample.log.gz`` to
 ``POST /v1/score`` until ``--requests`` requests are done or ``--max-seconds`` have passed. Meanwhile
 a probe calls ``/v1/health`` every 0.2 s, which shows whether health stays responsive under load.
@@ -93,7 +93,7 @@ def free_port() -> int:
 
 
 def start_server(config: LoadTestConfig, port: int, log_file) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tinylogbert.serve_cli", "--model", str(config.model),
+    command = [sys.executable, "-m", "tinylogbert.cli.serve", "--model", str(config.model),
                "--host", HOST, "--port", str(port), "--log-level", "warning",
                "--max-lines", str(max(config.lines, 1)), *config.server_args]
     env = {k: v for k, v in os.environ.items() if k != "TINYLOGBERT_API_KEY"}

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tinylogbert.anomaly_score import label_free_threshold
-from tinylogbert.evaluate import evaluate_scores
-from tinylogbert.log_reader import LogLines
+from tinylogbert.io.log_reader import LogLines
+from tinylogbert.scoring.anomaly_score import label_free_threshold
+from tinylogbert.scoring.evaluate import evaluate_scores
 
 from .baselines import threshold_rule_text
 from .data import BenchmarkData

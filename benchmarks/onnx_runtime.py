@@ -3,7 +3,7 @@
     python -m benchmarks.onnx_runtime --model checkpoint --log sample_data/HDFS_heldout.log.gz
 
 Agreement: the log scored in-process by the same checkpoint loaded with each runtime (max
-|diff| of session and line scores, both passes). Wall time: ``python -m tinylogbert.cli score`` as a
+|diff| of session and line scores, both passes). Wall time: ``python -m tinylogbert.cli.main score`` as a
 fresh process (interpreter start, imports, model load, file in -> LINES.csv out) on the log and
 on its first ``--small-lines`` lines, ``--runs`` times per runtime (median), and whether torch
 was imported on the ONNX path (``python -X importtime``). The checkpoint needs ``model.onnx``
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def agreement(model: str, log: str) -> dict[str, float]:
     import numpy as np
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     torch_det = TinyLogBERTDetector.load(model, runtime="torch")
     onnx_det = TinyLogBERTDetector.load(model, runtime="onnx")
@@ -42,7 +42,7 @@ def agreement(model: str, log: str) -> dict[str, float]:
 
 
 def cli_seconds(model: str, log: str, runtime: str, runs: int, out: Path) -> list[float]:
-    command = [sys.executable, "-m", "tinylogbert.cli", "score", log, "--model", model, "--out",
+    command = [sys.executable, "-m", "tinylogbert.cli.main", "score", log, "--model", model, "--out",
                str(out), "--runtime", runtime]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     times = []
@@ -54,7 +54,7 @@ def cli_seconds(model: str, log: str, runtime: str, runs: int, out: Path) -> lis
 
 
 def imports_torch(model: str, log: str, out: Path) -> bool:
-    command = [sys.executable, "-X", "importtime", "-m", "tinylogbert.cli", "score", log, "--model",
+    command = [sys.executable, "-X", "importtime", "-m", "tinylogbert.cli.main", "score", log, "--model",
                model, "--out", str(out), "--runtime", "onnx"]
     proc = subprocess.run(command, check=True, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)

@@ -12,7 +12,7 @@ straddle a cut spans two files).
 - **local**: ``TinyLogBERTDetector.score`` on the concatenation of the files, in order (one
   process; torch uses ``--threads``; no embeddings, as the CLI), then its line and session tables
   written as Parquet. Timed from reading the files (the model is loaded before).
-- **ray**: ``tinylogbert.ray_engine.score_files`` on the files, on a local Ray instance with
+- **ray**: ``tinylogbert.batch.ray_engine.score_files`` on the files, on a local Ray instance with
   ``--cpus`` CPUs, writing the same Parquet. Timed as a user waits for it (model loading and
   format detection on the driver included), ``ray.init`` apart.
 
@@ -61,7 +61,7 @@ class EngineRun:
 
 def replicate_hdfs(n_lines: int, n_files: int, folder: Path) -> list[Path]:
     """Write ``n_lines`` HDFS lines (renamed copies of the sample) into ``n_files`` files."""
-    from tinylogbert.log_reader import read_log_file
+    from tinylogbert.io.log_reader import read_log_file
 
     sample = read_log_file(SAMPLE).lines
     copies = math.ceil(n_lines / len(sample))
@@ -88,8 +88,8 @@ def replicate_hdfs(n_lines: int, n_files: int, folder: Path) -> list[Path]:
 def run_local(files: list[Path], model: str, out: Path, threads: int) -> tuple[EngineRun, pa.Table]:
     """The local engine on the files' concatenation; writes Parquet like the Ray engine."""
     import torch
-    from tinylogbert.detector import TinyLogBERTDetector
-    from tinylogbert.log_reader import read_log_bytes
+    from tinylogbert.io.log_reader import read_log_bytes
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     if threads:
         torch.set_num_threads(threads)
@@ -108,7 +108,7 @@ def run_ray(
     files: list[Path], model: str, out: Path, cpus: int, lines_per_call: int, shuffle: str
 ) -> EngineRun:
     import ray
-    from tinylogbert.ray_engine import RayScoreConfig, score_files
+    from tinylogbert.batch.ray_engine import RayScoreConfig, score_files
 
     started = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,

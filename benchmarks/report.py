@@ -1,6 +1,6 @@
 """One row per method and score variant; rendered as a markdown table and written as JSON.
 
-Every method is judged by the same code (``tinylogbert.evaluate.evaluate_scores``) on the same test
+Every method is judged by the same code (``tinylogbert.scoring.evaluate.evaluate_scores``) on the same test
 sessions. "F1" is at a threshold chosen without labels (the rule is recorded per row); "best F1"
 is at the threshold that maximises F1 *on the test labels* and is marked as such: an upper bound
 for the score's ranking, not a result anyone could deploy.
@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from tinylogbert.evaluate import evaluate_scores
+from tinylogbert.scoring.evaluate import evaluate_scores
 
 
 @dataclass

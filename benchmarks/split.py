@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from tinylogbert.errors import LogInputError
-from tinylogbert.log_reader import LogLines
-from tinylogbert.sessions import SessionIndex
+from tinylogbert.io.log_reader import LogLines
+from tinylogbert.sessions.grouping import SessionIndex
 
 
 @dataclass(frozen=True)

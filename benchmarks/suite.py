@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tinylogbert.anomaly_score import (
+from tinylogbert.cli.main import run_reporting_errors
+from tinylogbert.scoring.anomaly_score import (
     AUTO_MAX_LINE_SHARE,
     AUTO_MAX_SESSION_SHARE,
     label_free_threshold,
 )
-from tinylogbert.cli import run_reporting_errors
-from tinylogbert.evaluate import align_labels, read_labels
+from tinylogbert.scoring.evaluate import align_labels, read_labels
 
 from .report import package_versions
 
@@ -91,7 +91,7 @@ class Part:
 
 
 def _read(path: Path, lines: slice | None) -> list[str]:
-    from tinylogbert.log_reader import read_log_file
+    from tinylogbert.io.log_reader import read_log_file
 
     text = read_log_file(path).lines.to_pylist()
     return text[lines] if lines else text
@@ -118,7 +118,7 @@ def word_frequency(train: Part, test: Part) -> dict[str, tuple[np.ndarray, np.nd
 
 
 def level_only(train: Part, test: Part) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from tinylogbert.severity import LEVEL_RANKS
+    from tinylogbert.scoring.severity import LEVEL_RANKS
 
     def line(part: Part) -> np.ndarray:
         return np.array([LEVEL_RANKS.get(str(v).strip().lower(), 0.0) for v in part.levels])
@@ -158,7 +158,7 @@ def judge(train_scores: np.ndarray, test_scores: np.ndarray, labels: np.ndarray 
                                          second_mode=max_share == AUTO_MAX_SESSION_SHARE)
     flagged = np.asarray(test_scores) >= threshold
     out = {"flagged_share": float(flagged.mean()) if len(flagged) else 0.0,
-           "n": int(len(flagged))}
+           "n": len(flagged)}
     if labels is not None:
         keep = labels >= 0
         y, s = labels[keep], np.asarray(test_scores)[keep]
@@ -173,8 +173,8 @@ def judge(train_scores: np.ndarray, test_scores: np.ndarray, labels: np.ndarray 
 
 def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
     from tinylogbert import TinyLogBERTDetector
-    from tinylogbert.log_reader import read_log_lines
-    from tinylogbert.training import TrainConfig
+    from tinylogbert.io.log_reader import read_log_lines
+    from tinylogbert.model.training import TrainConfig
 
     train_text = _read(log.train, log.train_lines)
     test_text = train_text if log.test is None else _read(log.test, log.test_lines)
@@ -183,7 +183,7 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
     for seed in seeds:
         training = TrainConfig(seed=seed)
         if quick:
-            from tinylogbert.tinylogbert_model import ModelConfig
+            from tinylogbert.model.tinylogbert_model import ModelConfig
             training = TrainConfig(seed=seed, epochs=1, head_epochs=1, steps_per_epoch=3)
             det = TinyLogBERTDetector(model=ModelConfig(hidden_size=32, num_hidden_layers=1,
                                                         num_attention_heads=2,
@@ -256,7 +256,7 @@ def neighbour_share(vectors: np.ndarray, labels: np.ndarray | None, k: int = 10)
 
 def grade_shares(grades: np.ndarray, labels: np.ndarray | None) -> dict[str, dict]:
     """Per grade: how many sessions, and how many of the labelled anomalies, it holds."""
-    from tinylogbert.anomaly_score import GRADES
+    from tinylogbert.scoring.anomaly_score import GRADES
 
     out = {}
     for grade in GRADES:
@@ -318,7 +318,7 @@ def markdown(summary: list[dict], command: str, seeds: list[int]) -> str:
                      f"{cell(item, 'best_f1')} | {cell(item, 'flagged_share')} |")
     graded = [item for item in summary if "grades" in item]
     if graded:
-        from tinylogbert.anomaly_score import GRADES
+        from tinylogbert.scoring.anomaly_score import GRADES
 
         lines += ["", "Severity grades of TinyLogBERT's sessions, summed over the seeds: sessions "
                   "(labelled anomalies among them).", "",

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from tinylogbert.errors import LogInputError
-from tinylogbert.log_formats import LogFormat
-from tinylogbert.log_parser import ParsedLog, parse_log
-from tinylogbert.log_reader import LogLines
-from tinylogbert.sessions import SessionConfig, build_sessions
+from tinylogbert.io.log_formats import LogFormat
+from tinylogbert.io.log_parser import ParsedLog, parse_log
+from tinylogbert.io.log_reader import LogLines
+from tinylogbert.sessions.grouping import SessionConfig, build_sessions
 
 TEMPLATE_SOURCES = ("words", "drain3")
 UNSEEN = -1  # code of a template absent from the training lines

@@ -94,7 +94,7 @@ def replicate(source_lines: list[bytes], n_lines: int, out: Path) -> int:
 
 def time_score(log: Path, model: Path, out_csv: Path, threads: int) -> tuple[float, str]:
     """Wall-clock seconds of ``tinylogbert score`` (the CLI's code, in a fresh interpreter)."""
-    command = [sys.executable, "-m", "tinylogbert.cli", "score", str(log), "--model", str(model),
+    command = [sys.executable, "-m", "tinylogbert.cli.main", "score", str(log), "--model", str(model),
                "--out", str(out_csv)]
     if threads:
         command += ["--threads", str(threads)]
@@ -120,8 +120,8 @@ def time_drain3(log: Path) -> tuple[float, int, int]:
     """(seconds, lines, clusters) of Drain3 mining the messages of ``log``; parsing not timed."""
     from drain3 import TemplateMiner
     from drain3.template_miner_config import TemplateMinerConfig
-    from tinylogbert.log_parser import parse_log
-    from tinylogbert.log_reader import read_log_file
+    from tinylogbert.io.log_parser import parse_log
+    from tinylogbert.io.log_reader import read_log_file
 
     messages = [m or "" for m in parse_log(read_log_file(log)).table["message"].to_pylist()]
     miner = TemplateMiner(config=TemplateMinerConfig())  # Drain3's defaults, no drain3.ini
@@ -133,7 +133,7 @@ def time_drain3(log: Path) -> tuple[float, int, int]:
 
 
 def run(source: Path, n_lines: int, model: Path, threads: int, work_dir: Path) -> ThroughputResult:
-    from tinylogbert.checkpoint import check_folder
+    from tinylogbert.model.checkpoint import check_folder
 
     check_folder(model)  # fail before writing a million lines, not after
     log = work_dir / f"hdfs_{n_lines}.log"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tinylogbert.evaluate import align_labels, read_labels
-from tinylogbert.log_reader import LogLines, read_log_file
-from tinylogbert.results import ScoreResult
+from tinylogbert.io.log_reader import LogLines, read_log_file
+from tinylogbert.scoring.evaluate import align_labels, read_labels
+from tinylogbert.scoring.results import ScoreResult
 
 from .data import BenchmarkData
 from .report import MethodResult, Skipped, measure
@@ -41,9 +41,9 @@ class TinyLogBERTSettings:
     contamination: float | str = "auto"
 
     def detector(self):
-        from tinylogbert.detector import TinyLogBERTDetector
-        from tinylogbert.tinylogbert_model import ModelConfig
-        from tinylogbert.training import TrainConfig
+        from tinylogbert.model.tinylogbert_model import ModelConfig
+        from tinylogbert.model.training import TrainConfig
+        from tinylogbert.scoring.detector import TinyLogBERTDetector
 
         if self.quick:
             model = ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -108,8 +108,8 @@ def run_checkpoint(
     checkpoint: Path, heldout_log: Path, heldout_labels: Path, threads: int = 0
 ) -> tuple[list[MethodResult], list[Skipped]]:
     """The shipped model on blocks after its training data: never seen, never tuned on."""
-    from tinylogbert.checkpoint import DETECTOR_FILE
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.model.checkpoint import DETECTOR_FILE
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     if not (checkpoint / DETECTOR_FILE).exists():
         return [], [Skipped("Shipped checkpoint", f"no trained model in {checkpoint}/")]

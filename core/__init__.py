@@ -12,17 +12,22 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "TinyLogBERTDetector": ("tinylogbert.detector", "TinyLogBERTDetector"),
-    "SessionConfig": ("tinylogbert.sessions", "SessionConfig"),
-    "ModelConfig": ("tinylogbert.tinylogbert_model", "ModelConfig"),
-    "TrainConfig": ("tinylogbert.training", "TrainConfig"),
-    "ScoreResult": ("tinylogbert.results", "ScoreResult"),
+    "TinyLogBERTDetector": ("tinylogbert.scoring.detector", "TinyLogBERTDetector"),
+    "SessionConfig": ("tinylogbert.sessions.grouping", "SessionConfig"),
+    "ModelConfig": ("tinylogbert.model.tinylogbert_model", "ModelConfig"),
+    "TrainConfig": ("tinylogbert.model.training", "TrainConfig"),
+    "ScoreResult": ("tinylogbert.scoring.results", "ScoreResult"),
     "TinyLogBERTError": ("tinylogbert.errors", "TinyLogBERTError"),
 }
 
 __all__ = [
-    "__version__", "TinyLogBERTDetector", "SessionConfig", "ModelConfig", "TrainConfig",
-    "ScoreResult", "TinyLogBERTError",
+    "ModelConfig",
+    "ScoreResult",
+    "SessionConfig",
+    "TinyLogBERTDetector",
+    "TinyLogBERTError",
+    "TrainConfig",
+    "__version__",
 ]
 
 
@@ -32,4 +37,4 @@ def __getattr__(name: str):
 
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'core' has no attribute {name!r}")
+    raise AttributeError(f"module 'tinylogbert' has no attribute {name!r}")

@@ -24,15 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import LogInputError
-from .log_formats import LogFormat
-from .log_parser import ParsedLog, parse_log, require_some_parsed
-from .log_reader import LogLines, read_log_bytes, read_log_file, read_log_lines, read_log_text
-from .sessions import SessionConfig
+from tinylogbert.errors import LogInputError
+from tinylogbert.io.log_formats import LogFormat
+from tinylogbert.io.log_parser import ParsedLog, parse_log, require_some_parsed
+from tinylogbert.io.log_reader import (
+    LogLines,
+    read_log_bytes,
+    read_log_file,
+    read_log_lines,
+    read_log_text,
+)
+from tinylogbert.sessions.grouping import SessionConfig
 
 if TYPE_CHECKING:
-    from .detector import TinyLogBERTDetector
-    from .results import ScoreResult
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.results import ScoreResult
 
 Source = str | Path | bytes | list | LogLines
 
@@ -86,7 +92,7 @@ def score_parsed(
     on_progress: Callable[[float], None] | None = None,
 ) -> PipelineResult:
     """Sessions and scores for an already parsed log, with the warnings to show."""
-    from .fit_check import score_warnings
+    from tinylogbert.scoring.fit_check import score_warnings
 
     warnings = score_warnings(detector, parsed, lines)
     result = detector.score(parsed, threshold=options.threshold, sessions=options.sessions,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from tinylogbert.detector import TinyLogBERTDetector
 from tinylogbert.errors import LogInputError
+from tinylogbert.scoring.detector import TinyLogBERTDetector
 
 from .projection import SessionSample, project, sample_sessions
 from .scoring import LogUpload

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from tinylogbert.evaluate import Curves
+from tinylogbert.scoring.evaluate import Curves
 
 NORMAL_COLOUR = "#4C78A8"
 ANOMALY_COLOUR = "#E45756"

@@ -9,7 +9,7 @@ import html
 import re
 
 import pandas as pd
-from tinylogbert.results import SessionExplanation
+from tinylogbert.scoring.results import SessionExplanation
 
 MAX_SHADE = 0.45  # opacity of the highest-scoring line's row
 

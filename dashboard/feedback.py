@@ -4,7 +4,7 @@ scoring again; the model cache reloads the model (its stamp moved), so later sco
 """
 from __future__ import annotations
 
-from tinylogbert.feedback import FeedbackEntry, apply, record
+from tinylogbert.scoring.feedback import FeedbackEntry, apply, record
 
 from .models import model_stamp
 from .workspace import Workspace

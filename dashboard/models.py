@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinylogbert.checkpoint import DETECTOR_FILE, FEEDBACK_FILE, MANIFEST_FILE
-from tinylogbert.detector import TinyLogBERTDetector
 from tinylogbert.errors import TinyLogBERTError
-from tinylogbert.log_reader import LogLines
-from tinylogbert.sessions import SessionConfig
-from tinylogbert.tinylogbert_model import ModelConfig
-from tinylogbert.training import TrainConfig, TrainProgress
+from tinylogbert.io.log_reader import LogLines
+from tinylogbert.model.checkpoint import DETECTOR_FILE, FEEDBACK_FILE, MANIFEST_FILE
+from tinylogbert.model.tinylogbert_model import ModelConfig
+from tinylogbert.model.training import TrainConfig, TrainProgress
+from tinylogbert.scoring.detector import TinyLogBERTDetector
+from tinylogbert.sessions.grouping import SessionConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPO_ROOT / "checkpoint"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinylogbert.errors import FormatError
-from tinylogbert.log_formats import get_format
-from tinylogbert.sessions import SessionConfig
+from tinylogbert.io.log_formats import get_format
+from tinylogbert.sessions.grouping import SessionConfig
 
 CUSTOM_FORMAT = "custom"
 MODEL_SESSIONS = "model default"

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tinylogbert import pipeline
-from tinylogbert.detector import TinyLogBERTDetector
-from tinylogbert.fit_check import fit_warnings
-from tinylogbert.log_parser import FormatGuess, detect_format
-from tinylogbert.log_reader import LogLines, read_log_bytes
+from tinylogbert.io.log_parser import FormatGuess, detect_format
+from tinylogbert.io.log_reader import LogLines, read_log_bytes
+from tinylogbert.scoring.detector import TinyLogBERTDetector
+from tinylogbert.scoring.fit_check import fit_warnings
 
 # Uploads are capped at 200 MB by Streamlit; once decompressed a log may be this large, no more
 # (a small .gz bomb must not exhaust the dashboard's memory).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from tinylogbert.results import ScoreResult
+from tinylogbert.scoring.results import ScoreResult
 
 from .models import SHIPPED_MODEL, default_model_path, remove_trained_folder
 from .threshold import flagged_percent, threshold_for_top_percent

@@ -15,9 +15,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 from tinylogbert.errors import LabelError, LogInputError
-from tinylogbert.evaluate import labels_from_rows
-from tinylogbert.log_reader import GZIP_MAGIC, gunzip_bounded
-from tinylogbert.results import ScoreResult
+from tinylogbert.io.log_reader import GZIP_MAGIC, gunzip_bounded
+from tinylogbert.scoring.evaluate import labels_from_rows
+from tinylogbert.scoring.results import ScoreResult
 
 from .score_settings import ScoreSettings
 
@@ -37,7 +37,7 @@ class ParseReport:
     session_strategy: str
     replaced_bytes: bool = False  # invalid UTF-8 was replaced
     invalid_lines: int = 0  # lines that held invalid UTF-8
-    # tinylogbert.fit_check: why the model does not fit this log (shown, and "train" opened)
+    # tinylogbert.scoring.fit_check: why the model does not fit this log (shown, and "train" opened)
     fit_warnings: tuple[str, ...] = ()
 
 

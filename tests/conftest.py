@@ -20,9 +20,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ
 
 
 def tiny_detector_factory(**overrides):
-    from tinylogbert.detector import TinyLogBERTDetector
-    from tinylogbert.tinylogbert_model import ModelConfig
-    from tinylogbert.training import TrainConfig
+    from tinylogbert.model.tinylogbert_model import ModelConfig
+    from tinylogbert.model.training import TrainConfig
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     kwargs = dict(
         model=ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

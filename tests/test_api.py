@@ -16,10 +16,11 @@ import pytest
 import torch
 from conftest import ROOT, SMALL_LOG
 from fastapi.testclient import TestClient
-from tinylogbert.anomaly_routes import create_app, prefers_csv
-from tinylogbert.api_settings import ApiSettings
-from tinylogbert.detector import TinyLogBERTDetector
+from tinylogbert.api.anomaly_routes import create_app
+from tinylogbert.api.negotiation import prefers_csv
+from tinylogbert.api.settings import ApiSettings
 from tinylogbert.errors import CheckpointError, TinyLogBERTError
+from tinylogbert.scoring.detector import TinyLogBERTDetector
 
 LIMITS = ApiSettings(
     max_body_bytes=200_000, max_log_bytes=300_000, max_lines=500, max_line_length=300,
@@ -154,15 +155,15 @@ def test_file_upload_as_csv_is_the_clis_file(client, detector, hdfs_lines):
 
 def test_json_rows_in_pieces_equal_the_whole_table():
     import pyarrow as pa
-    from tinylogbert.anomaly_routes import _json_rows
+    from tinylogbert.api.rendering import json_rows
 
     table = pa.table({"n": list(range(20)), "x": [0.5, float("nan"), float("inf")] + [1.0] * 17})
     extra = [{"k": i * 2} for i in range(20)]
-    rows = json.loads(b"".join(_json_rows(table, ["n", "x"], extra, chunk=7)))
+    rows = json.loads(b"".join(json_rows(table, ["n", "x"], extra, chunk=7)))
     expected = [{"n": i, "x": x, "k": i * 2}
                 for i, x in enumerate([0.5, None, None] + [1.0] * 17)]
     assert rows == expected
-    assert json.loads(b"".join(_json_rows(table.slice(0, 0), ["n"]))) == []
+    assert json.loads(b"".join(json_rows(table.slice(0, 0), ["n"]))) == []
 
 
 @pytest.mark.parametrize("accept, csv", [
@@ -302,7 +303,7 @@ def test_settings_from_env_and_overrides():
 
 
 def test_missing_model_is_a_one_line_error(tmp_path, capsys):
-    from tinylogbert.serve_cli import main
+    from tinylogbert.cli.serve import main
 
     with pytest.raises(CheckpointError):
         create_app(tmp_path / "none")
@@ -368,7 +369,7 @@ def _free_port() -> int:
 def test_serve_command_starts_a_loopback_server(tiny_checkpoint):
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tinylogbert.serve_cli", "--model", str(tiny_checkpoint),
+        [sys.executable, "-m", "tinylogbert.cli.serve", "--model", str(tiny_checkpoint),
          "--port", str(port), "--max-lines", "123", "--log-level", "warning"],
         cwd=ROOT, env={**os.environ, "TINYLOGBERT_MAX_LINES": "7"},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -392,7 +393,7 @@ def test_serve_command_starts_a_loopback_server(tiny_checkpoint):
 def test_serve_registers_as_a_tinylogbert_subcommand(monkeypatch):
     import argparse
 
-    from tinylogbert.serve_cli import register, settings_from_args
+    from tinylogbert.cli.serve import register, settings_from_args
 
     parser = argparse.ArgumentParser(prog="tinylogbert")
     register(parser.add_subparsers(dest="command"))

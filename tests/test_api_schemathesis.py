@@ -17,8 +17,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tinylogbert.anomaly_routes import create_app
-from tinylogbert.api_settings import ApiSettings
+from tinylogbert.api.anomaly_routes import create_app
+from tinylogbert.api.settings import ApiSettings
 
 LIMITS = ApiSettings(max_body_bytes=64_000, max_lines=40, max_line_length=300,
                      max_explained_sessions=5, torch_threads=torch.get_num_threads())

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import SMALL_LABELS, SMALL_LOG
-from tinylogbert import log_reader
 from tinylogbert.errors import TinyLogBERTError
+from tinylogbert.io import log_reader
 
 HDFS = gzip.decompress(SMALL_LOG.read_bytes()).splitlines()[:300]
 LIMIT = 20_000_000  # decompressed bytes, for every entry point in this module
@@ -79,8 +79,8 @@ def _small_log_limit(monkeypatch):
 @pytest.fixture(scope="module")
 def api(tiny_checkpoint):
     from fastapi.testclient import TestClient
-    from tinylogbert.anomaly_routes import create_app
-    from tinylogbert.api_settings import ApiSettings
+    from tinylogbert.api.anomaly_routes import create_app
+    from tinylogbert.api.settings import ApiSettings
 
     with TestClient(create_app(tiny_checkpoint, ApiSettings(max_log_bytes=LIMIT))) as client:
         yield client
@@ -100,7 +100,7 @@ def _expected_error(case, exc: Exception) -> None:
 # ---- the log corpus ---------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CORPUS, ids=IDS)
 def test_cli(case, tiny_checkpoint, tmp_path, capsys):
-    from tinylogbert.cli import main
+    from tinylogbert.cli.main import main
 
     log = tmp_path / ("in.log.gz" if case.data[:2] == b"\x1f\x8b" else "in.log")
     log.write_bytes(case.data)
@@ -159,7 +159,7 @@ def test_dashboard_loader(case, tiny_detector):
 
 @pytest.mark.parametrize("case", CORPUS, ids=IDS)
 def test_python_api(case, tiny_detector):
-    from tinylogbert.fit_check import input_warnings
+    from tinylogbert.scoring.fit_check import input_warnings
 
     try:
         lines = log_reader.read_log_bytes(case.data, "in.log")
@@ -195,7 +195,7 @@ LABELS = {
 
 @pytest.mark.parametrize("name", list(LABELS))
 def test_bad_label_files(name, sessions_csv, tmp_path, capsys):
-    from tinylogbert.cli import main
+    from tinylogbert.cli.main import main
 
     from dashboard.workspace import parse_label_bytes
 
@@ -244,9 +244,9 @@ CHECKPOINT_CASES = {
 
 @pytest.mark.parametrize("how", list(CHECKPOINT_CASES))
 def test_corrupted_checkpoints(how, tiny_checkpoint, tmp_path, capsys):
-    from tinylogbert.anomaly_routes import create_app
-    from tinylogbert.cli import main
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.api.anomaly_routes import create_app
+    from tinylogbert.cli.main import main
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_checkpoint, folder)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import SMALL_LABELS, SMALL_LOG
 from tinylogbert.errors import LogInputError
-from tinylogbert.evaluate import evaluate_scores
+from tinylogbert.scoring.evaluate import evaluate_scores
 
 from benchmarks import hdfs, throughput
 from benchmarks.baselines import (
@@ -304,7 +304,7 @@ def test_label_audit_finds_events_the_two_logs_label_differently():
 
 def test_label_audit_judges_scores_with_and_without_the_shifted_sessions(tiny_checkpoint, tmp_path,
                                                                          capsys):
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     from benchmarks.label_audit import main
 
@@ -356,12 +356,12 @@ def test_suite_runs_every_development_log_with_its_peers(tmp_path):
 
 
 def test_bench_suite_flag_runs_the_suite(tmp_path, monkeypatch):
-    import benchmarks.suite as suite
+    from benchmarks import suite
 
     seen = {}
     monkeypatch.setattr(suite, "run_suite", lambda logs, seeds, quick, out_dir, command, merge:
                         seen.update(logs=logs, seeds=seeds, out_dir=out_dir))
-    from tinylogbert.cli import main as cli_main
+    from tinylogbert.cli.main import main as cli_main
 
     assert cli_main(["bench", "--suite", "--logs", "bgl", "--seeds", "4",
                      "--out-dir", str(tmp_path)]) == 0

@@ -12,7 +12,7 @@ from conftest import SMALL_LABELS, SMALL_LOG, copy_with_changed_weights
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-m", "tinylogbert.cli", *args], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "tinylogbert.cli.main", *args], capture_output=True, text=True, timeout=300,
     )
     if check:
         assert proc.returncode == 0, proc.stderr

@@ -81,7 +81,7 @@ def test_upload_scores_the_log_and_summarises_it(app):
 
 
 def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatch):
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     calls = []
     original = TinyLogBERTDetector.score
@@ -132,7 +132,7 @@ def test_top_n_percent_sets_the_threshold(app):
 
 # ---- pages ----------------------------------------------------------------------------------
 def test_distribution_page_metrics_follow_labels(app):
-    from tinylogbert.evaluate import evaluate_scores
+    from tinylogbert.scoring.evaluate import evaluate_scores
 
     at = upload(app)
     at.switch_page("views/distribution.py").run()
@@ -210,7 +210,7 @@ def test_anomalies_page_with_nothing_flagged(app):
 
 
 def test_download_is_what_the_cli_writes_at_the_current_threshold(app, tiny_checkpoint, tmp_path):
-    from tinylogbert.cli import main
+    from tinylogbert.cli.main import main
 
     at = upload(app, labels=SMALL_LABELS.read_bytes())
     distinct = np.unique(workspace(at).scored.session_scores)
@@ -320,8 +320,8 @@ def test_an_internal_error_is_one_line_not_a_traceback(app, monkeypatch):
 def test_without_a_model_the_app_offers_to_train_one(tmp_path, monkeypatch):
     import tempfile
 
-    from tinylogbert.tinylogbert_model import ModelConfig
-    from tinylogbert.training import TrainConfig
+    from tinylogbert.model.tinylogbert_model import ModelConfig
+    from tinylogbert.model.training import TrainConfig
 
     import dashboard.models
 
@@ -385,7 +385,7 @@ def test_explanation_marks_whole_words_and_escapes_html():
 
 def test_upload_form_settings_round_trip():
     from tinylogbert.errors import FormatError
-    from tinylogbert.sessions import SessionConfig
+    from tinylogbert.sessions.grouping import SessionConfig
 
     from dashboard.score_settings import ScoreSettings
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SMALL_LABELS, SMALL_LOG, copy_with_changed_weights, tiny_detector_factory
-from tinylogbert.detector import TinyLogBERTDetector
 from tinylogbert.errors import CheckpointError, LabelError, NotFittedError
-from tinylogbert.evaluate import evaluate_scores, read_labels
-from tinylogbert.log_reader import read_log_file
+from tinylogbert.io.log_reader import read_log_file
+from tinylogbert.scoring.detector import TinyLogBERTDetector
+from tinylogbert.scoring.evaluate import evaluate_scores, read_labels
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_labels_with_no_matching_ids_are_an_error(small_result):
 
 
 def test_repeated_sessions_come_from_the_cache_with_identical_results(tiny_detector):
-    from tinylogbert.sequence_cache import SequenceCache
+    from tinylogbert.model.sequence_cache import SequenceCache
 
     fresh = tiny_detector.score(SMALL_LOG)
     cache = tiny_detector._cache()
@@ -184,7 +184,7 @@ def test_skipping_embeddings_keeps_the_scores(tiny_detector, small_result):
 
 
 def test_explanation_probability_is_the_models_probability_of_the_line(tiny_detector):
-    from tinylogbert.session_corpus import next_line_targets, pad_batch
+    from tinylogbert.sessions.session_corpus import next_line_targets, pad_batch
 
     result = tiny_detector.score(SMALL_LOG)
     session = result.session_frame.sort_values("score").iloc[-1]["session_id"]

@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import SMALL_LOG
 from tinylogbert import pipeline
-from tinylogbert.checkpoint import MANIFEST_FILE, sha256_file
-from tinylogbert.cli import main
-from tinylogbert.detector import TinyLogBERTDetector
+from tinylogbert.cli.main import main
 from tinylogbert.errors import CheckpointError
-from tinylogbert.feedback import FEEDBACK_FILE, mark_normal, read_feedback
+from tinylogbert.model.checkpoint import MANIFEST_FILE, sha256_file
+from tinylogbert.scoring.detector import TinyLogBERTDetector
+from tinylogbert.scoring.feedback import FEEDBACK_FILE, mark_normal, read_feedback
 
 LOOK_ALIKE = "blk_4242424242424242"
 REORDERED = "blk_7373737373737373"
@@ -67,7 +67,7 @@ def session_rows(result) -> pd.DataFrame:
 # ---- core -----------------------------------------------------------------------------------------
 def sequences(detector, log) -> dict[str, tuple[str, ...]]:
     """Each session's sequence of normalised lines, computed here without ``feedback.py``."""
-    from tinylogbert.sessions import build_sessions
+    from tinylogbert.sessions.grouping import build_sessions
 
     parsed = detector.parse(log)
     index = build_sessions(parsed, detector.sessions)
@@ -194,8 +194,8 @@ def test_cli_feedback_unknown_session_is_one_line(model, capsys):
 # ---- API ------------------------------------------------------------------------------------------
 def test_api_feedback_endpoint_with_and_without_key(model, small_lines, target):
     from fastapi.testclient import TestClient
-    from tinylogbert.anomaly_routes import create_app
-    from tinylogbert.api_settings import ApiSettings
+    from tinylogbert.api.anomaly_routes import create_app
+    from tinylogbert.api.settings import ApiSettings
 
     lines = [line for line in small_lines if target in line] + small_lines[:200]
     settings = ApiSettings(torch_threads=torch.get_num_threads(), api_key="s3cret")

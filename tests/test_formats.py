@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tinylogbert import cli
+from tinylogbert.cli.main import main as cli
 from tinylogbert.errors import FormatError
-from tinylogbert.log_formats import (
+from tinylogbert.io.log_formats import (
     GENERIC,
     LogFormat,
     available_formats,
@@ -20,9 +20,9 @@ from tinylogbert.log_formats import (
     get_format,
     register,
 )
-from tinylogbert.log_parser import parse_log, rank_formats
-from tinylogbert.log_reader import read_log_file, read_log_lines
-from tinylogbert.sessions import parse_times
+from tinylogbert.io.log_parser import parse_log, rank_formats
+from tinylogbert.io.log_reader import read_log_file, read_log_lines
+from tinylogbert.sessions.grouping import parse_times
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "formats"
 
@@ -240,7 +240,7 @@ def test_a_user_format_can_join_the_registry():
         with pytest.raises(FormatError, match="already used"):
             register(LogFormat(name="other", regex=fmt.regex, aliases=("test-isoish",)))
     finally:
-        from tinylogbert import log_formats
+        from tinylogbert.io import log_formats
 
         log_formats._REGISTRY.pop("test-isoish")
 
@@ -327,7 +327,7 @@ def test_json_keys_can_be_named():
 # ---- the formats command -------------------------------------------------------------------------
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "EXTRA_COMMAND_MODULES", ("tinylogbert.formats_cli",))
+    monkeypatch.setattr(cli, "EXTRA_COMMAND_MODULES", ("tinylogbert.cli.formats",))
 
     def run(*argv: str) -> tuple[int, str, str]:
         code = cli.main([str(a) for a in argv])
@@ -385,7 +385,7 @@ def test_train_score_evaluate_by_line_on_inline_labels(run_cli, tmp_path):
     assert code == 0, err
     assert "format bgl" in out
 
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     detector = TinyLogBERTDetector.load(model)
     vocabulary = set(detector.tokenizer_.tokenizer.get_vocab())

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from conftest import ROOT, SMALL_LOG
 from tinylogbert.errors import FormatError, LogInputError, LogTooLargeError
-from tinylogbert.log_reader import gunzip_bounded, read_log_bytes
+from tinylogbert.io.log_reader import gunzip_bounded, read_log_bytes
 
 HOSTILE = r"^(?P<Content>(a+)+)$"  # exponential under a backtracking engine
 HOSTILE_LINES = ["a" * 40 + "!"] * 50
@@ -30,7 +30,7 @@ def cli_env() -> dict[str, str]:
 
 # ---- 2. patterns run in linear time -------------------------------------------------------------
 def test_a_backtracking_format_parses_in_linear_time():
-    from tinylogbert.log_parser import parse_log
+    from tinylogbert.io.log_parser import parse_log
 
     log = read_log_bytes("\n".join(HOSTILE_LINES).encode())
     start = time.monotonic()
@@ -41,8 +41,8 @@ def test_a_backtracking_format_parses_in_linear_time():
 
 
 def test_a_backtracking_session_pattern_runs_in_linear_time():
-    from tinylogbert.log_parser import parse_log
-    from tinylogbert.sessions import SessionConfig, build_sessions
+    from tinylogbert.io.log_parser import parse_log
+    from tinylogbert.sessions.grouping import SessionConfig, build_sessions
 
     parsed = parse_log(read_log_bytes("\n".join(HOSTILE_LINES).encode()), "generic")
     start = time.monotonic()
@@ -56,7 +56,7 @@ def test_a_backtracking_session_pattern_runs_in_linear_time():
     (r"^(?P<Level>\w+) (?P<Content>\1.*)$", "backreference"),
 ])
 def test_a_format_re2_cannot_run_is_refused_with_the_reason(pattern, words):
-    from tinylogbert.log_formats import get_format
+    from tinylogbert.io.log_formats import get_format
 
     with pytest.raises(FormatError, match=f"cannot run in linear time.*{words}"):
         get_format(pattern)
@@ -104,7 +104,7 @@ def _free_port() -> int:
 def server(tiny_checkpoint):
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tinylogbert.serve_cli", "--model", str(tiny_checkpoint),
+        [sys.executable, "-m", "tinylogbert.cli.serve", "--model", str(tiny_checkpoint),
          "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -176,7 +176,7 @@ THUNDERBIRD = Path(__file__).resolve().parent / "data" / "thunderbird" / "Thunde
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tinylogbert.cli", *args], capture_output=True, check=False,
+    return subprocess.run([sys.executable, "-m", "tinylogbert.cli.main", *args], capture_output=True, check=False,
                           text=True, timeout=timeout, cwd=ROOT, env=cli_env())
 
 
@@ -230,7 +230,7 @@ def test_a_corrupt_model_config_is_a_one_line_error(tiny_checkpoint, tmp_path):
 
 
 def _load_config_only(folder: Path):
-    from tinylogbert import checkpoint
+    from tinylogbert.model import checkpoint
 
     real = checkpoint.sha256_file
     try:  # make the weights hash match whatever is there, to reach the config
@@ -241,7 +241,7 @@ def _load_config_only(folder: Path):
 
 
 def test_formats_into_head_ends_quietly():
-    proc = subprocess.run(f"{sys.executable} -m tinylogbert.cli formats | head -1", shell=True, check=False,
+    proc = subprocess.run(f"{sys.executable} -m tinylogbert.cli.main formats | head -1", shell=True, check=False,
                           capture_output=True, text=True, timeout=60, cwd=ROOT, env=cli_env())
     assert proc.returncode == 0 and proc.stdout.strip() and proc.stderr == "", proc.stderr
 
@@ -315,7 +315,7 @@ def test_evaluate_warns_when_labels_cover_few_sessions(scored_csvs, tmp_path):
 
 
 def test_fit_check_names_the_reasons(tiny_detector):
-    from tinylogbert.fit_check import fit_warnings
+    from tinylogbert.scoring.fit_check import fit_warnings
 
     parsed = tiny_detector.parse(THUNDERBIRD)
     (warning,) = fit_warnings(tiny_detector, parsed)
@@ -335,7 +335,8 @@ def test_the_cli_warns_when_the_model_does_not_fit(tiny_checkpoint, tmp_path):
 
 def test_the_api_returns_the_fit_warnings(tiny_checkpoint):
     from fastapi.testclient import TestClient
-    from tinylogbert.anomaly_routes import WARNINGS_HEADER, create_app
+    from tinylogbert.api.anomaly_routes import create_app
+    from tinylogbert.api.negotiation import WARNINGS_HEADER
 
     text = THUNDERBIRD.read_text()
     with TestClient(create_app(tiny_checkpoint)) as c:
@@ -365,7 +366,7 @@ def test_the_dashboard_shows_the_fit_warning_and_opens_training(tiny_checkpoint,
 
 
 def test_bench_writes_outside_the_tracked_results(tmp_path):
-    from tinylogbert.cli import DEFAULT_BENCH_DIR, build_parser
+    from tinylogbert.cli.main import DEFAULT_BENCH_DIR, build_parser
 
     args = build_parser().parse_args(["bench", "--quick"])
     assert Path(args.out_dir) == DEFAULT_BENCH_DIR
@@ -377,8 +378,8 @@ def test_bench_writes_outside_the_tracked_results(tmp_path):
 @pytest.fixture(scope="module")
 def keyed_client(tiny_checkpoint):
     from fastapi.testclient import TestClient
-    from tinylogbert.anomaly_routes import create_app
-    from tinylogbert.api_settings import ApiSettings
+    from tinylogbert.api.anomaly_routes import create_app
+    from tinylogbert.api.settings import ApiSettings
 
     with TestClient(create_app(tiny_checkpoint, ApiSettings(api_key="k3y", max_body_bytes=1000))) as c:
         yield c
@@ -444,8 +445,8 @@ def test_dashboard_training_is_bounded_and_cleaned_up(tmp_path, monkeypatch):
     import tempfile
 
     from tinylogbert.errors import TinyLogBERTError
-    from tinylogbert.tinylogbert_model import ModelConfig
-    from tinylogbert.training import TrainConfig
+    from tinylogbert.model.tinylogbert_model import ModelConfig
+    from tinylogbert.model.training import TrainConfig
 
     from dashboard import models
 
@@ -473,9 +474,9 @@ def test_checkpoint_integrity_covers_every_file(tiny_checkpoint, tmp_path):
     import json
     import shutil
 
-    from tinylogbert.checkpoint import MANIFEST_FILE, OPTIONAL_FILES, REQUIRED_FILES
-    from tinylogbert.detector import TinyLogBERTDetector
     from tinylogbert.errors import CheckpointError
+    from tinylogbert.model.checkpoint import MANIFEST_FILE, OPTIONAL_FILES, REQUIRED_FILES
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     manifest = json.loads((tiny_checkpoint / MANIFEST_FILE).read_text())
     present = {name for name in OPTIONAL_FILES if (tiny_checkpoint / name).exists()}  # model.onnx
@@ -504,8 +505,8 @@ def test_checkpoint_integrity_covers_every_file(tiny_checkpoint, tmp_path):
 
 
 def test_init_from_takes_local_safetensors_only(tmp_path):
-    from tinylogbert.checkpoint import check_init_from
     from tinylogbert.errors import CheckpointError
+    from tinylogbert.model.checkpoint import check_init_from
 
     with pytest.raises(CheckpointError, match="not a local folder"):
         check_init_from("bert-base-uncased")

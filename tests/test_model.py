@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tinylogbert.log_tokenizer import LogTokenizer
-from tinylogbert.session_corpus import next_line_targets, pad_batch
-from tinylogbert.tinylogbert_model import (
+from tinylogbert.model.log_tokenizer import LogTokenizer
+from tinylogbert.model.tinylogbert_model import (
     CLS_LINE,
     END_LINE_CLASS,
     PAD_LINE,
     ModelConfig,
     build_model,
 )
-from tinylogbert.training import mask_lines
+from tinylogbert.model.training import mask_lines
+from tinylogbert.sessions.session_corpus import next_line_targets, pad_batch
 
 LINES = [
     "dfs datanode dataxceiver receiving block src dest",

@@ -1,4 +1,4 @@
-"""Scoring with ONNX Runtime (``core/onnx_runtime.py``): the same scores as torch, without torch."""
+"""Scoring with ONNX Runtime (``core/model/onnx_runtime.py``): the same scores as torch, without torch."""
 from __future__ import annotations
 
 import json
@@ -16,12 +16,12 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnx and onnxscript "
                                          "(pip install 'tinylogbert[onnx]')")
 
-from tinylogbert.checkpoint import ONNX_FILE, write_manifest
-from tinylogbert.cli import main
-from tinylogbert.detector import TinyLogBERTDetector
+from tinylogbert.cli.main import main
 from tinylogbert.errors import CheckpointError
-from tinylogbert.inference import score_sequences
-from tinylogbert.onnx_runtime import OnnxTinyLogBERT, export_onnx, score_sequences_onnx
+from tinylogbert.model.checkpoint import ONNX_FILE, write_manifest
+from tinylogbert.model.inference import score_sequences
+from tinylogbert.model.onnx_runtime import OnnxTinyLogBERT, export_onnx, score_sequences_onnx
+from tinylogbert.scoring.detector import TinyLogBERTDetector
 
 TOLERANCE = 1e-4
 
@@ -66,7 +66,7 @@ def test_the_onnx_path_does_not_import_torch(tiny_checkpoint, tmp_path):
     """A whole ``tinylogbert score --runtime onnx`` in a fresh interpreter, then sys.modules."""
     script = (
         "import json, sys\n"
-        "from tinylogbert.cli import main\n"
+        "from tinylogbert.cli.main import main\n"
         f"code = main(['score', {str(SMALL_LOG)!r}, '--model', {str(tiny_checkpoint)!r}, "
         f"'--out', {str(tmp_path / 'lines.csv')!r}, '--runtime', 'onnx', '--threads', '1'])\n"
         "print(json.dumps({'code': code, 'heavy': sorted(m for m in ('torch', 'transformers') "
@@ -106,7 +106,7 @@ def test_a_tampered_model_onnx_fails_the_integrity_check(tiny_checkpoint, tmp_pa
             TinyLogBERTDetector.load(bad, runtime=runtime)
         assert "\n" not in str(error.value)
     proc = subprocess.run(
-        [sys.executable, "-m", "tinylogbert.cli", "score", str(SMALL_LOG), "--model", str(bad),
+        [sys.executable, "-m", "tinylogbert.cli.main", "score", str(SMALL_LOG), "--model", str(bad),
          "--out", str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=300,
         check=False)
     assert proc.returncode == 2

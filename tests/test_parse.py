@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tinylogbert import cli, pipeline
-from tinylogbert.sessions import SessionConfig, build_sessions
+from tinylogbert import pipeline
+from tinylogbert.cli.main import main as cli
+from tinylogbert.sessions.grouping import SessionConfig, build_sessions
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "formats"
 LOGHUB = FIXTURES / "loghub"
@@ -25,7 +26,7 @@ SUMMARY = re.compile(
 
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "EXTRA_COMMAND_MODULES", ("tinylogbert.parse_cli",))
+    monkeypatch.setattr(cli, "EXTRA_COMMAND_MODULES", ("tinylogbert.cli.parse",))
 
     def run(*argv) -> tuple[int, str, str]:
         code = cli.main([str(a) for a in argv])
@@ -147,10 +148,10 @@ def test_bad_out_fails_before_reading_the_log(run_cli, tmp_path, target, message
 
 
 def test_parse_is_a_tinylogbert_command(tmp_path):
-    assert "tinylogbert.parse_cli" in cli.EXTRA_COMMAND_MODULES
+    assert "tinylogbert.cli.parse" in cli.EXTRA_COMMAND_MODULES
     out = tmp_path / "proxifier.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "tinylogbert.cli", "parse", str(LOGHUB / "Proxifier.log"),
+        [sys.executable, "-m", "tinylogbert.cli.main", "parse", str(LOGHUB / "Proxifier.log"),
          "--out", str(out)],
         capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
     )

@@ -9,16 +9,16 @@ import pytest
 from conftest import ROOT, SMALL_LOG
 from fastapi.testclient import TestClient
 from tinylogbert import pipeline
-from tinylogbert.anomaly_routes import create_app
-from tinylogbert.detector import TinyLogBERTDetector
+from tinylogbert.api.anomaly_routes import create_app
 from tinylogbert.errors import FormatError
-from tinylogbert.sessions import SessionConfig
+from tinylogbert.scoring.detector import TinyLogBERTDetector
+from tinylogbert.sessions.grouping import SessionConfig
 
 BGL = ROOT / "sample_data" / "loghub_2k" / "BGL_2k.log.gz"
 
 
 def _cli(model, log, out, *options) -> bytes:
-    proc = subprocess.run([sys.executable, "-m", "tinylogbert.cli", "score", str(log), "--model",
+    proc = subprocess.run([sys.executable, "-m", "tinylogbert.cli.main", "score", str(log), "--model",
                            str(model), "--out", str(out), *options],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -71,7 +71,7 @@ def test_auto_prefers_the_trained_format_and_a_named_format_must_parse(tiny_dete
 
 def test_time_windows_default_to_the_format_everywhere():
     """The API used to mean 60 s where the CLI meant the format's default (0)."""
-    from tinylogbert.anomaly_routes import SessionOptions
+    from tinylogbert.api.schemas import SessionOptions
 
     assert SessionOptions(by="time").config() == SessionConfig(by="time")
     with pytest.raises(ValueError, match="time_step needs time_window"):

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import deal_small_log
-from tinylogbert.log_reader import read_log_text
+from tinylogbert.io.log_reader import read_log_text
 
 START_TIMEOUT_S = 60
 NODES = 2
@@ -150,7 +150,7 @@ def test_cli_scores_dealt_log_on_a_two_node_cluster(ray_cluster, tiny_detector, 
     lines = deal_small_log(logs)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "tinylogbert.cli", "score", str(logs), "--engine", "ray",
+        [sys.executable, "-m", "tinylogbert.cli.main", "score", str(logs), "--engine", "ray",
          "--address", address, "--model", str(tiny_checkpoint), "--out", str(out),
          "--scorers", "2"],
         env=env, capture_output=True, text=True, check=False, timeout=150,
@@ -159,7 +159,7 @@ def test_cli_scores_dealt_log_on_a_two_node_cluster(ray_cluster, tiny_detector, 
     assert f"scored {len(lines):,} lines of 4 files" in proc.stdout
     assert "Traceback" not in proc.stderr
 
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     # The local engine with the model loaded as the CLI and the actors load it (runtime 'auto').
     local = TinyLogBERTDetector.load(tiny_checkpoint, runtime="auto").score(

@@ -18,11 +18,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_LOG, deal_small_log
-from tinylogbert.batch_inputs import expand_inputs, merge_times, resolve_settings
+from tinylogbert.batch.batch_inputs import expand_inputs, merge_times, resolve_settings
 from tinylogbert.errors import LogInputError, TinyLogBERTError
-from tinylogbert.log_formats import get_format
-from tinylogbert.log_parser import parse_log
-from tinylogbert.log_reader import read_log_text
+from tinylogbert.io.log_formats import get_format
+from tinylogbert.io.log_parser import parse_log
+from tinylogbert.io.log_reader import read_log_text
 
 TOLERANCE = 1e-5
 ORPHAN_LINE = "081109 204005 35 INFO dfs.FSNamesystem: BLOCK* NameSystem.heartbeat: no block here"
@@ -55,7 +55,7 @@ def local_result(tiny_detector, split_log):
 @pytest.fixture(scope="module")
 def loaded_detector(tiny_checkpoint):
     """The checkpoint as the CLI and the Ray actors load it (runtime 'auto': ONNX Runtime)."""
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     return TinyLogBERTDetector.load(tiny_checkpoint, runtime="auto")
 
@@ -113,7 +113,7 @@ def assert_same_as_local(local, lines: pd.DataFrame, sessions: pd.DataFrame, spl
 # ---- without Ray: the stage functions themselves -------------------------------------------------
 def test_stage_functions_match_local_engine(tiny_detector, split_log, local_result):
     """The pipeline's functions, run in-process on 3 buckets, give the local scores."""
-    from tinylogbert.ray_engine import (
+    from tinylogbert.batch.ray_engine import (
         MEMBER_COLUMNS,
         assign_buckets,
         explode_members,
@@ -166,7 +166,7 @@ def test_merge_times_never_reorder_a_file():
 
 def test_stream_order_merges_sessions_across_files_by_time():
     """One file: file order. Several: time, then line number; rotation and no time as documented."""
-    from tinylogbert.ray_engine import stream_order
+    from tinylogbert.batch.ray_engine import stream_order
 
     nan = float("nan")
     rows = [  # (session, file, line, time, edge)
@@ -204,14 +204,14 @@ def bgl_lines(n: int) -> list[str]:
 
 def test_window_sessions_stay_within_their_file(tiny_detector, tmp_path):
     """Without ids, sessions are windows of one file, keyed by it; labels come through."""
-    from tinylogbert.ray_engine import (
+    from tinylogbert.batch.ray_engine import (
         MEMBER_COLUMNS,
         explode_members,
         file_lines,
         file_memberships,
         score_complete_sessions,
     )
-    from tinylogbert.sessions import SessionConfig
+    from tinylogbert.sessions.grouping import SessionConfig
 
     path = tmp_path / "bgl.log"
     path.write_text("\n".join(bgl_lines(130)) + "\n")
@@ -268,7 +268,7 @@ def test_ray_engine_matches_local_engine(ray_instance, tiny_checkpoint, split_lo
     """End to end, through ``tinylogbert score --engine ray``, against the local engine with the
     model loaded as the actors load it."""
     local_result = loaded_result
-    from tinylogbert.cli import main
+    from tinylogbert.cli.main import main
 
     folder, all_lines, _ = split_log
     out = tmp_path / "out"
@@ -298,7 +298,7 @@ def test_ray_engine_merges_a_dealt_log_like_the_local_engine(ray_instance, tiny_
                                                               loaded_detector, tmp_path):
     """A real HDFS log dealt line by line into 4 files, as 4 nodes would write it: every block
     spans files, and merged by time its sessions score as in the one undealt log."""
-    from tinylogbert.ray_engine import RayScoreConfig, score_files
+    from tinylogbert.batch.ray_engine import RayScoreConfig, score_files
 
     logs = tmp_path / "logs"
     lines = deal_small_log(logs)
@@ -322,7 +322,7 @@ def test_ray_engine_merges_a_dealt_log_like_the_local_engine(ray_instance, tiny_
 
 
 def test_cli_refuses_engine_option_mixes(tiny_checkpoint, split_log, tmp_path, capsys):
-    from tinylogbert.cli import main
+    from tinylogbert.cli.main import main
 
     folder, _, _ = split_log
     two = [str(folder / "part-1.log"), str(folder / "part-10.log")]
@@ -334,7 +334,7 @@ def test_cli_refuses_engine_option_mixes(tiny_checkpoint, split_log, tmp_path, c
 
 
 def test_ray_engine_without_ray_says_how_to_install_it(monkeypatch, split_log, tmp_path):
-    from tinylogbert.ray_cli import score_with_ray
+    from tinylogbert.cli.ray_options import score_with_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
     folder, _, _ = split_log
@@ -345,7 +345,7 @@ def test_ray_engine_without_ray_says_how_to_install_it(monkeypatch, split_log, t
 @pytest.mark.ray
 def test_ray_engine_reports_a_bad_file_in_one_line(ray_instance, tiny_checkpoint, split_log,
                                                    tmp_path):
-    from tinylogbert.ray_engine import RayScoreConfig, score_files
+    from tinylogbert.batch.ray_engine import RayScoreConfig, score_files
 
     folder, _, _ = split_log
     bad = tmp_path / "zz-binary.log"

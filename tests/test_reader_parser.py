@@ -5,9 +5,9 @@ import gzip
 
 import pytest
 from tinylogbert.errors import FormatError, LogInputError
-from tinylogbert.log_parser import parse_log, require_some_parsed
-from tinylogbert.log_reader import read_log_bytes, read_log_file, read_log_lines, read_log_text
-from tinylogbert.normalize import normalize_message
+from tinylogbert.io.log_parser import parse_log, require_some_parsed
+from tinylogbert.io.log_reader import read_log_bytes, read_log_file, read_log_lines, read_log_text
+from tinylogbert.io.normalize import normalize_message
 
 HDFS_LINE = (
     "081109 203530 147 INFO dfs.DataNode$DataXceiver: Receiving block blk_4394112519745907149 "
@@ -135,7 +135,7 @@ HDFS_LINES = [
 
 
 def test_auto_detection_keeps_a_trained_models_format_when_it_parses_every_line():
-    from tinylogbert.log_formats import get_format
+    from tinylogbert.io.log_formats import get_format
 
     custom = get_format("<Date> <Time> <Content>")  # a model trained with a format of its own
     assert parse_log(read_log_lines(HDFS_LINES)).format.name == "hdfs"  # what detection picks
@@ -151,7 +151,7 @@ def test_auto_detection_keeps_a_trained_models_format_when_it_parses_every_line(
 
 
 def test_a_detector_scores_with_its_own_format_but_trains_with_detection(tiny_detector):
-    from tinylogbert.log_formats import get_format
+    from tinylogbert.io.log_formats import get_format
 
     custom = get_format("<Date> <Time> <Content>")
     original = tiny_detector.format_

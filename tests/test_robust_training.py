@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from conftest import SMALL_LOG, tiny_detector_factory
-from tinylogbert.inference import score_sequences
-from tinylogbert.log_reader import read_log_file
-from tinylogbert.tinylogbert_model import N_PSEUDO_LINES
-from tinylogbert.training import TrainConfig, Trainer
+from tinylogbert.io.log_reader import read_log_file
+from tinylogbert.model.inference import score_sequences
+from tinylogbert.model.tinylogbert_model import N_PSEUDO_LINES
+from tinylogbert.model.training import TrainConfig, Trainer
 
 TINY_TRAINING = {"epochs": 1, "head_epochs": 1, "steps_per_epoch": 8, "batch_size": 16, "seed": 0}
 

@@ -7,16 +7,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import ROOT, tiny_detector_factory
-from tinylogbert.anomaly_score import (
+from tinylogbert.io.log_reader import read_log_file
+from tinylogbert.scoring.anomaly_score import (
     GRADES,
     grade_columns,
     grade_probabilities,
     label_free_threshold,
     robust_center_scale,
 )
-from tinylogbert.log_reader import read_log_file
-from tinylogbert.session_corpus import build_line_vocab
-from tinylogbert.severity import line_severity
+from tinylogbert.scoring.severity import line_severity
+from tinylogbert.sessions.session_corpus import build_line_vocab
 
 BGL = ROOT / "sample_data" / "loghub_2k" / "BGL_2k.log.gz"
 THUNDERBIRD = ROOT / "sample_data" / "loghub_2k" / "Thunderbird_2k.log.gz"
@@ -103,7 +103,7 @@ def test_a_new_fatal_line_outweighs_the_same_new_info_line():
 def test_old_checkpoints_keep_scoring_without_the_new_prior(tiny_checkpoint, tmp_path):
     import shutil
 
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     folder = tmp_path / "old"
     shutil.copytree(tiny_checkpoint, folder)
@@ -143,7 +143,7 @@ def test_pyod_and_scikit_learn_contract(tiny_detector):
 
 def test_init_from_in_python_is_offline_and_safetensors_only(tmp_path):
     from tinylogbert.errors import CheckpointError
-    from tinylogbert.tinylogbert_model import model_from_pretrained
+    from tinylogbert.model.tinylogbert_model import model_from_pretrained
 
     with pytest.raises(CheckpointError, match="not a local folder"):
         model_from_pretrained("bert-base-uncased", 10, 0, 5)

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tinylogbert.errors import FormatError
-from tinylogbert.log_parser import parse_log
-from tinylogbert.log_reader import read_log_file, read_log_lines
-from tinylogbert.sessions import (
+from tinylogbert.io.log_parser import parse_log
+from tinylogbert.io.log_reader import read_log_file, read_log_lines
+from tinylogbert.sessions.grouping import (
     SessionConfig,
     SessionIndex,
     build_sessions,

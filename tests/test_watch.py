@@ -22,7 +22,7 @@ with gzip.open(SMALL_LOG, "rt", encoding="utf-8") as _log:
 @pytest.fixture(scope="module")
 def loaded(tiny_checkpoint):
     """The tiny checkpoint loaded as the CLI loads it (runtime='auto'), for batch scores."""
-    from tinylogbert.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     return TinyLogBERTDetector.load(tiny_checkpoint, runtime="auto")
 
@@ -43,7 +43,7 @@ class Watch:
         self.err_path = self.events_path.with_suffix(".err")
         self.err = open(self.err_path, "w")  # noqa: SIM115 -- closed by stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tinylogbert.cli", "watch", *args, "--model", str(checkpoint),
+            [sys.executable, "-m", "tinylogbert.cli.main", "watch", *args, "--model", str(checkpoint),
              "--out", str(self.events_path), "--poll", "0.05"],
             env=ENV, stdin=stdin, stdout=subprocess.DEVNULL, stderr=self.err,
         )
@@ -173,7 +173,7 @@ def test_rotation_and_truncation_are_followed(tmp_path, tiny_checkpoint):
 
 
 def test_follow_keeps_partial_lines_until_their_newline(tmp_path):
-    from tinylogbert.watch import follow
+    from tinylogbert.live.follow import follow
 
     log = tmp_path / "p.log"
     log.write_bytes(b"one\ntw")
@@ -221,7 +221,7 @@ def test_max_open_sessions_forces_oldest_closed_and_counts(tmp_path, tiny_checkp
 
 
 def test_tracker_keeps_at_most_max_open_sessions(loaded):
-    from tinylogbert.watch import SessionTracker
+    from tinylogbert.live.session_tracker import SessionTracker
 
     tracker = SessionTracker(loaded, max_open_sessions=5, emit_all=True, idle_timeout=1e9)
     emitted = []
@@ -254,8 +254,8 @@ def test_stdin(tmp_path, tiny_checkpoint, loaded):
                                     {"by": "time", "time_window": 30, "time_step": 10},
                                     {"by": "window", "window_size": 16}])
 def test_tracker_equals_batch_for_windows(loaded, config):
-    from tinylogbert.sessions import SessionConfig
-    from tinylogbert.watch import SessionTracker
+    from tinylogbert.live.session_tracker import SessionTracker
+    from tinylogbert.sessions.grouping import SessionConfig
 
     sessions = SessionConfig(**config)
     tracker = SessionTracker(loaded, sessions=sessions, emit_all=True, idle_timeout=1e9)
@@ -280,7 +280,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny_checkpoint, args, message):
     append(log, LINES[:50])
     args = [a.format(tmp=tmp_path, log=log) for a in args]
     proc = subprocess.run(
-        [sys.executable, "-m", "tinylogbert.cli", "watch", *args, "--model", str(tiny_checkpoint)],
+        [sys.executable, "-m", "tinylogbert.cli.main", "watch", *args, "--model", str(tiny_checkpoint)],
         check=False, env=ENV, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2, proc.stderr

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-from tinylogbert.evaluate import evaluate_scores
+from tinylogbert.scoring.evaluate import evaluate_scores
 
 from dashboard import state
 from dashboard.charts import score_histogram

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import streamlit as st
-from tinylogbert.evaluate import curves, evaluate_scores
+from tinylogbert.scoring.evaluate import curves, evaluate_scores
 
 from dashboard import state
 from dashboard.charts import operating_point, pr_figure, roc_figure

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 from tinylogbert.errors import LabelError, TinyLogBERTError
-from tinylogbert.log_formats import available_formats
+from tinylogbert.io.log_formats import available_formats
 
 from dashboard import state
 from dashboard.cache import SAMPLE_LABELS, load_detector, load_sample
@@ -241,7 +241,7 @@ def settings_form(upload: LogUpload, expanded: bool) -> None:
 
 
 def training_section(upload: LogUpload | None, missing: bool, misfit: bool = False) -> None:
-    """Open when there is no model, or when the model does not fit the log (tinylogbert.fit_check)."""
+    """Open when there is no model, or when the model does not fit the log (tinylogbert.scoring.fit_check)."""
     title = "Train a new model on this file" if upload else "Train a new model"
     with st.expander(title, expanded=missing or misfit, icon=":material/model_training:"):
         if upload is None:

@@ -1,0 +1,473 @@
+"""``tinylogbert`` command line: a thin layer over ``core``; errors are one line, never a traceback.
+
+Exit codes: 0 success, 2 a problem with the input or settings (the message says which), 1 a bug
+(set ``TINYLOGBERT_DEBUG=1`` to see its traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tinylogbert import __version__
+from tinylogbert.cli.ray_options import add_ray_arguments
+from tinylogbert.errors import OutputError, TinyLogBERTError
+from tinylogbert.model.checkpoint import DEFAULT_MODEL_DIR
+
+DEFAULT_MODEL = DEFAULT_MODEL_DIR
+# ``tinylogbert bench`` writes here (relative to the working folder, git-ignored), never over the
+# tracked results in benchmarks/results; --out-dir chooses another folder.
+DEFAULT_BENCH_DIR = Path("tinylogbert-bench")
+
+
+def warn(message: str) -> None:
+    """A warning: one line on stderr, the work goes on."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Fail before the work, not after minutes of it, when ``path`` cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{flag} {path}: is a folder; give a file name, e.g. {target / 'out.csv'}")
+    parent = target.parent
+    if not parent.exists():
+        raise OutputError(f"{flag} {path}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise OutputError(f"{flag} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise OutputError(f"{flag} {path}: not writable")
+
+
+def check_output_folder(path: str, flag: str) -> None:
+    """A checkpoint folder to write: new, empty, or an earlier checkpoint (replaced), never a file
+    or a folder of other things."""
+    from tinylogbert.model.checkpoint import DETECTOR_FILE
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{flag} {path}: is a file; give a folder for the checkpoint")
+    if target.is_dir() and any(target.iterdir()) and not (target / DETECTOR_FILE).exists():
+        raise OutputError(f"{flag} {path}: the folder holds other files; give a new or empty "
+                          "folder (or an earlier checkpoint, which is replaced)")
+    existing = next(p for p in [target, *target.parents] if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise OutputError(f"{flag} {path}: {existing} is not writable")
+
+
+def _add_format_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="auto",
+                   help="'auto' (detect), a format name (see 'tinylogbert formats'), a template "
+                        "like '<Date> <Time> <Level>: <Content>', a regex with named groups, or "
+                        "'json' / 'json:message=KEY,time=KEY'")
+    p.add_argument("--sessions", default="auto", choices=["auto", "id", "window", "time"],
+                   help="how lines become sessions (auto: an id in the line if the format has one, "
+                        "else windows of lines)")
+    p.add_argument("--session-id", metavar="REGEX",
+                   help="session ids: a regex (its match, its group 'id' or its only group), "
+                        "or a parsed field such as '<Node>'")
+    p.add_argument("--window", type=int, default=0, metavar="LINES", help="lines per window")
+    p.add_argument("--step", type=int, default=0, metavar="LINES",
+                   help="lines between window starts (default: the window size)")
+    p.add_argument("--time-window", type=float, default=0.0, metavar="SECONDS",
+                   help="seconds per time window (0: the format's default)")
+    p.add_argument("--time-step", type=float, default=0.0, metavar="SECONDS")
+
+
+def _session_config(args: argparse.Namespace):
+    from tinylogbert.sessions.grouping import SessionConfig
+
+    return SessionConfig(
+        by=args.sessions, id_pattern=args.session_id, window_size=args.window,
+        window_step=args.step, time_window=args.time_window, time_step=args.time_step,
+    )
+
+
+def _session_options_given(args: argparse.Namespace) -> bool:
+    return (args.sessions != "auto" or args.session_id or args.window or args.step
+            or args.time_window or args.time_step)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "--out")
+    if args.init_from:
+        from tinylogbert.model.checkpoint import check_init_from
+
+        args.init_from = str(check_init_from(args.init_from))
+        # Belt and braces: whatever the folder holds, nothing is fetched from the hub.
+        os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    from tinylogbert.model.tinylogbert_model import ModelConfig
+    from tinylogbert.model.training import TrainConfig
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+    from tinylogbert.scoring.fit_check import training_warnings
+    from tqdm import tqdm
+
+    model = ModelConfig(
+        hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+        intermediate_size=args.intermediate or 4 * args.hidden,
+    )
+    training = TrainConfig(
+        epochs=args.epochs, head_epochs=args.head_epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+        clean_epochs=args.clean_epochs,
+    )
+    contamination = args.contamination if args.contamination == "auto" else float(args.contamination)
+    detector = TinyLogBERTDetector(
+        log_format=args.format, sessions=_session_config(args), model=model, training=training,
+        vocab_size=args.vocab_size, contamination=contamination, init_from=args.init_from,
+        num_threads=args.threads,
+    )
+    bar = tqdm(total=None, unit="step", desc="training", disable=args.quiet, file=sys.stderr)
+
+    phase = [""]
+
+    def progress(p) -> None:
+        if p.phase != phase[0]:  # one bar per phase: mlm, clean, head
+            phase[0] = p.phase
+            bar.set_description(p.phase, refresh=False)
+            bar.reset(total=p.total_steps)
+        bar.set_postfix(loss=f"{p.loss:.3f}", refresh=False)
+        bar.update(p.step - bar.n)
+
+    started = time.perf_counter()
+    detector.fit(args.logfile, on_progress=progress)
+    bar.close()
+    out = detector.save(args.out)
+    summary = detector.training_summary_
+    for message in training_warnings(summary):
+        warn(message)
+    print(
+        f"trained on {summary['lines']:,} lines, {summary['sessions']:,} sessions "
+        f"({summary['distinct_sessions']:,} distinct) in {time.perf_counter() - started:.1f}s; "
+        f"format {summary['format']}; threshold {detector.threshold_:.3f}; saved to {out}"
+    )
+    return 0
+
+
+def _in_background(function, *args):
+    """Run ``function(*args)`` in a daemon thread; the returned callable waits for its result
+    and re-raises its exception, if any, in the caller's thread."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller, not swallowed
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="background", daemon=True)
+    thread.start()
+
+    def result():
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return result
+
+
+def _load_detector(folder: str, runtime: str = "auto", threads: int = 0):
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+
+    return TinyLogBERTDetector.load(folder, runtime=runtime, num_threads=threads or None)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from tinylogbert import pipeline
+    from tinylogbert.cli.ray_options import check_engine_options, describe_summary, score_with_ray
+    from tinylogbert.model.checkpoint import trained_format
+    from tinylogbert.sessions.grouping import SessionConfig, build_sessions
+
+    check_engine_options(args, args.logfile)
+    if args.engine != "ray":  # Ray's --out is a folder, checked by the Ray engine
+        check_output_file(args.out, "--out")
+    if args.sessions_out:
+        check_output_file(args.sessions_out, "--sessions-out")
+    sessions = _session_config(args) if _session_options_given(args) else None
+    if args.engine == "ray":
+        summary = score_with_ray(
+            args.logfile, args.model, args.out, address=args.address, csv=args.csv,
+            log_format=args.format, sessions=sessions, threshold=args.threshold,
+            threads=args.threads, scorers=args.scorers, lines_per_call=args.lines_per_call,
+        )
+        print(describe_summary(summary))
+        return 0
+    started = time.perf_counter()
+    # Importing torch and transformers and loading the model take seconds: do it in the
+    # background while the log is read and parsed (Arrow kernels, which release the GIL).
+    loading = _in_background(_load_detector, args.model, args.runtime, args.threads)
+    lines = pipeline.read(args.logfile[0])
+    parsed = pipeline.parse(lines, args.format, trained_format(args.model))
+    # Sessions too, with the options given or the default every checkpoint trained without
+    # session options uses; a checkpoint with other settings builds its own (cached per config).
+    build_sessions(parsed, sessions or SessionConfig())
+    waiting = time.perf_counter()
+    detector = loading()
+    waited = time.perf_counter() - waiting
+    scored = pipeline.score_parsed(
+        detector, parsed, lines,
+        pipeline.ScoreOptions(args.format, sessions, args.threshold, embeddings=False),
+    )
+    for message in scored.warnings:
+        warn(message)
+    result = scored.result
+    result.write_lines_csv(args.out)
+    if args.sessions_out:
+        result.write_sessions_csv(args.sessions_out)
+    seconds = time.perf_counter() - started
+    s = result.summary()
+    # The model loads while the log is parsed; what parsing did not hide is said, not hidden.
+    load = f", {waited:.1f}s of it waiting for the model to load" if waited >= 0.05 else ""
+    print(
+        f"scored {s['lines']:,} lines in {s['sessions']:,} sessions in {seconds:.1f}s "
+        f"({s['lines'] / max(seconds, 1e-9):,.0f} lines/s{load}); format {s['format']}; "
+        f"{s['unparsed_lines']:,} lines did not parse (kept, parse_ok=false); "
+        f"{s['anomalous_sessions']:,} sessions above threshold {s['threshold']:.3f}"
+        + (f"; {s['suppressed_sessions']:,} sessions like ones marked normal (suppressed_by)"
+           if s["suppressed_sessions"] else "")
+    )
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from tinylogbert.model.onnx_runtime import export_checkpoint
+
+    started = time.perf_counter()
+    path = export_checkpoint(args.model)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
+          f"{time.perf_counter() - started:.1f}s; checkpoint manifest updated")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from tinylogbert.errors import LabelError
+    from tinylogbert.scoring.evaluate import (
+        align_labels,
+        coverage_warnings,
+        evaluate_scores,
+        lowest_flagged_score,
+        read_labels,
+    )
+
+    path = Path(args.scores)
+    if not path.exists():
+        raise LabelError(f"{path}: no such scores file")
+    try:
+        scores = pd.read_csv(path, dtype={"session_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise LabelError(f"{path}: not a scores CSV ({exc})") from None
+    id_col = "line_no" if args.level == "line" else "session_id"
+    if args.level == "session" and "line_no" in scores.columns:
+        raise LabelError(f"{path}: this is a LINES CSV (it has a line_no column); give the "
+                         "SESSIONS CSV (score --sessions-out) or use --level line")
+    for col in (id_col, "score"):
+        if col not in scores.columns:
+            raise LabelError(f"{path}: missing column {col!r} (is it the "
+                             f"{'LINES' if args.level == 'line' else 'SESSIONS'} CSV?)")
+    if args.labels:
+        what = "lines" if args.level == "line" else "sessions"
+        labels = align_labels(scores[id_col].astype(str).to_numpy(),
+                              read_labels(args.labels, level=args.level), what=what)
+        for message in coverage_warnings(labels, what):
+            warn(message)
+    elif "label" in scores.columns:
+        labels = scores["label"].fillna(-1).to_numpy().astype(int)
+    else:
+        raise LabelError("give --labels LABELS.csv (or score a log with inline labels)")
+    values = scores["score"].to_numpy(dtype=float)
+    threshold = args.threshold if args.threshold is not None else lowest_flagged_score(scores)
+    ev = evaluate_scores(values, labels, threshold, level=args.level)
+    if args.json:
+        print(json.dumps(ev.to_dict()))
+    else:
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.4f}"
+
+        print(f"{args.level}s: {ev.n:,} labelled ({ev.n_anomalies:,} anomalous), "
+              f"{ev.n_flagged:,} flagged at threshold {ev.threshold:.4f}")
+        print(f"ROC-AUC {fmt(ev.roc_auc)}  PR-AUC {fmt(ev.pr_auc)}  precision {ev.precision:.4f}  "
+              f"recall {ev.recall:.4f}  F1 {ev.f1:.4f}")
+        print(f"best F1 {fmt(ev.best_f1)} (threshold chosen on these labels: an upper bound)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinylogbert", description="Unsupervised log anomaly detection with a tiny BERT."
+    )
+    parser.add_argument("--version", action="version", version=f"tinylogbert {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on an unlabeled log")
+    p.add_argument("logfile")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    _add_format_options(p)
+    p.add_argument("--epochs", type=int, default=5, help="masked-line-modelling epochs")
+    p.add_argument("--clean-epochs", type=int, default=0,
+                   help="extra epochs on the training sessions the model does not flag (0: off)")
+    p.add_argument("--head-epochs", type=int, default=2, help="anomaly-head epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the sessions")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocab-size", type=int, default=1000)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--intermediate", type=int, default=0, help="0: 4 x hidden")
+    p.add_argument("--contamination", default="auto",
+                   help="expected share of anomalies, or 'auto' (robust deviation rule)")
+    p.add_argument("--init-from", metavar="HF_FOLDER",
+                   help="start the encoder from a local Hugging Face BERT folder holding "
+                        "config.json and model.safetensors (offline; no pickled weights)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="score a log with a trained model")
+    p.add_argument("logfile", nargs="+",
+                   help="the log (--engine ray: any number of files, folders or globs)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint folder")
+    p.add_argument("--out", required=True,
+                   help="LINES.csv: one row per input line (--engine ray: a folder for "
+                        "Parquet lines/ and sessions/, CSV with --csv, and summary.json)")
+    p.add_argument("--sessions-out", help="SESSIONS.csv: one row per session")
+    p.add_argument("--threshold", type=float, help="override the model's session threshold")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch or ONNX Runtime threads (--engine ray: per scoring actor)")
+    p.add_argument("--runtime", choices=["auto", "onnx", "torch"], default="auto",
+                   help="onnx: the checkpoint's model.onnx in ONNX Runtime, without importing "
+                        "torch; auto (default): onnx when onnxruntime is installed and the "
+                        "checkpoint has model.onnx, else torch")
+    _add_format_options(p)
+    add_ray_arguments(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("export-onnx",
+                       help="write a checkpoint's model.onnx (scoring without torch) and its "
+                            "manifest entry; for checkpoints saved without it")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint folder")
+    p.set_defaults(func=cmd_export_onnx)
+
+    p = sub.add_parser("evaluate", help="ROC-AUC, PR-AUC and F1 of scores against labels")
+    p.add_argument("--scores", required=True, help="SESSIONS.csv (or LINES.csv with --level line)")
+    p.add_argument("--labels", help="label CSV: BlockId,Label / session_id,label / line_no,label")
+    p.add_argument("--level", choices=["session", "line"], default="session")
+    p.add_argument("--threshold", type=float, help="evaluate at this threshold instead")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    for register in _extra_commands():
+        register(sub)
+    if "bench" in sub.choices:  # its results go to a folder of their own, not the tracked ones
+        bench = sub.choices["bench"]
+        bench.set_defaults(out_dir=DEFAULT_BENCH_DIR)
+        bench.description = (bench.description or "").replace(
+            "benchmarks/results/", f"{DEFAULT_BENCH_DIR}/ (--out-dir) ")
+        for action in bench._actions:
+            if action.dest == "out_dir":
+                action.help = f"folder for NAME.json and NAME.md (default: ./{DEFAULT_BENCH_DIR}/)"
+    return parser
+
+
+# Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tinylogbert.cli.formats", "tinylogbert.cli.parse",
+                                          "tinylogbert.cli.serve", "tinylogbert.cli.watch",
+                                          "tinylogbert.cli.feedback",
+                                          "benchmarks.bench_cli")
+# The benchmarks are not installed with the library: ``bench`` finds them in the source tree.
+SOURCE_TREE = Path(__file__).resolve().parents[2]
+
+
+def _extra_commands():
+    import importlib
+
+    out = []
+    for name in EXTRA_COMMAND_MODULES:
+        try:
+            out.append(importlib.import_module(name).register)
+        except ModuleNotFoundError as exc:
+            if not name.startswith("benchmarks.") or exc.name not in ("benchmarks", name):
+                raise
+            if (SOURCE_TREE / "benchmarks" / "__init__.py").is_file():
+                sys.path.append(str(SOURCE_TREE))
+                out.append(importlib.import_module(name).register)
+            else:
+                out.append(_bench_unavailable)
+    return out
+
+
+def _bench_unavailable(subparsers) -> None:
+    """``bench`` outside a source checkout: say where the benchmarks are instead of failing."""
+    def run(_: argparse.Namespace) -> int:
+        raise TinyLogBERTError("the benchmarks live in the source tree: run tinylogbert bench "
+                               "from a clone of the repository (pip install -e .)")
+    parser = subparsers.add_parser("bench", help="the benchmarks (in a source checkout only)")
+    parser.set_defaults(func=run)
+
+
+def run_reporting_errors(run, *args) -> int:
+    """Call ``run(*args)``; turn every failure into one line on stderr and an exit code."""
+    try:
+        return int(run(*args) or 0)
+    except TinyLogBERTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `tinylogbert formats | head`: the reader has all it wanted
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; score the log in parts or use --engine ray", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: one line unless debugging
+        if os.environ.get("TINYLOGBERT_DEBUG"):
+            raise
+        message = " ".join(str(exc).split())
+        print(f"internal error: {type(exc).__name__}: {message} "
+              "(set TINYLOGBERT_DEBUG=1 for a traceback and please report it)", file=sys.stderr)
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that no later flush reports the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_reporting_errors(args.func, args)
+
+
+def entry() -> None:
+    """The ``tinylogbert`` command. Once the output is flushed it exits without the
+    interpreter's teardown, which after importing transformers' modeling stack takes ~1.1 s
+    (measured) — longer than scoring 100,000 lines. Not when Ray was started: its exit hooks
+    stop its processes."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # e.g. a closed pipe (`tinylogbert formats | head -1`): nothing to save
+            pass
+    if "ray" in sys.modules:
+        sys.exit(code)
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,482 @@
+"""Live sessions: close sessions as they end, and score each closed one exactly as batch ``score``
+would.
+
+- ``SessionTracker`` takes lines incrementally and groups them with the rule ``build_sessions``
+  uses (``grouping.resolve_rule``, decided once on the first lines): an id session stays open
+  until no line of it has come for ``idle_timeout`` seconds (or the input ends); a window closes
+  when it is full; lines without an id form sessions of ``ORPHAN_GROUP`` lines, as in batch;
+- scoring: the closed sessions of one step become a small log of exactly their lines (original
+  line numbers kept) with exactly their session index, scored by ``pipeline.score_parsed``. A
+  session's score depends only on its own lines, so it equals the batch score of the same
+  session.
+
+Where live and batch sessions can differ: a session closed for being idle (or forced closed by
+``max_open_sessions``) that gets more lines later is a second session with the same id; a window
+closed for being idle restarts the window grid at the next line; ``'auto'``, the format and the
+time origin of time windows are decided on the first lines rather than on the whole file.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from tinylogbert import pipeline
+from tinylogbert.errors import LogInputError
+from tinylogbert.io.log_formats import LogFormat, get_format
+from tinylogbert.io.log_parser import ParsedLog, parse_log
+from tinylogbert.io.log_reader import LogLines
+from tinylogbert.sessions.grouping import (
+    ORPHAN_GROUP,
+    SessionConfig,
+    _from_membership,
+    id_members,
+    parse_times,
+    resolve_rule,
+)
+
+# The format is detected on this many lines (or on what came first when lines stop coming).
+DETECT_LINES = 200
+DEFAULT_MAX_OPEN_SESSIONS = 10_000
+DEFAULT_MAX_SESSION_LINES = 100_000
+
+
+@dataclass
+class _Session:
+    sid: str
+    lines: list[int] = field(default_factory=list)  # global line indices, in line order
+    last_seen: float = 0.0
+    reason: str = ""
+    name: str = ""  # the session id when it is known at opening (time windows)
+
+
+@dataclass
+class _Piece:
+    """A parsed chunk; its rows stay until no open session holds one of them."""
+
+    start: int  # global index of its first line
+    parsed: ParsedLog
+    live: int  # lines still held by an open session
+
+
+@dataclass
+class WatchStats:
+    lines: int = 0
+    sessions_closed: int = 0
+    forced_closed: int = 0  # closed by max_open_sessions / max_session_lines
+    emitted: int = 0
+    anomalous: int = 0
+
+
+class SessionTracker:
+    """Lines in (``feed``), events out: one dict per closed session (anomalous ones only unless
+    ``emit_all``), scored as batch ``score`` scores it. See the module docstring."""
+
+    def __init__(
+        self, detector, log_format: str | LogFormat = "auto", sessions: SessionConfig | None = None,
+        threshold: float | None = None, idle_timeout: float | None = None,
+        max_open_sessions: int = DEFAULT_MAX_OPEN_SESSIONS,
+        max_session_lines: int = DEFAULT_MAX_SESSION_LINES,
+        emit_all: bool = False, top_lines: int = 3, source: str = "<input>",
+        clock: Callable[[], float] = time.monotonic,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        if not (isinstance(log_format, str) and log_format.strip().lower() == "auto"):
+            log_format = get_format(log_format)  # an unknown format fails now, not at line 1
+        if max_open_sessions < 1 or max_session_lines < 1:
+            raise LogInputError("--max-open-sessions and --max-session-lines must be at least 1")
+        self.detector = detector
+        self.log_format = log_format
+        self.config = sessions or detector.sessions
+        self.threshold = threshold
+        self.idle_timeout = idle_timeout
+        self.max_open_sessions = max_open_sessions
+        self.max_session_lines = max_session_lines
+        self.emit_all = emit_all
+        self.top_lines = top_lines
+        self.source = source
+        self.clock = clock
+        self.on_warning = on_warning
+        self.stats = WatchStats()
+        self.format: LogFormat | None = None
+        self.by: str | None = None
+        self.pattern: str | None = None
+        self.strategy = ""
+        self._pending: list[tuple[str, int]] = []  # lines before the format is decided
+        self._pending_since = 0.0
+        self._pieces: list[_Piece] = []
+        self._held: dict[int, int] = {}  # global line -> open sessions holding it
+        self._next = 0  # global index of the next line
+        self._open: OrderedDict[str, _Session] = OrderedDict()  # least recently fed first
+        self._closed: list[_Session] = []
+        self._orphans = _Session("")
+        self._grid = 0  # lines since the window grid started
+        self._last_full: int | None = None  # grid position of the last full window's start
+        self._t0: float | None = None
+        self._last_time = math.nan
+        self._grid_seen = 0.0  # when the grid's (windows') last line came
+        self._warned: set[str] = set()
+
+    # ---- public ----
+    @property
+    def open_sessions(self) -> int:
+        return len(self._open) + bool(self._orphans.lines)
+
+    def feed(self, lines: list[str], first_line_no: int, now: float | None = None) -> list[dict]:
+        """Add lines numbered from ``first_line_no``; returns the events of what they closed."""
+        if not lines:
+            return []
+        now = self.clock() if now is None else now
+        self.stats.lines += len(lines)
+        if self.format is None:
+            if not self._pending:
+                self._pending_since = now
+            self._pending += [(line, first_line_no + i) for i, line in enumerate(lines)]
+            if len(self._pending) < DETECT_LINES:
+                return []
+            self._decide(now)
+        else:
+            self._add(lines, np.arange(first_line_no, first_line_no + len(lines)), now)
+        return self._score_closed()
+
+    def close_idle(self, now: float | None = None) -> list[dict]:
+        """Close the sessions that had no line for ``idle_timeout`` seconds."""
+        now = self.clock() if now is None else now
+        if self.format is None:
+            if self._pending and now - self._pending_since >= min(1.0, self.idle_timeout or 1.0):
+                self._decide(now)
+            else:
+                return []
+        if self.by == "id":
+            while self._open:
+                first = next(iter(self._open.values()))
+                if now - first.last_seen < self.idle_timeout:
+                    break
+                self._close(first.sid, "idle")
+        elif self._open and now - self._grid_seen >= self.idle_timeout:
+            self._end_grid("idle")  # the window grid starts again at the next line
+        if self._orphans.lines and now - self._orphans.last_seen >= self.idle_timeout:
+            self._close_orphans("idle")
+        return self._score_closed()
+
+    def restart(self, event: str) -> list[dict]:
+        """A new file (rotation, truncation): windows and the lines without an id end here;
+        id sessions stay open (their next lines may be in the new file)."""
+        if self.format is None:
+            return []
+        if self.by != "id":
+            self._end_grid(event)
+        self._close_orphans(event)
+        return self._score_closed()
+
+    def close_all(self, reason: str = "end") -> list[dict]:
+        """The input ended (or the watch is stopped): every open session closes."""
+        if self.format is None:
+            if not self._pending:
+                return []
+            self._decide(self.clock())
+        if self.by != "id":
+            self._end_grid(reason)
+        for sid in list(self._open):
+            self._close(sid, reason)
+        self._close_orphans(reason)
+        return self._score_closed()
+
+    # ---- grouping ----
+    def _decide(self, now: float) -> None:
+        """The format and the session rule, once, on the first lines (as batch decides)."""
+        texts = [t for t, _ in self._pending]
+        numbers = np.array([n for _, n in self._pending], dtype=np.int64)
+        self._pending = []
+        parsed = pipeline.parse(_log_lines(texts, self.source), self.log_format,
+                                getattr(self.detector, "format_", None))
+        self.format = parsed.format
+        self.by, self.pattern = resolve_rule(parsed, self.config)
+        if self.idle_timeout is None:  # the format's own span of related lines
+            self.idle_timeout = float(self.format.time_window)
+        self._add(texts, numbers, now, parsed)
+
+    def _parse(self, lines: list[str], numbers: np.ndarray,
+               parsed: ParsedLog | None = None) -> ParsedLog:
+        parsed = parsed or parse_log(_log_lines(lines, self.source), self.format)
+        table = parsed.table.set_column(0, "line_no", pa.array(numbers, type=pa.int64()))
+        return ParsedLog(table=table, words=parsed.words, format=parsed.format,
+                         detection=parsed.detection, source=self.source, fields=parsed.fields)
+
+    def _add(self, lines: list[str], numbers: np.ndarray, now: float,
+             parsed: ParsedLog | None = None) -> None:
+        parsed = self._parse(lines, numbers, parsed)
+        start, n = self._next, len(parsed)
+        self._next += n
+        piece = _Piece(start, parsed, 0)
+        self._pieces.append(piece)
+        if self.by == "id":
+            line_idx, sid, self.strategy = id_members(parsed, self.pattern)
+            sid = sid.to_pylist() if isinstance(sid, (pa.Array, pa.ChunkedArray)) else list(sid)
+            order = np.argsort(line_idx, kind="stable")
+            per_line: dict[int, list[str]] = {}
+            for j in order:
+                per_line.setdefault(int(line_idx[j]), []).append(sid[j])
+            for i in range(n):
+                ids = per_line.get(i)
+                if ids:
+                    for s in ids:
+                        self._append(s, start + i, now)
+                else:
+                    self._hold(start + i)
+                    self._orphans.lines.append(start + i)
+                    self._orphans.last_seen = now
+                    if len(self._orphans.lines) >= ORPHAN_GROUP:
+                        self._close_orphans("full")
+        elif self.by == "time":
+            self._add_timed(parsed, start, now)
+        else:
+            size = self.config.window_size or self.format.window_size
+            step = self.config.window_step or size
+            if step > size:  # the batch rule's own error
+                from tinylogbert.sessions.grouping import _by_count
+                _by_count(size + 1, size, step, parsed)
+            self.strategy = f"windows of {size} lines (step {step})"
+            for i in range(n):
+                if self._grid % step == 0:
+                    self._open[f"@{self._grid}"] = _Session(f"@{self._grid}", last_seen=now)
+                self._grid += 1
+                self._grid_seen = now
+                for key in list(self._open):
+                    self._append(key, start + i, now)
+                    if key in self._open and len(self._open[key].lines) == size:
+                        self._last_full = int(key[1:])
+                        self._close(key, "full")
+        self._release_pieces()
+        self._enforce_cap()
+
+    def _add_timed(self, parsed: ParsedLog, start: int, now: float) -> None:
+        seconds = parse_times(parsed)
+        span = self.config.time_window or self.format.time_window
+        step = self.config.time_step or span
+        if step > span:
+            from tinylogbert.errors import FormatError
+            raise FormatError(f"time step ({step:g}s) is larger than the time window ({span:g}s): "
+                              "lines between windows would be left out")
+        self.strategy = f"time windows of {span:g}s (step {step:g}s)"
+        self._grid_seen = now
+        for i, t in enumerate(seconds):
+            if math.isnan(t):
+                t = self._last_time  # a line without a time goes with the line before it
+            if math.isnan(t):  # nothing timed yet: it waits for the first timed line
+                self._hold(start + i)
+                self._orphans.lines.append(start + i)
+                continue
+            self._last_time = t
+            if self._t0 is None:
+                self._t0 = t
+            # log time passed a window's end: it is complete
+            for key in [k for k in self._open if t >= self._t0 + int(k[1:]) * step + span]:
+                self._close(key, "full")
+            last = math.floor((t - self._t0) / step)
+            keys = [f"#{k}" for k in range(last, last - math.ceil(span / step), -1)
+                    if k >= 0 and t < self._t0 + k * step + span]
+            waiting, self._orphans.lines = self._orphans.lines, []
+            for key in reversed(keys):
+                if key not in self._open:  # named as batch names it
+                    stamp = pd.to_datetime(self._t0 + int(key[1:]) * step, unit="s")
+                    self._open[key] = _Session(key, last_seen=now,
+                                               name="T" + stamp.strftime("%Y-%m-%dT%H:%M:%S"))
+                for g in waiting:
+                    self._append(key, g, now)
+                self._append(key, start + i, now)
+            for g in waiting:
+                self._held[g] -= 1  # held once while waiting
+                if not self._held[g]:
+                    del self._held[g]
+
+    def _hold(self, g: int) -> None:
+        self._held[g] = self._held.get(g, 0) + 1
+
+    def _append(self, sid: str, g: int, now: float) -> None:
+        session = self._open.get(sid)
+        if session is None:
+            session = self._open[sid] = _Session(sid)
+        else:
+            self._open.move_to_end(sid)
+        session.lines.append(g)
+        session.last_seen = now
+        self._hold(g)
+        if len(session.lines) >= self.max_session_lines:
+            self._close(sid, "max-lines")
+            self.stats.forced_closed += 1
+
+    def _enforce_cap(self) -> None:
+        while self.open_sessions > self.max_open_sessions and self._open:
+            self._close(next(iter(self._open)), "forced")
+            self.stats.forced_closed += 1
+
+    def _close(self, sid: str, reason: str) -> None:
+        session = self._open.pop(sid)
+        session.reason = reason
+        self._closed.append(session)
+
+    def _close_orphans(self, reason: str) -> None:
+        if self.by == "time" or not self._orphans.lines:
+            return
+        session, self._orphans = self._orphans, _Session("", last_seen=self._orphans.last_seen)
+        session.reason = reason
+        session.sid = "no-id:"  # named once its line numbers are known
+        self._closed.append(session)
+
+    def _end_grid(self, reason: str) -> None:
+        """The end of the input for windows: what batch's last, shorter window would be."""
+        if self.by == "time":
+            for key in list(self._open):
+                self._close(key, reason)
+            return
+        size = self.config.window_size or self.format.window_size
+        step = self.config.window_step or size
+        keep = 0 if self._last_full is None else (
+            self._last_full + step if self._grid > self._last_full + size else None)
+        for key in list(self._open):
+            if keep is not None and int(key[1:]) == keep:
+                self._close(key, reason)
+            else:  # its lines are all in the last full window: batch has no such window
+                for g in self._open.pop(key).lines:
+                    self._unhold(g)
+        self._grid, self._last_full = 0, None
+        self._release_pieces()
+
+    def _unhold(self, g: int) -> None:
+        self._held[g] -= 1
+        if not self._held[g]:
+            del self._held[g]
+
+    def _release_pieces(self) -> None:
+        """Drop the parsed chunks no open session holds a line of (memory stays bounded)."""
+        oldest = min(self._held) if self._held else self._next
+        pending = min((g for s in self._closed for g in s.lines), default=self._next)
+        keep_from = min(oldest, pending)
+        while self._pieces and self._pieces[0].start + len(self._pieces[0].parsed) <= keep_from:
+            self._pieces.pop(0)
+
+    # ---- scoring ----
+    def _score_closed(self) -> list[dict]:
+        closed, self._closed = self._closed, []
+        events: list[dict] = []
+        while closed:  # one batch per distinct id (a reopened id may close twice in one step)
+            batch, seen, rest = [], set(), []
+            for s in closed:
+                key = self._session_id(s)
+                (rest if key in seen else batch).append(s)
+                seen.add(key)
+            events += self._score(batch)
+            closed = rest
+        self._release_pieces()
+        return events
+
+    def _rows(self, globals_: np.ndarray) -> ParsedLog:
+        tables, words, fields = [], [], []
+        starts = np.array([p.start for p in self._pieces])
+        which = np.searchsorted(starts, globals_, side="right") - 1
+        for k in np.unique(which):
+            piece = self._pieces[k]
+            local = pa.array(globals_[which == k] - piece.start)
+            tables.append(piece.parsed.table.take(local))
+            words.append(piece.parsed.words.take(local))
+            if piece.parsed.fields is not None:
+                fields.append(piece.parsed.fields.take(local))
+        return ParsedLog(
+            table=pa.concat_tables(tables).combine_chunks(), words=pa.concat_arrays(words),
+            format=self.format, detection=self._pieces[0].parsed.detection, source=self.source,
+            fields=pa.concat_tables(fields, promote_options="default") if fields else None,
+        )
+
+    def _line_no(self, g: int) -> int:
+        starts = [p.start for p in self._pieces]
+        k = int(np.searchsorted(starts, g, side="right") - 1)
+        piece = self._pieces[k]
+        return int(piece.parsed.table["line_no"][g - piece.start].as_py())
+
+    def _session_id(self, s: _Session) -> str:
+        if s.sid == "no-id:":
+            s.sid = f"no-id:{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
+        elif s.sid.startswith("@"):
+            s.sid = f"L{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
+        elif s.name:
+            s.sid = s.name
+        return s.sid
+
+    def _score(self, sessions: list[_Session]) -> list[dict]:
+        sessions = [s for s in sessions if s.lines]
+        if not sessions:
+            return []
+        globals_ = np.unique(np.concatenate([np.asarray(s.lines, dtype=np.int64)
+                                             for s in sessions]))
+        parsed = self._rows(globals_)
+        line_idx = np.concatenate([np.searchsorted(globals_, s.lines) for s in sessions])
+        sid = np.repeat(np.array([s.sid for s in sessions], dtype=object),
+                        [len(s.lines) for s in sessions])
+        parsed.session_cache[self.config] = _from_membership(
+            line_idx.astype(np.int64), sid, len(parsed), self.strategy)
+        scored = pipeline.score_parsed(
+            self.detector, parsed, None,
+            pipeline.ScoreOptions(self.format, self.config, self.threshold, embeddings=False))
+        for message in scored.warnings:
+            if message not in self._warned and self.on_warning:
+                self._warned.add(message)
+                self.on_warning(message)
+        result = scored.result
+        rows = result.session_table.to_pylist()
+        by_id = {str(r["session_id"]): i for i, r in enumerate(rows)}
+        line_no = parsed.table["line_no"].to_numpy()
+        stamps = parsed.table["timestamp"]
+        events = []
+        for s in sessions:
+            self.stats.sessions_closed += 1
+            for g in s.lines:
+                if g in self._held:
+                    self._unhold(g)
+            i = by_id[s.sid]
+            row = rows[i]
+            if row["is_anomaly"]:
+                self.stats.anomalous += 1
+            if not (row["is_anomaly"] or self.emit_all):
+                continue
+            first, last = int(np.searchsorted(globals_, s.lines[0])), \
+                int(np.searchsorted(globals_, s.lines[-1]))
+            event = {
+                "session_id": s.sid,
+                "score": row["score"],
+                "is_anomaly": bool(row["is_anomaly"]),
+                "severity": row.get("severity"),
+                "grade": row.get("grade"),
+                "suppressed_by": row.get("suppressed_by") or None,  # feedback entry, if any
+                **{k: v for k, v in row.items() if k.startswith("p_")},
+                "threshold": result.threshold,
+                "n_lines": row["n_lines"],
+                "first_line_no": int(line_no[first]),
+                "last_line_no": int(line_no[last]),
+                "first_time": stamps[first].as_py(),
+                "last_time": stamps[last].as_py(),
+                "closed": s.reason,
+                "top_line_no": row["top_line_no"],
+                "components": {k[2:]: v for k, v in row.items()
+                               if k.startswith("z_") and v is not None and math.isfinite(v)},
+                "top_lines": [
+                    {"line_no": r.line_no, "score": round(r.score, 4),
+                     "surprisal": round(r.surprisal, 4), "message": r.message,
+                     "expected": r.expected}
+                    for r in result.explain(i, k=self.top_lines).lines
+                ],
+                "source": self.source,
+            }
+            events.append(event)
+        self.stats.emitted += len(events)
+        return events
+
+
+def _log_lines(lines: list[str], source: str) -> LogLines:
+    cleaned = [line.replace("\r", " ").replace("\n", " ") for line in lines]
+    return LogLines(pa.array(cleaned, type=pa.large_string()), source=source)

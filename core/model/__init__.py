@@ -1,0 +1,3 @@
+"""The network and what surrounds it: the log tokenizer, TinyLogBERT itself, training, batched
+inference with torch or ONNX Runtime, the sequence cache, and the checkpoint folder format.
+"""

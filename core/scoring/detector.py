@@ -1,0 +1,703 @@
+"""``TinyLogBERTDetector``: the one object that owns a trained model (fit / score / save / load).
+
+Shaped like a scikit-learn / PyOD estimator: hyper-parameters in ``__init__``, learned state in
+attributes ending in ``_`` (``threshold_``, ``tokenizer_``, ``model_``...), ``contamination`` as
+the label-free way to set the threshold. Inputs may be a path, raw text, a list of lines, or an
+already parsed log.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+from sklearn.base import BaseEstimator
+from tinylogbert import __version__, pipeline
+from tinylogbert.errors import CheckpointError, NotFittedError
+from tinylogbert.io.log_formats import LogFormat
+from tinylogbert.io.log_parser import ParsedLog
+from tinylogbert.io.log_reader import LogLines
+from tinylogbert.model.checkpoint import (
+    DETECTOR_FILE,
+    FORMAT_VERSION,
+    LINE_VOCAB_FILE,
+    check_folder,
+    load_weights,
+    read_json,
+    save_weights,
+)
+from tinylogbert.model.configs import (
+    FIRST_LINE_CLASS,
+    N_PSEUDO_LINES,
+    OTHER_LINE_CLASS,
+    ModelConfig,
+    TrainConfig,
+)
+from tinylogbert.model.log_tokenizer import LogTokenizer
+from tinylogbert.model.onnx_runtime import OnnxTinyLogBERT, choose_runtime, load_onnx
+from tinylogbert.model.sequence_cache import SequenceCache
+from tinylogbert.model.sequence_scores import SequenceScores
+from tinylogbert.scoring.anomaly_score import (
+    AUTO_MAX_LINE_SHARE,
+    AUTO_MAX_SESSION_SHARE,
+    DEFAULT_WEIGHTS,
+    GRADES,
+    Calibration,
+    grade_columns,
+    label_free_threshold,
+    robust_center_scale,
+    severity,
+)
+from tinylogbert.scoring.feedback import FEEDBACK_FILE, read_feedback
+from tinylogbert.scoring.feedback import apply as apply_feedback
+from tinylogbert.scoring.results import ScoreResult
+from tinylogbert.scoring.severity import line_severity
+from tinylogbert.sessions.grouping import SessionConfig, SessionIndex, build_sessions
+from tinylogbert.sessions.session_corpus import SessionCorpus, build_corpus, build_line_vocab
+
+if TYPE_CHECKING:
+    from tinylogbert.model.training import ProgressCallback
+
+# torch, transformers and the training loop are imported where a torch model is built or
+# trained, not here: a detector loaded with runtime="onnx" scores without importing them.
+
+LogInput = str | Path | LogLines | ParsedLog | list
+
+
+class PositionSignals(NamedTuple):
+    """Per session member (a line where a session holds it; ``end_excess``: per distinct
+    sequence), computed once per call."""
+
+    rarity: np.ndarray  # -log p(line) under the training line frequencies, times (1 + severity)
+    excess: np.ndarray  # surprisal beyond the prediction's entropy
+    end_excess: np.ndarray  # the same for the end of each sequence
+    line_score: np.ndarray  # mean of rarity and surprisal: a line's score
+
+
+class TinyLogBERTDetector(BaseEstimator):
+    """Unsupervised log anomaly detector over sessions of log lines.
+
+    A scikit-learn estimator (``get_params`` / ``set_params``, so ``sklearn.base.clone`` works)
+    with PyOD's attributes after ``fit``: ``decision_scores_`` and ``labels_`` for the training
+    sessions, ``threshold_``; and PyOD's methods ``decision_function``, ``predict``,
+    ``predict_proba`` (the severity grades) and ``fit_predict``. Learned state ends in ``_``;
+    ``decision_scores_`` and ``labels_`` belong to a fit and are not saved with the checkpoint.
+    """
+
+    def __init__(
+        self,
+        log_format: str | LogFormat = "auto",
+        sessions: SessionConfig = SessionConfig(),
+        model: ModelConfig = ModelConfig(),
+        training: TrainConfig = TrainConfig(),
+        vocab_size: int = 1000,
+        max_line_tokens: int = 32,
+        max_line_classes: int = 4096,
+        min_line_count: int = 2,
+        contamination: float | str = "auto",
+        severity_prior: bool = True,
+        init_from: str | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        self.log_format = log_format
+        self.sessions = sessions
+        self.model = model
+        self.training = training
+        self.vocab_size = vocab_size
+        self.max_line_tokens = max_line_tokens
+        self.max_line_classes = max_line_classes
+        self.min_line_count = min_line_count
+        self.contamination = contamination
+        self.severity_prior = severity_prior
+        self.init_from = init_from
+        self.num_threads = num_threads
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this detector is not trained: call fit() or load() first")
+
+    def _threads(self) -> None:
+        if not self.num_threads:
+            return
+        if isinstance(getattr(self, "model_", None), OnnxTinyLogBERT):  # its own thread pool
+            self.model_.set_num_threads(self.num_threads)
+        else:
+            import torch
+
+            torch.set_num_threads(self.num_threads)
+
+    def parse(
+        self, log: LogInput, log_format: str | LogFormat | None = None, training: bool = False
+    ) -> ParsedLog:
+        """Detection ('auto') tries the trained model's own format first, except for training."""
+        if isinstance(log, ParsedLog):
+            return log
+        prefer = None if training else getattr(self, "format_", None)
+        return pipeline.parse(pipeline.read(log), log_format or self.log_format, prefer)
+
+    def _prepare(
+        self, log: LogInput, log_format: str | LogFormat | None = None,
+        sessions: SessionConfig | None = None,
+    ) -> tuple[ParsedLog, SessionIndex, SessionCorpus]:
+        parsed = self.parse(log, log_format)
+        index = build_sessions(parsed, sessions or self.sessions)
+        corpus = build_corpus(
+            parsed.words, index, self.tokenizer_, self.model_config_.max_lines,
+            self._line_class,
+        )
+        return parsed, index, corpus
+
+    # ---- fit --------------------------------------------------------------------------------------
+    def fit(self, log: LogInput, on_progress: ProgressCallback | None = None) -> TinyLogBERTDetector:
+        """Learn tokenizer, model and threshold from an unlabeled log."""
+        import torch
+        from tinylogbert.model.inference import score_sequences
+        from tinylogbert.model.tinylogbert_model import build_model, model_from_pretrained
+        from tinylogbert.model.training import Trainer
+
+        self._threads()
+        started = time.perf_counter()
+        parsed = self.parse(log, training=True)
+        index = build_sessions(parsed, self.sessions)
+        encoded = parsed.words.dictionary_encode()
+        texts = encoded.dictionary.to_pylist()
+        counts = np.bincount(encoded.indices.to_numpy(zero_copy_only=False), minlength=len(texts))
+
+        def weighted_lines():  # frequency matters to WordPiece; capped so one line cannot dominate
+            for text, count in zip(texts, counts):
+                for _ in range(min(int(count), 100)):
+                    yield text
+
+        self.tokenizer_ = LogTokenizer.train(weighted_lines(), self.vocab_size, self.max_line_tokens)
+        self.line_vocab_ = build_line_vocab(texts, counts, self.max_line_classes,
+                                            self.min_line_count)
+        self._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(self.line_vocab_)}
+        self.line_class_counts_ = _class_counts(texts, counts, self._line_class,
+                                                len(self.line_vocab_) + FIRST_LINE_CLASS)
+        self.word_counts_ = _word_counts(texts, counts)
+        self.model_config_ = self.model
+        n_classes = len(self.line_vocab_) + FIRST_LINE_CLASS
+        if self.init_from:
+            self.model_ = model_from_pretrained(
+                self.init_from, self.tokenizer_.vocab_size, self.tokenizer_.pad_id, n_classes,
+                self.model.head_hidden,
+            )
+        else:
+            torch.manual_seed(self.training.seed)
+            self.model_ = build_model(
+                self.model, self.tokenizer_.vocab_size, self.tokenizer_.pad_id, n_classes
+            )
+        corpus = build_corpus(
+            parsed.words, index, self.tokenizer_, self.model.max_lines, self._line_class
+        )
+        trainer = Trainer(self.model_, corpus, self.training, on_progress)
+        history = trainer.fit_mlm()
+        self._round_weights()
+        raw = score_sequences(self.model_, corpus)
+        # Contamination-robust step: what the model flags in its own training data is left out
+        # of the line frequencies (and of the optional clean epochs), so that an anomaly that
+        # recurs in the training log does not make its own lines look common.
+        flagged = self._calibrate(parsed, index, corpus, raw) >= self.threshold_
+        self._refit_prior(parsed, index, corpus, raw, encoded, texts, flagged)
+        if self.training.clean_epochs > 0:
+            history = trainer.fit_clean(~_sequences_of(corpus, flagged))
+            self._round_weights()
+            raw = score_sequences(self.model_, corpus)
+            flagged = self._calibrate(parsed, index, corpus, raw) >= self.threshold_
+            self._refit_prior(parsed, index, corpus, raw, encoded, texts, flagged)
+        # The head learns the score itself, from the [CLS] vector alone (a one-pass estimate).
+        per_seq = self._sequence_targets(corpus, raw)
+        trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
+        self._round_weights()
+        raw = score_sequences(self.model_, corpus)
+        # PyOD's contract: the training sessions' scores and flags, in order of first appearance.
+        self.decision_scores_ = np.round(self._calibrate(parsed, index, corpus, raw), 6)
+        self.labels_ = (self.decision_scores_ >= self.threshold_).astype(int)
+        train_seconds = time.perf_counter() - started
+        self.format_ = parsed.format
+        self.training_summary_ = {
+            "source": parsed.source,
+            "lines": len(parsed),
+            "unparsed_lines": parsed.n_unparsed,
+            "sessions": len(index),
+            "distinct_sessions": len(corpus.sequences),
+            "distinct_lines": len(texts),
+            "format": parsed.format.name,
+            "sessions_by": index.strategy,
+            "flagged_training_sessions": int(flagged.sum()),
+            "steps": len(history),
+            "final_mlm_loss": _last_loss(history, "mlm"),
+            "final_clean_loss": _last_loss(history, "clean"),
+            "final_head_loss": _last_loss(history, "head"),
+            "train_seconds": round(train_seconds, 1),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return self
+
+    def _refit_prior(
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
+        raw: SequenceScores, encoded: pa.DictionaryArray, texts: list[str], flagged: np.ndarray,
+    ) -> None:
+        """With ``robust_prior``, count line frequencies again without the lines of the
+        ``flagged`` training sessions, and recalibrate."""
+        if not self.training.robust_prior or not flagged.any() or flagged.all():
+            return
+        keep_line = np.ones(len(parsed), dtype=bool)
+        keep_line[index.members[flagged[index.member_session()]]] = False
+        kept = np.bincount(encoded.indices.to_numpy(zero_copy_only=False)[keep_line],
+                           minlength=len(texts))
+        self.line_class_counts_ = _class_counts(texts, kept, self._line_class,
+                                                len(self.line_vocab_) + FIRST_LINE_CLASS)
+        self._calibrate(parsed, index, corpus, raw)
+
+    # ---- scoring ----------------------------------------------------------------------------------
+    def _round_weights(self) -> None:
+        """The checkpoint stores fp16 weights; score with exactly those, so a saved and
+        reloaded detector gives the same scores as the one that was trained."""
+        import torch
+
+        with torch.no_grad():
+            for param in self.model_.parameters():
+                param.copy_(param.half().float())
+
+    def _line_rarity(self, corpus: SessionCorpus) -> np.ndarray:
+        """``-log p(line)`` per line-table row, from the training log's line frequencies.
+
+        A line outside the vocabulary (new, or seen once) backs off to its words:
+        ``-log p([OTHER]) + mean -log p(word)``, so among new messages those made of words the
+        log never uses rank first (a new BGL alert among new but ordinary messages).
+        """
+        counts = np.asarray(self.line_class_counts_, dtype=np.float64)
+        prob = (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
+        rarity = -np.log(prob[corpus.line_class])
+        words = getattr(self, "word_counts_", None)
+        if words:
+            other = np.flatnonzero(corpus.line_class[N_PSEUDO_LINES:] == OTHER_LINE_CLASS)
+            rarity[N_PSEUDO_LINES + other] += _word_surprisal(
+                [corpus.line_texts[i] for i in other], words
+            )
+        return rarity
+
+    def _position_signals(
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
+    ) -> PositionSignals:
+        rarity = self._line_rarity(corpus)
+        flat_rows = np.concatenate(corpus.sequences) if corpus.sequences else np.zeros(0, int)
+        flat = corpus.member_flat
+        member_rarity = rarity[flat_rows][flat]
+        line_score = 0.5 * (member_rarity + raw.surprisal[flat])
+        if self.severity_prior:  # a new FATAL line weighs more than a new INFO one
+            weight = 1.0 + self._severity(parsed)[index.members]
+            member_rarity, line_score = member_rarity * weight, line_score * weight
+        return PositionSignals(
+            rarity=member_rarity,
+            excess=(raw.surprisal - raw.entropy)[flat],
+            end_excess=raw.end_surprisal - raw.end_entropy,
+            line_score=line_score,
+        )
+
+    @staticmethod
+    def _severity(parsed: ParsedLog) -> np.ndarray:
+        return line_severity(parsed.table["level"], parsed.words)
+
+    def _components(
+        self, corpus: SessionCorpus, index: SessionIndex, raw: SequenceScores,
+        signals: PositionSignals,
+    ) -> dict[str, np.ndarray]:
+        """Per-session signals (see ``anomaly_score.py``)."""
+        member_session = index.member_session()
+        n = len(index)
+        lengths = np.maximum(index.lengths(), 1)
+        rarity = np.bincount(member_session, weights=signals.rarity, minlength=n) / lengths
+        context = np.full(n, -np.inf)
+        np.maximum.at(context, member_session, signals.excess)
+        end_excess = signals.end_excess
+        last_chunk = np.array([q[-1] for q in corpus.session_seqs], dtype=np.int64)
+        context = np.maximum(context, end_excess[last_chunk] if n else context)
+        head = np.array([raw.head[q].max() for q in corpus.session_seqs], dtype=np.float64)
+        return {"rarity": rarity, "context": context, "head": head}
+
+    def _sequence_targets(self, corpus: SessionCorpus, raw: SequenceScores) -> np.ndarray:
+        """The calibrated score of each distinct sequence, as if it were a session (the line
+        prior without the severity weight: a sequence has no levels, only its lines' words)."""
+        rarity = self._line_rarity(corpus)
+        flat_rows = np.concatenate(corpus.sequences) if corpus.sequences else np.zeros(0, int)
+        position_rarity = rarity[flat_rows]
+        excess, end_excess = raw.surprisal - raw.entropy, raw.end_surprisal - raw.end_entropy
+        off = corpus.seq_offsets
+        rarity = np.add.reduceat(position_rarity, off[:-1]) / np.maximum(np.diff(off), 1)
+        context = np.maximum(np.maximum.reduceat(excess, off[:-1]), end_excess)
+        calib = self.calibration_
+        weights = {k: v for k, v in calib.weights.items() if k != "head"}
+        comps = {"rarity": rarity, "context": context}
+        return sum(w * (comps[k] - calib.center[k]) / calib.scale[k] for k, w in weights.items())
+
+    def _calibrate(
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
+    ) -> np.ndarray:
+        """Centre, scale and threshold from the training sessions; returns their scores."""
+        signals = self._position_signals(parsed, index, corpus, raw)
+        comps = self._components(corpus, index, raw, signals)
+        center, scale = {}, {}
+        for name, values in comps.items():
+            center[name], scale[name] = robust_center_scale(values)
+        calib = Calibration(center=center, scale=scale, weights=dict(DEFAULT_WEIGHTS))
+        scores = calib.combine(comps)
+        calib.threshold = label_free_threshold(scores, None, self.contamination,
+                                               AUTO_MAX_SESSION_SHARE)
+        line_scores = self._line_scores(parsed, index, corpus, signals)
+        calib.line_threshold = label_free_threshold(line_scores, None, self.contamination,
+                                                    AUTO_MAX_LINE_SHARE, second_mode=False)
+        calib.contamination = float(np.mean(scores >= calib.threshold))
+        calib.train_quantiles = {
+            f"q{q}": float(np.quantile(scores, q / 100)) for q in (50, 90, 95, 99, 99.9)
+        }
+        _, calib.train_quantiles["scale"] = robust_center_scale(scores)
+        self.calibration_ = calib
+        self.threshold_ = calib.threshold
+        self.line_threshold_ = calib.line_threshold
+        return scores
+
+    @staticmethod
+    def _line_scores(
+        parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, signals: PositionSignals
+    ) -> np.ndarray:
+        """A line's score: the mean of its rarity and its surprisal where it stands, in nats
+        (the max over its sessions)."""
+        out = np.full(len(parsed), -np.inf)
+        np.maximum.at(out, index.members, signals.line_score)
+        return np.where(np.isfinite(out), out, 0.0)
+
+    def score(
+        self,
+        log: LogInput,
+        threshold: float | None = None,
+        log_format: str | LogFormat | None = None,
+        sessions: SessionConfig | None = None,
+        on_progress: Callable[[float], None] | None = None,
+        embeddings: bool = True,
+    ) -> ScoreResult:
+        """Score every line and session of ``log``.
+
+        ``embeddings=False`` skips the pass that yields session embeddings and the head's
+        estimate (``z_head`` becomes NaN); the scores are the same and it takes half the time.
+        """
+        self._check_fitted()
+        self._threads()
+        parsed, index, corpus = self._prepare(log, log_format, sessions)
+        raw = self._cache().score(self.model_, corpus, on_progress, bidirectional_pass=embeddings)
+        return self._result(parsed, index, corpus, raw, threshold)
+
+    def _cache(self) -> SequenceCache:
+        """Results for distinct sequences, kept across calls (cleared when the model changes)."""
+        if getattr(self, "_sequence_cache_model", None) is not self.model_:
+            self._sequence_cache = SequenceCache()
+            self._sequence_cache_model = self.model_
+        return self._sequence_cache
+
+    def _result(
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
+        raw: SequenceScores, threshold: float | None,
+    ) -> ScoreResult:
+        calib = self.calibration_
+        thr = self.threshold_ if threshold is None else float(threshold)
+        signals = self._position_signals(parsed, index, corpus, raw)
+        comps = self._components(corpus, index, raw, signals)
+        # Rounded as written, so that flags computed here and by ``with_threshold`` agree.
+        session_score = np.round(calib.combine(comps), 6)
+        line_score = np.round(self._line_scores(parsed, index, corpus, signals), 6)
+        member_session = index.member_session()
+        # Top line of a session: its highest-scoring member.
+        member_score = signals.line_score
+        order = np.lexsort((-member_score, member_session))
+        top_member = index.members[order[index.offsets[:-1]]] if len(order) else np.array([])
+        line_no = parsed.table["line_no"].to_numpy()
+        # Per line: the highest score among its sessions, for the session_is_anomaly column.
+        line_session_score = np.full(len(parsed), -np.inf)
+        np.maximum.at(line_session_score, index.members, session_score[member_session])
+        scale = calib.train_quantiles.get("scale", 1.0)
+        t = parsed.table
+        line_table = pa.table(
+            {
+                "line_no": t["line_no"],
+                "session_id": index.line_session,
+                "timestamp": t["timestamp"],
+                "level": t["level"],
+                "component": t["component"],
+                "message": t["message"],
+                "score": pa.array(line_score),
+                "is_anomaly": pa.array(line_score >= self.line_threshold_),
+                "parse_ok": t["parse_ok"],
+                "session_score": pa.array(line_session_score),
+                "session_is_anomaly": pa.array(line_session_score >= thr),
+                "severity": pa.array(
+                    severity(line_session_score, thr, scale).astype(str), type=pa.string()
+                ),
+            }
+        )
+        if parsed.has_labels:
+            line_table = line_table.append_column(
+                "label", pa.array(parsed.line_is_anomaly_label(), type=pa.int8())
+            )
+        session_columns = {
+            "session_id": pa.array(index.ids.astype(str)),
+            "n_lines": pa.array(index.lengths()),
+            "first_line_no": pa.array(line_no[index.members[index.offsets[:-1]]]),
+            "score": pa.array(session_score),
+            "is_anomaly": pa.array(session_score >= thr),
+            "top_line_no": pa.array(line_no[top_member]),
+        }
+        grades = grade_columns(session_score, thr, scale)
+        session_columns["severity"] = pa.array(grades["grade"], type=pa.string())  # first name
+        for name, values in grades.items():
+            session_columns[name] = pa.array(values)
+        for name, values in comps.items():
+            session_columns[f"z_{name}"] = pa.array(
+                ((values - calib.center[name]) / calib.scale[name]).round(4)
+            )
+        line_labels = parsed.line_is_anomaly_label() if parsed.has_labels else None
+        session_labels = None
+        if line_labels is not None:  # a session is anomalous when any labelled line is
+            known = line_labels[index.members] >= 0
+            session_labels = np.full(len(index), -1, dtype=np.int8)
+            ms = member_session[known]
+            np.maximum.at(session_labels, ms, line_labels[index.members][known])
+            session_columns["label"] = pa.array(session_labels, type=pa.int8())
+        expected_text = np.array(["(a line not seen in training)", "(end of session)"]
+                                 + self.line_vocab_, dtype=object)
+        last_chunk = np.array([q[-1] for q in corpus.session_seqs], dtype=np.int64)
+        detection = parsed.detection.describe() if parsed.detection else parsed.format.name
+        result = ScoreResult(
+            line_table=line_table,
+            session_table=pa.table(session_columns),
+            session_embeddings=np.stack([raw.embedding[q[0]] for q in corpus.session_seqs])
+            if len(corpus.session_seqs) else np.zeros((0, self.model_.config.hidden_size)),
+            threshold=thr,
+            line_threshold=self.line_threshold_,
+            score_scale=scale,
+            format_description=detection,
+            session_strategy=index.strategy,
+            n_unparsed=parsed.n_unparsed,
+            sessions=index,
+            position_surprisal=raw.surprisal[corpus.member_flat],
+            position_score=member_score,
+            position_expected=expected_text[raw.expected_class[corpus.member_flat]],
+            position_expected_prob=raw.expected_prob[corpus.member_flat],
+            end_surprisal=raw.end_surprisal[last_chunk] if len(last_chunk) else np.zeros(0),
+            end_expected=expected_text[raw.end_expected_class[last_chunk]]
+            if len(last_chunk) else np.zeros(0, dtype=object),
+            line_words=parsed.words,
+            session_labels=session_labels,
+            line_labels=line_labels,
+        )
+        # The one place feedback applies: every front end's scores pass through here.
+        return apply_feedback(result, getattr(self, "feedback_", None))
+
+    def decision_function(self, log: LogInput) -> np.ndarray:
+        """Session scores (higher = more anomalous), in order of first appearance."""
+        return self.score(log).session_scores
+
+    def predict(self, log: LogInput) -> np.ndarray:
+        """1 for sessions at or above the threshold, else 0."""
+        return (self.decision_function(log) >= self.threshold_).astype(int)
+
+    def predict_proba(self, log: LogInput) -> np.ndarray:
+        """``[n_sessions, 4]``: p of each severity grade (``classes_``, lowest first); the
+        last two, ``high`` and ``critical``, are the flagged grades."""
+        frame = self.score(log, embeddings=False).session_table
+        return np.column_stack([frame[f"p_{g}"].to_numpy() for g in GRADES])
+
+    @property
+    def classes_(self) -> tuple[str, ...]:
+        return GRADES
+
+    def fit_predict(self, log: LogInput, on_progress: ProgressCallback | None = None) -> np.ndarray:
+        """Fit on ``log`` and return ``labels_``: its own sessions' flags."""
+        return self.fit(log, on_progress).labels_
+
+    # ---- persistence ------------------------------------------------------------------------------
+    def save(self, folder: str | Path, onnx: bool | None = None) -> Path:
+        """Write the checkpoint folder (see ``checkpoint.py``); with ``model.onnx`` for scoring
+        without torch unless ``onnx=False`` (None: when the exporter, ``[onnx]`` extra, is there)."""
+        self._check_fitted()
+        if isinstance(self.model_, OnnxTinyLogBERT):
+            raise CheckpointError("a detector loaded with runtime='onnx' has no torch weights to "
+                                  "save; load it with runtime='torch'")
+        folder = Path(folder)
+        sha = save_weights(self.model_, folder)
+        self.tokenizer_.save(folder)
+        (folder / LINE_VOCAB_FILE).write_text(json.dumps(
+            {"lines": self.line_vocab_, "class_counts": [int(c) for c in self.line_class_counts_],
+             "word_counts": getattr(self, "word_counts_", None) or {}},
+            indent=0,
+        ))
+        meta = {
+            "tinylogbert_version": __version__,
+            "checkpoint_format": FORMAT_VERSION,
+            "weights_sha256": sha,
+            "threshold": self.threshold_,
+            "line_threshold": self.line_threshold_,
+            "calibration": self.calibration_.to_dict(),
+            "log_format": _format_to_dict(self.format_),
+            "sessions": asdict(self.sessions),
+            "model": self.model_config_.to_dict(),
+            "training": self.training.to_dict(),
+            "vocab_size": self.vocab_size,
+            "max_line_tokens": self.max_line_tokens,
+            "max_line_classes": self.max_line_classes,
+            "min_line_count": self.min_line_count,
+            "contamination": self.contamination,
+            "severity_prior": self.severity_prior,
+            "training_summary": self.training_summary_,
+        }
+        (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+        from tinylogbert.model.checkpoint import (
+            write_manifest,  # (imported here: keeps this edit to save())
+        )
+        from tinylogbert.model.onnx_runtime import write_checkpoint_onnx
+
+        write_checkpoint_onnx(self.model_, folder, sha, onnx)
+        feedback = getattr(self, "feedback_", None)
+        if feedback:  # a loaded model's feedback goes with it (a retrained one keeps the folder's)
+            (folder / FEEDBACK_FILE).write_text(feedback.to_json(), encoding="utf-8")
+        write_manifest(folder)  # last: the sha256 of every file above, checked by load
+        return folder
+
+    @classmethod
+    def load(
+        cls, folder: str | Path, runtime: str = "torch", num_threads: int | None = None
+    ) -> TinyLogBERTDetector:
+        """Load a checkpoint folder; verifies every file's sha256 first. ``runtime``: 'torch'
+        (default: ``model_`` is the torch module, scores bit-identical to the saved detector's),
+        'onnx' (``model.onnx`` in ONNX Runtime, within 1e-4; torch is never imported) or 'auto'
+        (onnx when onnxruntime is installed and the folder has the graph, as ``tinylogbert score``
+        does); ``num_threads`` as in ``__init__``."""
+        folder = check_folder(folder)
+        meta = read_json(folder / DETECTOR_FILE)
+        try:
+            fmt = LogFormat(**meta["log_format"])
+            det = cls(
+                log_format="auto",
+                sessions=SessionConfig(**meta["sessions"]),
+                model=ModelConfig(**meta["model"]),
+                training=TrainConfig(**meta["training"]),
+                vocab_size=meta["vocab_size"],
+                max_line_tokens=meta["max_line_tokens"],
+                max_line_classes=meta["max_line_classes"],
+                min_line_count=meta.get("min_line_count", 1),
+                contamination=meta["contamination"],
+                # Checkpoints from before the prior existed keep scoring as they were trained.
+                severity_prior=meta.get("severity_prior", False),
+                num_threads=num_threads,
+            )
+            det.format_ = fmt
+            det.calibration_ = Calibration.from_dict(meta["calibration"])
+            det.threshold_ = float(meta["threshold"])
+            det.line_threshold_ = float(meta["line_threshold"])
+            det.training_summary_ = meta["training_summary"]
+            sha = meta["weights_sha256"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{folder / DETECTOR_FILE}: incomplete or invalid ({exc})") from None
+        vocab = read_json(folder / LINE_VOCAB_FILE)
+        if not isinstance(vocab, dict) or not {"lines", "class_counts"} <= set(vocab):
+            raise CheckpointError(f"{folder / LINE_VOCAB_FILE}: expected lines and class_counts")
+        line_vocab = vocab["lines"]
+        det.line_vocab_ = line_vocab
+        det.line_class_counts_ = vocab["class_counts"]
+        det.word_counts_ = vocab.get("word_counts") or {}  # older checkpoints: no back-off
+        det._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(line_vocab)}
+        det.tokenizer_ = LogTokenizer.load(folder, det.max_line_tokens)
+        det.model_config_ = det.model
+        n_classes = len(line_vocab) + FIRST_LINE_CLASS
+        if choose_runtime(folder, runtime) == "onnx":
+            det.model_ = load_onnx(folder, sha, n_classes, num_threads)
+        else:
+            det.model_ = load_weights(folder, sha, n_classes, det.model.head_hidden)
+        det.feedback_ = read_feedback(folder)  # verified with the rest by check_folder
+        det.checkpoint_dir_ = folder
+        return det
+
+    def info(self) -> dict:
+        """Model metadata for ``GET /v1/model`` and the dashboard."""
+        self._check_fitted()
+        return {
+            "version": __version__,
+            "threshold": self.threshold_,
+            "line_threshold": self.line_threshold_,
+            "format": self.format_.name,
+            "vocab_size": self.tokenizer_.vocab_size,
+            "line_classes": len(self.line_vocab_) + FIRST_LINE_CLASS,
+            "parameters": self.model_.n_parameters if isinstance(self.model_, OnnxTinyLogBERT)
+            else sum(p.numel() for p in self.model_.parameters()),
+            "model": self.model_config_.to_dict(),
+            "training_summary": self.training_summary_,
+        }
+
+
+def _class_counts(
+    texts: list[str], counts: np.ndarray, line_class: dict[str, int], n_classes: int
+) -> list[int]:
+    """Training occurrences per line class (lines outside the vocabulary pool in OTHER)."""
+    out = np.zeros(n_classes, dtype=np.int64)
+    for text, count in zip(texts, counts):
+        out[line_class.get(text, OTHER_LINE_CLASS)] += int(count)
+    return out.tolist()
+
+
+def _word_counts(texts: list[str], counts: np.ndarray) -> dict[str, int]:
+    """Training occurrences of each word of the normalised lines (the back-off of new lines)."""
+    out: dict[str, int] = {}
+    for text, count in zip(texts, counts):
+        for word in text.split():
+            out[word] = out.get(word, 0) + int(count)
+    return dict(sorted(out.items()))
+
+
+def _word_surprisal(texts: list[str], word_counts: dict[str, int]) -> np.ndarray:
+    """Mean ``-log p(word)`` per text (add-half smoothed: an unseen word is the rarest)."""
+    total = sum(word_counts.values()) + 0.5 * (len(word_counts) + 1)
+    out = np.zeros(len(texts))
+    for i, text in enumerate(texts):
+        words = text.split()
+        if words:
+            out[i] = np.mean([-math.log((word_counts.get(w, 0) + 0.5) / total) for w in words])
+    return out
+
+
+def _sequences_of(corpus: SessionCorpus, sessions: np.ndarray) -> np.ndarray:
+    """bool per distinct sequence: does any of the given sessions contain it?"""
+    out = np.zeros(len(corpus.sequences), dtype=bool)
+    for s in np.flatnonzero(sessions):
+        out[corpus.session_seqs[s]] = True
+    return out
+
+
+def _last_loss(history: list[dict], phase: str) -> float | None:
+    losses = [h["loss"] for h in history if h["phase"] == phase]
+    return losses[-1] if losses else None
+
+
+def _format_to_dict(fmt: LogFormat) -> dict:
+    data = asdict(fmt)
+    data.pop("groups", None)
+    return data
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+

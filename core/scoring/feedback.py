@@ -1,0 +1,330 @@
+"""Feedback on false alarms: sessions a user marked as normal, stored with the model.
+
+A checkpoint folder may hold ``feedback.json`` (covered by ``checkpoint.sha256.json`` like every
+other file). Each entry says what it matches, in words the model does not own, so it survives
+retraining and a new line vocabulary:
+
+- ``match: "sequence"`` (the default): a session whose sequence of normalised lines (the words
+  the model reads, in order: the session's distinct-sequence key) equals ``lines``;
+- ``match: "set"``: a session whose *set* of normalised lines equals ``lines``.
+
+Every scoring path ends in ``TinyLogBERTDetector._result``, which calls ``apply`` once: a
+session an entry matches gets that entry's id in ``suppressed_by`` (empty otherwise) and is not
+flagged, whatever its score (``is_anomaly`` false, ``severity``/``grade`` ``normal``; ``score``
+and the ``p_*`` columns stay the model's own). Lines follow: ``session_is_anomaly`` is true only
+for a line in a flagged session that is not suppressed. ``ScoreResult.with_threshold`` keeps it so.
+
+Example ``feedback.json``::
+
+    {"format": 1, "entries": [{"id": "fb-0001", "created": "2024-05-01T10:00:00Z",
+      "session_id": "blk_-1608999687919862906", "source": "HDFS_heldout.log.gz",
+      "match": "sequence", "lines": ["Receiving block blk_<*> src <*> dest <*>", ...]}]}
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+from tinylogbert.errors import CheckpointError, TinyLogBERTError
+from tinylogbert.model.checkpoint import FEEDBACK_FILE
+from tinylogbert.scoring.results import put_column
+
+if TYPE_CHECKING:
+    from tinylogbert.scoring.results import ScoreResult
+    from tinylogbert.sessions.grouping import SessionIndex
+
+FEEDBACK_FORMAT = 1
+MATCHES = ("sequence", "set")
+_WRITE_LOCK = threading.Lock()  # one writer per process (the API's worker threads)
+
+
+class FeedbackError(TinyLogBERTError):
+    """Feedback that cannot be recorded or removed (an unknown session or entry id)."""
+
+
+@dataclass(frozen=True)
+class FeedbackEntry:
+    id: str
+    created: str  # UTC, ISO 8601
+    session_id: str  # the session that was marked
+    source: str  # the log it came from
+    match: str  # 'sequence' or 'set'
+    lines: tuple[str, ...]  # the session's normalised lines (in order for 'sequence')
+
+    def key(self) -> tuple:
+        return (self.match, self.lines if self.match == "sequence" else frozenset(self.lines))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "lines": list(self.lines)}
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The entries of one model folder (immutable: a change makes a new object)."""
+
+    entries: tuple[FeedbackEntry, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, entry_id: str) -> FeedbackEntry | None:
+        return next((e for e in self.entries if e.id == entry_id), None)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FEEDBACK_FORMAT,
+                           "entries": [e.to_dict() for e in self.entries]}, indent=2) + "\n"
+
+    # ---- matching -------------------------------------------------------------------------
+    def match(self, words: pa.Array | pa.ChunkedArray, index: SessionIndex) -> np.ndarray:
+        """Per session of ``index`` (over lines whose normalised texts are ``words``): the id of
+        the first entry matching it, or ''."""
+        out = np.full(len(index), "", dtype=object)
+        if not self.entries or not len(index):
+            return out
+        sequence = {}
+        by_set = {}
+        for entry in self.entries:
+            table = sequence if entry.match == "sequence" else by_set
+            table.setdefault(entry.key()[1], entry.id)
+        if isinstance(words, pa.ChunkedArray):
+            words = words.combine_chunks()
+        encoded = words.dictionary_encode() if not pa.types.is_dictionary(words.type) else words
+        texts = [t or "" for t in encoded.dictionary.to_pylist()]
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)[index.members]
+        lengths = {len(k) for k in sequence}
+        offsets = index.offsets
+        for s in range(len(index)):
+            a, b = int(offsets[s]), int(offsets[s + 1])
+            found = ""
+            if sequence and (b - a) in lengths:
+                found = sequence.get(tuple(texts[c] for c in codes[a:b]), "")
+            if not found and by_set:
+                found = by_set.get(frozenset(texts[c] for c in set(codes[a:b].tolist())), "")
+            out[s] = found
+        return out
+
+    # ---- changes ----------------------------------------------------------------------------
+    def with_sessions(
+        self, words: pa.Array | pa.ChunkedArray, index: SessionIndex, session_ids: list[str],
+        source: str, match: str = "sequence",
+    ) -> tuple[Feedback, list[FeedbackEntry]]:
+        """New entries for ``session_ids`` (sessions of ``index``); a session that an entry
+        with the same key already covers reuses it. Returns (feedback, entry per session id)."""
+        if match not in MATCHES:
+            raise FeedbackError(f"match must be one of {', '.join(MATCHES)}, not {match!r}")
+        ids = index.ids.astype(str)
+        position = {sid: i for i, sid in reversed(list(enumerate(ids)))}
+        unknown = [sid for sid in session_ids if sid not in position]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
+            raise FeedbackError(f"no session {shown} in {source} ({len(ids):,} sessions)")
+        word_list = words.to_pylist()
+        entries = list(self.entries)
+        by_key = {e.key(): e for e in entries}
+        number = max((_number(e.id) for e in entries), default=0)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        chosen = []
+        for sid in session_ids:
+            i = position[sid]
+            lines = [word_list[m] or "" for m in index.members[index.offsets[i]:index.offsets[i + 1]]]
+            if match == "set":
+                lines = sorted(set(lines))
+            entry = FeedbackEntry("", now, sid, source, match, tuple(lines))
+            existing = by_key.get(entry.key())
+            if existing is None:
+                number += 1
+                existing = FeedbackEntry(f"fb-{number:04d}", now, sid, source, match, tuple(lines))
+                entries.append(existing)
+                by_key[existing.key()] = existing
+            chosen.append(existing)
+        return Feedback(tuple(entries)), chosen
+
+    def without(self, entry_id: str) -> Feedback:
+        if self.get(entry_id) is None:
+            known = ", ".join(e.id for e in self.entries) or "none"
+            raise FeedbackError(f"no feedback entry {entry_id!r} (entries: {known})")
+        return Feedback(tuple(e for e in self.entries if e.id != entry_id))
+
+
+def _number(entry_id: str) -> int:
+    digits = entry_id.removeprefix("fb-")
+    return int(digits) if digits.isdigit() else 0
+
+
+# ---- the file -------------------------------------------------------------------------------------
+def parse_feedback(text: str, where: str = FEEDBACK_FILE) -> Feedback:
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+            raise TypeError("expected an object with a list 'entries'")
+        entries = []
+        for raw in data["entries"]:
+            entry = FeedbackEntry(
+                id=str(raw["id"]), created=str(raw.get("created", "")),
+                session_id=str(raw.get("session_id", "")), source=str(raw.get("source", "")),
+                match=str(raw.get("match", "sequence")),
+                lines=tuple(str(t) for t in raw["lines"]),
+            )
+            if entry.match not in MATCHES:
+                raise ValueError(f"entry {entry.id}: unknown match {entry.match!r}")
+            entries.append(entry)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{where}: not valid feedback ({' '.join(str(exc).split())})") from None
+    return Feedback(tuple(entries))
+
+
+def read_feedback(folder: str | Path) -> Feedback:
+    """The folder's feedback (empty without ``feedback.json``). Not verified here: ``load`` and
+    ``record`` check the manifest first."""
+    path = Path(folder) / FEEDBACK_FILE
+    if not path.exists():
+        return Feedback()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc})") from None
+    return parse_feedback(text, str(path))
+
+
+def write_feedback(folder: str | Path, feedback: Feedback) -> Path:
+    """Write ``feedback.json`` and its line in the manifest. The folder is verified first, so
+    updating the manifest never blesses a file changed behind its back."""
+    from tinylogbert.model.checkpoint import (
+        MANIFEST_FILE,
+        check_folder,
+        sha256_file,
+        update_manifest_entry,
+    )
+
+    folder = check_folder(folder)
+    path = folder / FEEDBACK_FILE
+    partial = folder / f".{FEEDBACK_FILE}.tmp"
+    partial.write_text(feedback.to_json(), encoding="utf-8")
+    os.replace(partial, path)
+    if (folder / MANIFEST_FILE).exists():
+        update_manifest_entry(folder, FEEDBACK_FILE, sha256_file(path))
+    return path
+
+
+def record(folder: str | Path, change) -> Feedback:
+    """Read, change (``change(feedback) -> feedback``) and write a folder's feedback, under a
+    process-wide lock."""
+    from tinylogbert.model.checkpoint import check_folder
+
+    with _WRITE_LOCK:
+        folder = check_folder(folder)
+        updated = change(read_feedback(folder))
+        write_feedback(folder, updated)
+        return updated
+
+
+# ---- applying it ---------------------------------------------------------------------------------
+def apply(result: ScoreResult, feedback: Feedback | None) -> ScoreResult:
+    """``result`` with a ``suppressed_by`` column (see the module docstring) and its flags,
+    grades and line verdicts judged with it."""
+    ids = (feedback or Feedback()).match(result.line_words, result.sessions)
+    table = put_column(result.session_table, "suppressed_by",
+                       pa.array(ids.astype(str), type=pa.string()))
+    # Per line: the entry that suppressed its highest-scoring session ('' when none did).
+    index, lines = result.sessions, result.line_table
+    member_session = index.member_session()
+    line_ids = np.full(lines.num_rows, "", dtype=object)
+    if len(index.members) and (ids != "").any():
+        scores = table["score"].to_numpy()[member_session]
+        order = np.lexsort((-scores, index.members))
+        first = order[np.r_[0, np.flatnonzero(np.diff(index.members[order])) + 1]]
+        line_ids[index.members[first]] = ids[member_session[first]]
+    lines = put_column(lines, "suppressed_by", pa.array(line_ids.astype(str), type=pa.string()))
+    return judge_suppressed(result.replaced(session_table=table, line_table=lines))
+
+
+def judge_suppressed(result: ScoreResult) -> ScoreResult:
+    """Make flags, grades and the lines' verdicts agree with ``suppressed_by`` (after ``_result``
+    or ``with_threshold`` judged the scores alone)."""
+    from tinylogbert.scoring.anomaly_score import severity
+
+    table = result.session_table
+    if "suppressed_by" not in table.column_names:
+        return result
+    suppressed = np.asarray(table["suppressed_by"].to_pylist(), dtype=object) != ""
+    if not suppressed.any():
+        return result
+
+    flags = table["is_anomaly"].to_numpy(zero_copy_only=False) & ~suppressed
+    table = put_column(table, "is_anomaly", pa.array(flags))
+    for name in ("severity", "grade"):
+        if name in table.column_names:
+            values = np.asarray(table[name].to_pylist(), dtype=object)
+            values[suppressed] = "normal"
+            table = put_column(table, name, pa.array(values.astype(str), type=pa.string()))
+    # Lines: flagged when a flagged session holds them; graded by their highest-scoring session
+    # that is not suppressed ('normal' when every session holding them is).
+    index = result.sessions
+    lines = result.line_table
+    member_session = index.member_session()
+    line_flag = np.zeros(lines.num_rows, dtype=bool)
+    np.logical_or.at(line_flag, index.members, flags[member_session])
+    kept = ~suppressed[member_session]
+    best = np.full(lines.num_rows, -np.inf)
+    scores = table["score"].to_numpy()
+    np.maximum.at(best, index.members[kept], scores[member_session][kept])
+    levels = np.full(lines.num_rows, "normal", dtype=object)
+    graded = np.isfinite(best)
+    if graded.any():
+        levels[graded] = severity(best[graded], result.threshold, result.score_scale)
+    lines = put_column(lines, "session_is_anomaly", pa.array(line_flag))
+    lines = put_column(lines, "severity", pa.array(levels.astype(str), type=pa.string()))
+    return result.replaced(session_table=table, line_table=lines)
+
+
+# ---- marking sessions of a log --------------------------------------------------------------------
+def log_sessions(folder: str | Path, log, log_format="auto", sessions=None, name: str = "<input>"):
+    """``(parsed, index)`` of ``log`` as scoring with the model in ``folder`` sees them: its
+    trained format first under 'auto' and its own session rule unless ``sessions`` is given.
+    Reads ``detector.json`` only (no torch, no weights)."""
+    from tinylogbert import pipeline
+    from tinylogbert.model.checkpoint import DETECTOR_FILE, read_json, trained_format
+    from tinylogbert.sessions.grouping import SessionConfig, build_sessions
+
+    lines = pipeline.read(log, name)
+    parsed = pipeline.parse(lines, log_format, trained_format(folder))
+    if sessions is None:
+        meta = read_json(Path(folder) / DETECTOR_FILE)
+        try:
+            sessions = SessionConfig(**meta["sessions"])
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"{folder}: detector.json has no valid sessions ({exc})") from None
+    return parsed, build_sessions(parsed, sessions)
+
+
+def mark_normal(
+    folder: str | Path, log, session_ids: list[str], *, source: str | None = None,
+    log_format="auto", sessions=None, match: str = "sequence",
+) -> tuple[Feedback, list[FeedbackEntry]]:
+    """Record ``session_ids`` of ``log`` as normal in the model folder ``folder``; returns the
+    folder's feedback and the entry of each session id (an existing one when it matched already)."""
+    if not session_ids:
+        raise FeedbackError("give at least one session id to mark as normal")
+    name = source or (Path(log).name if isinstance(log, (str, Path)) and "\n" not in str(log)
+                      else "<input>")
+    parsed, index = log_sessions(folder, log, log_format, sessions, name)
+    chosen: list[FeedbackEntry] = []
+
+    def change(feedback: Feedback) -> Feedback:
+        updated, entries = feedback.with_sessions(parsed.words, index, list(session_ids), name,
+                                                  match)
+        chosen.extend(entries)
+        return updated
+
+    return record(folder, change), chosen
+
+
+def remove_entry(folder: str | Path, entry_id: str) -> Feedback:
+    return record(folder, lambda feedback: feedback.without(entry_id))
