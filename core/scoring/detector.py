@@ -7,12 +7,10 @@ already parsed log.
 """
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -20,19 +18,10 @@ import numpy as np
 import pyarrow as pa
 from sklearn.base import BaseEstimator
 from tinylogbert import __version__, pipeline
-from tinylogbert.errors import CheckpointError, NotFittedError
+from tinylogbert.errors import NotFittedError
 from tinylogbert.io.log_formats import LogFormat
 from tinylogbert.io.log_parser import ParsedLog
 from tinylogbert.io.log_reader import LogLines
-from tinylogbert.model.checkpoint import (
-    DETECTOR_FILE,
-    FORMAT_VERSION,
-    LINE_VOCAB_FILE,
-    check_folder,
-    load_weights,
-    read_json,
-    save_weights,
-)
 from tinylogbert.model.configs import (
     FIRST_LINE_CLASS,
     N_PSEUDO_LINES,
@@ -41,7 +30,7 @@ from tinylogbert.model.configs import (
     TrainConfig,
 )
 from tinylogbert.model.log_tokenizer import LogTokenizer
-from tinylogbert.model.onnx_runtime import OnnxTinyLogBERT, choose_runtime, load_onnx
+from tinylogbert.model.onnx_runtime import OnnxTinyLogBERT
 from tinylogbert.model.sequence_cache import SequenceCache
 from tinylogbert.model.sequence_scores import SequenceScores
 from tinylogbert.scoring.anomaly_score import (
@@ -50,13 +39,11 @@ from tinylogbert.scoring.anomaly_score import (
     DEFAULT_WEIGHTS,
     GRADES,
     Calibration,
-    grade_columns,
     label_free_threshold,
     robust_center_scale,
-    severity,
 )
-from tinylogbert.scoring.feedback import FEEDBACK_FILE, read_feedback
 from tinylogbert.scoring.feedback import apply as apply_feedback
+from tinylogbert.scoring.result_tables import build_result
 from tinylogbert.scoring.results import ScoreResult
 from tinylogbert.scoring.severity import line_severity
 from tinylogbert.sessions.grouping import SessionConfig, SessionIndex, build_sessions
@@ -409,6 +396,8 @@ class TinyLogBERTDetector(BaseEstimator):
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
         raw: SequenceScores, threshold: float | None,
     ) -> ScoreResult:
+        """The scores (maths here), then the tables (``result_tables.build_result``), then the
+        feedback: the one place it applies, since every front end's scores pass through here."""
         calib = self.calibration_
         thr = self.threshold_ if threshold is None else float(threshold)
         signals = self._position_signals(parsed, index, corpus, raw)
@@ -416,91 +405,15 @@ class TinyLogBERTDetector(BaseEstimator):
         # Rounded as written, so that flags computed here and by ``with_threshold`` agree.
         session_score = np.round(calib.combine(comps), 6)
         line_score = np.round(self._line_scores(parsed, index, corpus, signals), 6)
-        member_session = index.member_session()
-        # Top line of a session: its highest-scoring member.
-        member_score = signals.line_score
-        order = np.lexsort((-member_score, member_session))
-        top_member = index.members[order[index.offsets[:-1]]] if len(order) else np.array([])
-        line_no = parsed.table["line_no"].to_numpy()
-        # Per line: the highest score among its sessions, for the session_is_anomaly column.
-        line_session_score = np.full(len(parsed), -np.inf)
-        np.maximum.at(line_session_score, index.members, session_score[member_session])
-        scale = calib.train_quantiles.get("scale", 1.0)
-        t = parsed.table
-        line_table = pa.table(
-            {
-                "line_no": t["line_no"],
-                "session_id": index.line_session,
-                "timestamp": t["timestamp"],
-                "level": t["level"],
-                "component": t["component"],
-                "message": t["message"],
-                "score": pa.array(line_score),
-                "is_anomaly": pa.array(line_score >= self.line_threshold_),
-                "parse_ok": t["parse_ok"],
-                "session_score": pa.array(line_session_score),
-                "session_is_anomaly": pa.array(line_session_score >= thr),
-                "severity": pa.array(
-                    severity(line_session_score, thr, scale).astype(str), type=pa.string()
-                ),
-            }
+        result = build_result(
+            parsed, index, corpus, raw,
+            session_score=session_score, line_score=line_score, member_score=signals.line_score,
+            standardised={name: (values - calib.center[name]) / calib.scale[name]
+                          for name, values in comps.items()},
+            threshold=thr, line_threshold=self.line_threshold_,
+            scale=calib.train_quantiles.get("scale", 1.0), line_vocab=self.line_vocab_,
+            hidden_size=self.model_.config.hidden_size,
         )
-        if parsed.has_labels:
-            line_table = line_table.append_column(
-                "label", pa.array(parsed.line_is_anomaly_label(), type=pa.int8())
-            )
-        session_columns = {
-            "session_id": pa.array(index.ids.astype(str)),
-            "n_lines": pa.array(index.lengths()),
-            "first_line_no": pa.array(line_no[index.members[index.offsets[:-1]]]),
-            "score": pa.array(session_score),
-            "is_anomaly": pa.array(session_score >= thr),
-            "top_line_no": pa.array(line_no[top_member]),
-        }
-        grades = grade_columns(session_score, thr, scale)
-        session_columns["severity"] = pa.array(grades["grade"], type=pa.string())  # first name
-        for name, values in grades.items():
-            session_columns[name] = pa.array(values)
-        for name, values in comps.items():
-            session_columns[f"z_{name}"] = pa.array(
-                ((values - calib.center[name]) / calib.scale[name]).round(4)
-            )
-        line_labels = parsed.line_is_anomaly_label() if parsed.has_labels else None
-        session_labels = None
-        if line_labels is not None:  # a session is anomalous when any labelled line is
-            known = line_labels[index.members] >= 0
-            session_labels = np.full(len(index), -1, dtype=np.int8)
-            ms = member_session[known]
-            np.maximum.at(session_labels, ms, line_labels[index.members][known])
-            session_columns["label"] = pa.array(session_labels, type=pa.int8())
-        expected_text = np.array(["(a line not seen in training)", "(end of session)"]
-                                 + self.line_vocab_, dtype=object)
-        last_chunk = np.array([q[-1] for q in corpus.session_seqs], dtype=np.int64)
-        detection = parsed.detection.describe() if parsed.detection else parsed.format.name
-        result = ScoreResult(
-            line_table=line_table,
-            session_table=pa.table(session_columns),
-            session_embeddings=np.stack([raw.embedding[q[0]] for q in corpus.session_seqs])
-            if len(corpus.session_seqs) else np.zeros((0, self.model_.config.hidden_size)),
-            threshold=thr,
-            line_threshold=self.line_threshold_,
-            score_scale=scale,
-            format_description=detection,
-            session_strategy=index.strategy,
-            n_unparsed=parsed.n_unparsed,
-            sessions=index,
-            position_surprisal=raw.surprisal[corpus.member_flat],
-            position_score=member_score,
-            position_expected=expected_text[raw.expected_class[corpus.member_flat]],
-            position_expected_prob=raw.expected_prob[corpus.member_flat],
-            end_surprisal=raw.end_surprisal[last_chunk] if len(last_chunk) else np.zeros(0),
-            end_expected=expected_text[raw.end_expected_class[last_chunk]]
-            if len(last_chunk) else np.zeros(0, dtype=object),
-            line_words=parsed.words,
-            session_labels=session_labels,
-            line_labels=line_labels,
-        )
-        # The one place feedback applies: every front end's scores pass through here.
         return apply_feedback(result, getattr(self, "feedback_", None))
 
     def decision_function(self, log: LogInput) -> np.ndarray:
@@ -525,53 +438,15 @@ class TinyLogBERTDetector(BaseEstimator):
         """Fit on ``log`` and return ``labels_``: its own sessions' flags."""
         return self.fit(log, on_progress).labels_
 
-    # ---- persistence ------------------------------------------------------------------------------
+    # ---- persistence (``persistence.py``) --------------------------------------------------------
     def save(self, folder: str | Path, onnx: bool | None = None) -> Path:
-        """Write the checkpoint folder (see ``checkpoint.py``); with ``model.onnx`` for scoring
-        without torch unless ``onnx=False`` (None: when the exporter, ``[onnx]`` extra, is there)."""
-        self._check_fitted()
-        if isinstance(self.model_, OnnxTinyLogBERT):
-            raise CheckpointError("a detector loaded with runtime='onnx' has no torch weights to "
-                                  "save; load it with runtime='torch'")
-        folder = Path(folder)
-        sha = save_weights(self.model_, folder)
-        self.tokenizer_.save(folder)
-        (folder / LINE_VOCAB_FILE).write_text(json.dumps(
-            {"lines": self.line_vocab_, "class_counts": [int(c) for c in self.line_class_counts_],
-             "word_counts": getattr(self, "word_counts_", None) or {}},
-            indent=0,
-        ))
-        meta = {
-            "tinylogbert_version": __version__,
-            "checkpoint_format": FORMAT_VERSION,
-            "weights_sha256": sha,
-            "threshold": self.threshold_,
-            "line_threshold": self.line_threshold_,
-            "calibration": self.calibration_.to_dict(),
-            "log_format": _format_to_dict(self.format_),
-            "sessions": asdict(self.sessions),
-            "model": self.model_config_.to_dict(),
-            "training": self.training.to_dict(),
-            "vocab_size": self.vocab_size,
-            "max_line_tokens": self.max_line_tokens,
-            "max_line_classes": self.max_line_classes,
-            "min_line_count": self.min_line_count,
-            "contamination": self.contamination,
-            "severity_prior": self.severity_prior,
-            "training_summary": self.training_summary_,
-        }
-        (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
-        from tinylogbert.model.checkpoint import (
-            write_manifest,  # (imported here: keeps this edit to save())
-        )
-        from tinylogbert.model.onnx_runtime import write_checkpoint_onnx
+        """Write the checkpoint folder (see ``model/checkpoint.py``); with ``model.onnx`` for
+        scoring without torch unless ``onnx=False`` (None: when the exporter, ``[onnx]`` extra,
+        is there)."""
+        from tinylogbert.scoring.persistence import save_detector
 
-        write_checkpoint_onnx(self.model_, folder, sha, onnx)
-        feedback = getattr(self, "feedback_", None)
-        if feedback:  # a loaded model's feedback goes with it (a retrained one keeps the folder's)
-            (folder / FEEDBACK_FILE).write_text(feedback.to_json(), encoding="utf-8")
-        write_manifest(folder)  # last: the sha256 of every file above, checked by load
-        return folder
+        self._check_fitted()
+        return save_detector(self, folder, onnx)
 
     @classmethod
     def load(
@@ -582,50 +457,9 @@ class TinyLogBERTDetector(BaseEstimator):
         'onnx' (``model.onnx`` in ONNX Runtime, within 1e-4; torch is never imported) or 'auto'
         (onnx when onnxruntime is installed and the folder has the graph, as ``tinylogbert score``
         does); ``num_threads`` as in ``__init__``."""
-        folder = check_folder(folder)
-        meta = read_json(folder / DETECTOR_FILE)
-        try:
-            fmt = LogFormat(**meta["log_format"])
-            det = cls(
-                log_format="auto",
-                sessions=SessionConfig(**meta["sessions"]),
-                model=ModelConfig(**meta["model"]),
-                training=TrainConfig(**meta["training"]),
-                vocab_size=meta["vocab_size"],
-                max_line_tokens=meta["max_line_tokens"],
-                max_line_classes=meta["max_line_classes"],
-                min_line_count=meta.get("min_line_count", 1),
-                contamination=meta["contamination"],
-                # Checkpoints from before the prior existed keep scoring as they were trained.
-                severity_prior=meta.get("severity_prior", False),
-                num_threads=num_threads,
-            )
-            det.format_ = fmt
-            det.calibration_ = Calibration.from_dict(meta["calibration"])
-            det.threshold_ = float(meta["threshold"])
-            det.line_threshold_ = float(meta["line_threshold"])
-            det.training_summary_ = meta["training_summary"]
-            sha = meta["weights_sha256"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{folder / DETECTOR_FILE}: incomplete or invalid ({exc})") from None
-        vocab = read_json(folder / LINE_VOCAB_FILE)
-        if not isinstance(vocab, dict) or not {"lines", "class_counts"} <= set(vocab):
-            raise CheckpointError(f"{folder / LINE_VOCAB_FILE}: expected lines and class_counts")
-        line_vocab = vocab["lines"]
-        det.line_vocab_ = line_vocab
-        det.line_class_counts_ = vocab["class_counts"]
-        det.word_counts_ = vocab.get("word_counts") or {}  # older checkpoints: no back-off
-        det._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(line_vocab)}
-        det.tokenizer_ = LogTokenizer.load(folder, det.max_line_tokens)
-        det.model_config_ = det.model
-        n_classes = len(line_vocab) + FIRST_LINE_CLASS
-        if choose_runtime(folder, runtime) == "onnx":
-            det.model_ = load_onnx(folder, sha, n_classes, num_threads)
-        else:
-            det.model_ = load_weights(folder, sha, n_classes, det.model.head_hidden)
-        det.feedback_ = read_feedback(folder)  # verified with the rest by check_folder
-        det.checkpoint_dir_ = folder
-        return det
+        from tinylogbert.scoring.persistence import load_detector
+
+        return load_detector(cls, folder, runtime, num_threads)
 
     def info(self) -> dict:
         """Model metadata for ``GET /v1/model`` and the dashboard."""
@@ -685,19 +519,3 @@ def _sequences_of(corpus: SessionCorpus, sessions: np.ndarray) -> np.ndarray:
 def _last_loss(history: list[dict], phase: str) -> float | None:
     losses = [h["loss"] for h in history if h["phase"] == phase]
     return losses[-1] if losses else None
-
-
-def _format_to_dict(fmt: LogFormat) -> dict:
-    data = asdict(fmt)
-    data.pop("groups", None)
-    return data
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
