@@ -439,10 +439,27 @@ def _check_out_dir(out_dir: str) -> str:
 
 
 @contextmanager
+def _package_for_workers(needed: bool) -> Iterator[str | None]:
+    """This package, copied under its import name for Ray's ``py_modules`` (which imports a folder
+    by its own name: the source folder is ``core/``, the package ``tinylogbert``)."""
+    if not needed:
+        yield None
+        return
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tinylogbert-ray-") as staging:
+        target = Path(staging) / "tinylogbert"
+        shutil.copytree(Path(__file__).resolve().parents[1], target,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        yield str(target)
+
+
+@contextmanager
 def ray_session(config: RayScoreConfig) -> Iterator[None]:
     """Use the running Ray if there is one; else start a local one or join ``config.address``.
 
-    Joining a cluster ships this package (``core``) to its workers, so they run the driver's code.
+    Joining a cluster ships this package to its workers, so they run the driver's code.
     """
     import ray
 
@@ -451,12 +468,13 @@ def ray_session(config: RayScoreConfig) -> Iterator[None]:
         return
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False,
                     "logging_level": logging.WARNING}
-    if config.address:
-        kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).absolute().parents[1])]}
-    else:
+    if not config.address:
         kwargs["num_cpus"] = config.num_cpus
     try:
-        ray.init(address=config.address, **kwargs)
+        with _package_for_workers(bool(config.address)) as package:
+            if package:
+                kwargs["runtime_env"] = {"py_modules": [package]}
+            ray.init(address=config.address, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise TinyLogBERTError(
             f"cannot start or reach Ray at {config.address or 'this machine'}: "
