@@ -23,6 +23,7 @@ from tinylogbert.errors import LogInputError, TinyLogBERTError
 from tinylogbert.io.log_formats import get_format
 from tinylogbert.io.log_parser import parse_log
 from tinylogbert.io.log_reader import read_log_text
+from tinylogbert.sessions.grouping import SessionConfig
 
 TOLERANCE = 1e-5
 ORPHAN_LINE = "081109 204005 35 INFO dfs.FSNamesystem: BLOCK* NameSystem.heartbeat: no block here"
@@ -211,7 +212,6 @@ def test_window_sessions_stay_within_their_file(tiny_detector, tmp_path):
         file_memberships,
         score_complete_sessions,
     )
-    from tinylogbert.sessions.grouping import SessionConfig
 
     path = tmp_path / "bgl.log"
     path.write_text("\n".join(bgl_lines(130)) + "\n")
@@ -287,6 +287,7 @@ def test_ray_engine_matches_local_engine(ray_instance, tiny_checkpoint, split_lo
                 "sessions_by"):
         assert summary[key] == expected[key], key
     assert (summary["files"], summary["empty_files"]) == (4, 1)
+    assert summary["warnings"] == []  # the model fits the log it was trained on
     csv_lines = pd.concat(pd.read_csv(p) for p in (out / "lines_csv").glob("*.csv"))
     assert len(csv_lines) == len(all_lines)
     assert main(command) == 2  # results are never mixed with an earlier run's
@@ -354,3 +355,40 @@ def test_ray_engine_reports_a_bad_file_in_one_line(ray_instance, tiny_checkpoint
         score_files([str(folder / "part-1.log"), str(bad)], str(tmp_path / "out"),
                     RayScoreConfig(model=str(tiny_checkpoint)))
     assert str(error.value) == f"{bad}: this looks like a binary file, not a text log"
+
+
+def test_batch_format_follows_the_pipelines_one_rule(split_log):
+    """Ray decides the format on the first file's head by the pipeline's rule: under 'auto' the
+    trained format wins when it parses every sampled line (it used to be plain detection)."""
+    from tinylogbert import pipeline
+    from tinylogbert.batch.batch_inputs import sample_parsed
+
+    folder, _, _ = split_log
+    files = expand_inputs([str(folder)])
+    trained = get_format("<Date> <Time> <Pid> <Level> <Component>: <Content>")
+    assert sample_parsed(files, "auto").format.name == "hdfs"  # detection alone
+    chosen = sample_parsed(files, "auto", trained).format
+    assert chosen.regex == trained.regex
+    first = pipeline.read(files[0])
+    assert chosen.regex == pipeline.parse(first, "auto", trained).format.regex
+    assert resolve_settings(files, "auto", SessionConfig(), trained).format.regex == trained.regex
+
+
+@pytest.mark.ray
+def test_ray_engine_warns_when_the_model_does_not_fit(ray_instance, tiny_checkpoint, tmp_path,
+                                                      capsys):
+    """The local engine's fit warning, from Ray too: BGL lines scored by an HDFS model."""
+    from tinylogbert.cli.main import main
+
+    folder = tmp_path / "bgl"
+    folder.mkdir()
+    with gzip.open(Path(__file__).parent.parent / "sample_data/loghub_2k/BGL_2k.log.gz",
+                   "rt") as handle:
+        (folder / "bgl.log").write_text("".join(handle.readlines()[:400]))
+    out = tmp_path / "out"
+    assert main(["score", str(folder), "--engine", "ray", "--model", str(tiny_checkpoint),
+                 "--out", str(out), "--format", "auto"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the model does not fit" in err and "judged on the first 400 lines" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["warnings"]) == 1 and "does not fit" in summary["warnings"][0]

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from tinylogbert.errors import LogInputError
-from tinylogbert.io.log_formats import LogFormat, get_format
-from tinylogbert.io.log_parser import ParsedLog, detect_format, parse_log, require_some_parsed
+from tinylogbert.io.log_formats import LogFormat
+from tinylogbert.io.log_parser import ParsedLog, parse_log
 from tinylogbert.io.log_reader import GZIP_MAGIC, LogLines, read_log_bytes
 from tinylogbert.sessions.grouping import (
     SessionConfig,
@@ -129,7 +129,7 @@ def read_input_bytes(path: str, max_bytes: int | None = None, gunzip: bool = Fal
         raise LogInputError(f"{path}: cannot be read ({exc})") from None
 
 
-def _read_sample(files: Sequence[str]) -> LogLines:
+def read_sample(files: Sequence[str]) -> LogLines:
     """The first few MB of lines of the first non-empty file (a large .gz streams, not loads)."""
     for path in files:
         gzipped = read_input_bytes(path, len(GZIP_MAGIC)) == GZIP_MAGIC
@@ -160,25 +160,34 @@ def _strategy_name(index: SessionIndex) -> str:
 
 
 def resolve_settings(
-    files: Sequence[str], log_format: str | LogFormat, sessions: SessionConfig
+    files: Sequence[str], log_format: str | LogFormat, sessions: SessionConfig,
+    trained: LogFormat | None = None,
 ) -> BatchSettings:
-    """Detect the format and settle ``sessions.by='auto'`` on the head of the first file.
+    """Format and sessions for every file, decided on the head of the first file."""
+    return settings_for(sample_parsed(files, log_format, trained), sessions)
 
-    The local engine decides both on the start of the (concatenated) log, which is the start of
-    the first file; deciding per file instead could read two files of one batch differently.
+
+def sample_parsed(
+    files: Sequence[str], log_format: str | LogFormat, trained: LogFormat | None = None
+) -> ParsedLog:
+    """The head of the first file, parsed by the pipeline's one format rule (under 'auto' the
+    trained format wins when it parses every sampled line).
+
+    The local engine decides on the start of the (concatenated) log, which is the start of the
+    first file; deciding per file instead could read two files of one batch differently.
     """
-    sample = _read_sample(files)
-    if isinstance(log_format, str) and log_format.strip().lower() == "auto":
-        guess = detect_format(sample)
-        fmt, description = guess.format, guess.describe()
-    else:
-        fmt = get_format(log_format)
-        description = fmt.name
-    parsed = parse_log(sample, fmt)
-    require_some_parsed(parsed)
+    from tinylogbert import pipeline
+
+    return pipeline.parse(read_sample(files), log_format, trained)
+
+
+def settings_for(parsed: ParsedLog, sessions: SessionConfig) -> BatchSettings:
+    """Settle ``sessions.by='auto'`` on a parsed sample, as ``build_sessions`` would."""
+    fmt = parsed.format
+    description = parsed.detection.describe() if parsed.detection else fmt.name
     index = build_sessions(parsed, sessions)
-    by = _strategy_name(index)
-    return BatchSettings(fmt, replace(sessions, by=by), description, index.strategy)
+    return BatchSettings(fmt, replace(sessions, by=_strategy_name(index)), description,
+                         index.strategy)
 
 
 # ---- one file ----------------------------------------------------------------------------------

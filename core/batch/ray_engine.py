@@ -48,10 +48,12 @@ from tinylogbert.batch.batch_inputs import (
     is_uri,
     merge_times,
     prepare_file,
-    resolve_settings,
+    sample_parsed,
+    settings_for,
 )
 from tinylogbert.errors import LogInputError, TinyLogBERTError
 from tinylogbert.io.log_parser import ParsedLog
+from tinylogbert.scoring.fit_check import fit_warnings
 from tinylogbert.scoring.results import put_column
 from tinylogbert.sessions.grouping import SessionConfig
 
@@ -121,6 +123,7 @@ class RayScoreSummary:
     seconds: float
     lines_per_s: float
     outputs: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # as the local engine's (fit_check)
     engine: str = "ray"
 
     def to_dict(self) -> dict:
@@ -550,7 +553,11 @@ def score_files(inputs: Sequence[str], out_dir: str, config: RayScoreConfig) -> 
     files = expand_inputs(inputs)
     out = _check_out_dir(out_dir)
     detector = TinyLogBERTDetector.load(config.model)  # fail here, not in every actor
-    settings = resolve_settings(files, config.log_format, config.sessions or detector.sessions)
+    sample = sample_parsed(files, config.log_format, detector.format_)
+    settings = settings_for(sample, config.sessions or detector.sessions)
+    # Fit is judged on the same sample as the format: the first file's head.
+    warnings = [f"{w} (judged on the first {len(sample):,} lines of {sample.source})"
+                for w in fit_warnings(detector, sample)]
     checkpoint = read_checkpoint(config.model)
     with ray_session(config), data_context(config):
         try:
@@ -573,6 +580,7 @@ def score_files(inputs: Sequence[str], out_dir: str, config: RayScoreConfig) -> 
         seconds=round(seconds, 2),
         lines_per_s=round(tally["lines"] / max(seconds, 1e-9), 1),
         outputs={**outputs, "summary": f"{out}/summary.json"},
+        warnings=warnings,
     )
     fs, path = filesystem_for(out)
     with fs.open_output_stream(f"{path}/summary.json") as stream:

@@ -198,6 +198,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             threads=args.threads, scorers=args.scorers, lines_per_call=args.lines_per_call,
         )
         print(describe_summary(summary))
+        for message in summary["warnings"]:
+            warn(message)
         return 0
     started = time.perf_counter()
     # Importing torch and transformers and loading the model take seconds: do it in the
