@@ -185,7 +185,7 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
         if quick:
             from tinylogbert.model.tinylogbert_model import ModelConfig
             training = TrainConfig(seed=seed, epochs=1, head_epochs=1, steps_per_epoch=3)
-            det = TinyLogBERTDetector(model=ModelConfig(hidden_size=32, num_hidden_layers=1,
+            det = TinyLogBERTDetector(model_config=ModelConfig(hidden_size=32, num_hidden_layers=1,
                                                         num_attention_heads=2,
                                                         intermediate_size=64, head_hidden=8),
                                       training=training, vocab_size=200)

@@ -50,7 +50,7 @@ class TinyLogBERTSettings:
                                 intermediate_size=64)
             training = TrainConfig(epochs=1, head_epochs=1, steps_per_epoch=8, batch_size=16,
                                    seed=self.seed)
-            return TinyLogBERTDetector(model=model, training=training, vocab_size=200,
+            return TinyLogBERTDetector(model_config=model, training=training, vocab_size=200,
                                        contamination=self.contamination,
                                        num_threads=self.threads or None)
         head = {} if self.head_epochs is None else {"head_epochs": self.head_epochs}

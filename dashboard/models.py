@@ -155,7 +155,7 @@ def train_model(
     detector = TinyLogBERTDetector(
         log_format=log_format,
         sessions=sessions or SessionConfig(),
-        model=preset.model,
+        model_config=preset.model,
         training=preset.training,
         vocab_size=preset.vocab_size,
     )

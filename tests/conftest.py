@@ -25,7 +25,7 @@ def tiny_detector_factory(**overrides):
     from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     kwargs = dict(
-        model=ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        model_config=ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=64),
         training=TrainConfig(epochs=1, head_epochs=1, steps_per_epoch=8, batch_size=16, seed=0),
         vocab_size=200,

@@ -170,7 +170,7 @@ def test_repeated_sessions_come_from_the_cache_with_identical_results(tiny_detec
     np.testing.assert_array_equal(again.session_scores, fresh.session_scores)
     np.testing.assert_array_equal(again.session_embeddings, fresh.session_embeddings)
     small = SequenceCache(max_sequences=5)
-    small.score(tiny_detector.model_, tiny_detector._prepare(SMALL_LOG)[2])
+    small.score(tiny_detector.network_, tiny_detector._prepare(SMALL_LOG)[2])
     assert len(small) == 5
 
 
@@ -199,9 +199,9 @@ def test_explanation_probability_is_the_models_probability_of_the_line(tiny_dete
     batch = pad_batch([seq])
     _, truth = next_line_targets(batch, corpus.line_class)
     with torch.no_grad():
-        hidden = tiny_detector.model_.encode(torch.from_numpy(corpus.line_tokens),
+        hidden = tiny_detector.network_.encode(torch.from_numpy(corpus.line_tokens),
                                              torch.from_numpy(batch), True)
-        log_probs = tiny_detector.model_.line_log_probs(hidden[0, position])
+        log_probs = tiny_detector.network_.line_log_probs(hidden[0, position])
     expected = float(log_probs[truth[0, position]].exp())
     assert reason.probability == pytest.approx(expected, rel=1e-4)
     assert reason.surprisal == pytest.approx(-np.log(expected), rel=1e-4)

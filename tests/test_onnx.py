@@ -36,7 +36,7 @@ def both(tiny_checkpoint):
 
 def test_onnx_scores_equal_torch_scores(both):
     torch_det, onnx_det = both
-    assert isinstance(onnx_det.model_, OnnxTinyLogBERT)
+    assert isinstance(onnx_det.network_, OnnxTinyLogBERT)
     a, b = torch_det.score(SMALL_LOG), onnx_det.score(SMALL_LOG)
     for frame in ("session_frame", "lines"):
         x, y = getattr(a, frame), getattr(b, frame)
@@ -51,8 +51,8 @@ def test_every_sequence_score_matches_torch(both, bidirectional_pass):
     """The raw per-position values too, both passes (embeddings, head, [END])."""
     torch_det, onnx_det = both
     corpus = torch_det._prepare(SMALL_LOG)[2]
-    a = score_sequences(torch_det.model_, corpus, bidirectional_pass=bidirectional_pass)
-    b = score_sequences_onnx(onnx_det.model_, corpus, bidirectional_pass=bidirectional_pass)
+    a = score_sequences(torch_det.network_, corpus, bidirectional_pass=bidirectional_pass)
+    b = score_sequences_onnx(onnx_det.network_, corpus, bidirectional_pass=bidirectional_pass)
     for f in fields(a):
         x, y = getattr(a, f.name), getattr(b, f.name)
         assert x.shape == y.shape and x.dtype == y.dtype, f.name
@@ -84,13 +84,13 @@ def test_a_checkpoint_without_model_onnx_loads_scores_and_can_be_exported(tiny_d
     folder = tiny_detector.save(tmp_path / "plain", onnx=False)
     assert not (folder / ONNX_FILE).exists()
     auto = TinyLogBERTDetector.load(folder, runtime="auto")  # torch, since there is no graph
-    assert not isinstance(auto.model_, OnnxTinyLogBERT)
+    assert not isinstance(auto.network_, OnnxTinyLogBERT)
     expected = auto.score(SMALL_LOG, embeddings=False).session_frame["score"].to_numpy()
     with pytest.raises(CheckpointError, match="export-onnx --model"):
         TinyLogBERTDetector.load(folder, runtime="onnx")
     assert main(["export-onnx", "--model", str(folder)]) == 0
     exported = TinyLogBERTDetector.load(folder, runtime="auto")  # now onnx: the graph is covered
-    assert isinstance(exported.model_, OnnxTinyLogBERT)
+    assert isinstance(exported.network_, OnnxTinyLogBERT)
     assert ONNX_FILE in json.loads((folder / "checkpoint.sha256.json").read_text())["files"]
     got = exported.score(SMALL_LOG, embeddings=False).session_frame["score"].to_numpy()
     assert np.abs(got - expected).max() <= TOLERANCE
@@ -123,7 +123,7 @@ def test_a_graph_the_manifest_does_not_list_or_from_other_weights_is_refused(
     with pytest.raises(CheckpointError, match="not covered by checkpoint.sha256.json"):
         TinyLogBERTDetector.load(unlisted, runtime="auto")
     other = shutil.copytree(tiny_checkpoint, tmp_path / "other")
-    export_onnx(tiny_detector.model_, other / ONNX_FILE, weights_sha256="0" * 64)
+    export_onnx(tiny_detector.network_, other / ONNX_FILE, weights_sha256="0" * 64)
     write_manifest(other)  # covered, but exported from other weights than model.safetensors
     with pytest.raises(CheckpointError, match="exported from other weights"):
         TinyLogBERTDetector.load(other, runtime="onnx")

@@ -30,7 +30,7 @@ def test_refit_prior_leaves_out_the_lines_of_flagged_sessions_and_makes_them_rar
     plain_rarity = detector._line_rarity(corpus)
 
     detector.training = replace(detector.training, robust_prior=True)
-    raw = score_sequences(detector.model_, corpus)
+    raw = score_sequences(detector.network_, corpus)
     encoded = parsed.words.dictionary_encode()
     flagged = detector._calibrate(parsed, index, corpus, raw) >= detector.threshold_
     detector._refit_prior(parsed, index, corpus, raw, encoded, encoded.dictionary.to_pylist(),
@@ -50,7 +50,7 @@ def test_refit_prior_leaves_out_the_lines_of_flagged_sessions_and_makes_them_rar
 def test_clean_epochs_draw_only_the_kept_sequences(tiny_detector):
     _, _, corpus = tiny_detector._prepare(SMALL_LOG)
     config = TrainConfig(steps_per_epoch=3, clean_epochs=2, batch_size=4, seed=0)
-    trainer = Trainer(copy.deepcopy(tiny_detector.model_), corpus, config)  # fixture stays
+    trainer = Trainer(copy.deepcopy(tiny_detector.network_), corpus, config)  # fixture stays
     keep = np.zeros(len(corpus.sequences), dtype=bool)
     keep[[0, 2]] = True
     before = trainer.weights.copy()

@@ -126,7 +126,7 @@ def test_pyod_and_scikit_learn_contract(tiny_detector):
     from sklearn.base import clone
 
     copy = clone(tiny_detector)
-    assert not hasattr(copy, "model_")
+    assert not hasattr(copy, "network_")
     assert copy.get_params()["vocab_size"] == 200 and copy.get_params()["min_line_count"] == 2
     copy.set_params(contamination=0.05)
     assert copy.contamination == 0.05 and tiny_detector.contamination == "auto"
@@ -162,5 +162,5 @@ def test_init_from_a_local_safetensors_bert_trains(tmp_path):
                          max_position_embeddings=256)).save_pretrained(tmp_path / "bert",
                                                                        safe_serialization=True)
     det = tiny_detector_factory(init_from=str(tmp_path / "bert")).fit(SMALL_LOG)
-    assert det.model_.config.hidden_size == 32
+    assert det.network_.config.hidden_size == 32
     assert np.isfinite(det.decision_scores_).all()

@@ -119,7 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     contamination = args.contamination if args.contamination == "auto" else float(args.contamination)
     detector = TinyLogBERTDetector(
-        log_format=args.format, sessions=_session_config(args), model=model, training=training,
+        log_format=args.format, sessions=_session_config(args), model_config=model,
+        training=training,
         vocab_size=args.vocab_size, contamination=contamination, init_from=args.init_from,
         num_threads=args.threads,
     )

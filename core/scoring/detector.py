@@ -1,7 +1,7 @@
 """``TinyLogBERTDetector``: the one object that owns a trained model (fit / score / save / load).
 
 Shaped like a scikit-learn / PyOD estimator: hyper-parameters in ``__init__``, learned state in
-attributes ending in ``_`` (``threshold_``, ``tokenizer_``, ``model_``...), ``contamination`` as
+attributes ending in ``_`` (``threshold_``, ``tokenizer_``, ``network_``...), ``contamination`` as
 the label-free way to set the threshold. Inputs may be a path, raw text, a list of lines, or an
 already parsed log.
 """
@@ -82,7 +82,7 @@ class TinyLogBERTDetector(BaseEstimator):
         self,
         log_format: str | LogFormat = "auto",
         sessions: SessionConfig = SessionConfig(),
-        model: ModelConfig = ModelConfig(),
+        model_config: ModelConfig = ModelConfig(),
         training: TrainConfig = TrainConfig(),
         vocab_size: int = 1000,
         max_line_tokens: int = 32,
@@ -95,7 +95,7 @@ class TinyLogBERTDetector(BaseEstimator):
     ) -> None:
         self.log_format = log_format
         self.sessions = sessions
-        self.model = model
+        self.model_config = model_config
         self.training = training
         self.vocab_size = vocab_size
         self.max_line_tokens = max_line_tokens
@@ -108,14 +108,14 @@ class TinyLogBERTDetector(BaseEstimator):
 
     # ---- helpers --------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
+        if not hasattr(self, "network_"):
             raise NotFittedError("this detector is not trained: call fit() or load() first")
 
     def _threads(self) -> None:
         if not self.num_threads:
             return
-        if isinstance(getattr(self, "model_", None), OnnxTinyLogBERT):  # its own thread pool
-            self.model_.set_num_threads(self.num_threads)
+        if isinstance(getattr(self, "network_", None), OnnxTinyLogBERT):  # its own thread pool
+            self.network_.set_num_threads(self.num_threads)
         else:
             import torch
 
@@ -170,25 +170,25 @@ class TinyLogBERTDetector(BaseEstimator):
         self.line_class_counts_ = _class_counts(texts, counts, self._line_class,
                                                 len(self.line_vocab_) + FIRST_LINE_CLASS)
         self.word_counts_ = _word_counts(texts, counts)
-        self.model_config_ = self.model
+        self.model_config_ = self.model_config
         n_classes = len(self.line_vocab_) + FIRST_LINE_CLASS
         if self.init_from:
-            self.model_ = model_from_pretrained(
+            self.network_ = model_from_pretrained(
                 self.init_from, self.tokenizer_.vocab_size, self.tokenizer_.pad_id, n_classes,
-                self.model.head_hidden,
+                self.model_config.head_hidden,
             )
         else:
             torch.manual_seed(self.training.seed)
-            self.model_ = build_model(
-                self.model, self.tokenizer_.vocab_size, self.tokenizer_.pad_id, n_classes
+            self.network_ = build_model(
+                self.model_config, self.tokenizer_.vocab_size, self.tokenizer_.pad_id, n_classes
             )
         corpus = build_corpus(
-            parsed.words, index, self.tokenizer_, self.model.max_lines, self._line_class
+            parsed.words, index, self.tokenizer_, self.model_config.max_lines, self._line_class
         )
-        trainer = Trainer(self.model_, corpus, self.training, on_progress)
+        trainer = Trainer(self.network_, corpus, self.training, on_progress)
         history = trainer.fit_mlm()
         self._round_weights()
-        raw = score_sequences(self.model_, corpus)
+        raw = score_sequences(self.network_, corpus)
         # Contamination-robust step: what the model flags in its own training data is left out
         # of the line frequencies (and of the optional clean epochs), so that an anomaly that
         # recurs in the training log does not make its own lines look common.
@@ -197,14 +197,14 @@ class TinyLogBERTDetector(BaseEstimator):
         if self.training.clean_epochs > 0:
             history = trainer.fit_clean(~_sequences_of(corpus, flagged))
             self._round_weights()
-            raw = score_sequences(self.model_, corpus)
+            raw = score_sequences(self.network_, corpus)
             flagged = self._calibrate(parsed, index, corpus, raw) >= self.threshold_
             self._refit_prior(parsed, index, corpus, raw, encoded, texts, flagged)
         # The head learns the score itself, from the [CLS] vector alone (a one-pass estimate).
         per_seq = self._sequence_targets(corpus, raw)
         trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
         self._round_weights()
-        raw = score_sequences(self.model_, corpus)
+        raw = score_sequences(self.network_, corpus)
         # PyOD's contract: the training sessions' scores and flags, in order of first appearance.
         self.decision_scores_ = np.round(self._calibrate(parsed, index, corpus, raw), 6)
         self.labels_ = (self.decision_scores_ >= self.threshold_).astype(int)
@@ -254,7 +254,7 @@ class TinyLogBERTDetector(BaseEstimator):
         import torch
 
         with torch.no_grad():
-            for param in self.model_.parameters():
+            for param in self.network_.parameters():
                 param.copy_(param.half().float())
 
     def _line_rarity(self, corpus: SessionCorpus) -> np.ndarray:
@@ -382,14 +382,14 @@ class TinyLogBERTDetector(BaseEstimator):
         self._check_fitted()
         self._threads()
         parsed, index, corpus = self._prepare(log, log_format, sessions)
-        raw = self._cache().score(self.model_, corpus, on_progress, bidirectional_pass=embeddings)
+        raw = self._cache().score(self.network_, corpus, on_progress, bidirectional_pass=embeddings)
         return self._result(parsed, index, corpus, raw, threshold)
 
     def _cache(self) -> SequenceCache:
         """Results for distinct sequences, kept across calls (cleared when the model changes)."""
-        if getattr(self, "_sequence_cache_model", None) is not self.model_:
+        if getattr(self, "_sequence_cache_model", None) is not self.network_:
             self._sequence_cache = SequenceCache()
-            self._sequence_cache_model = self.model_
+            self._sequence_cache_model = self.network_
         return self._sequence_cache
 
     def _result(
@@ -412,7 +412,7 @@ class TinyLogBERTDetector(BaseEstimator):
                           for name, values in comps.items()},
             threshold=thr, line_threshold=self.line_threshold_,
             scale=calib.train_quantiles.get("scale", 1.0), line_vocab=self.line_vocab_,
-            hidden_size=self.model_.config.hidden_size,
+            hidden_size=self.network_.config.hidden_size,
         )
         return apply_feedback(result, getattr(self, "feedback_", None))
 
@@ -453,7 +453,7 @@ class TinyLogBERTDetector(BaseEstimator):
         cls, folder: str | Path, runtime: str = "torch", num_threads: int | None = None
     ) -> TinyLogBERTDetector:
         """Load a checkpoint folder; verifies every file's sha256 first. ``runtime``: 'torch'
-        (default: ``model_`` is the torch module, scores bit-identical to the saved detector's),
+        (default: ``network_`` is the torch module, scores bit-identical to the saved detector's),
         'onnx' (``model.onnx`` in ONNX Runtime, within 1e-4; torch is never imported) or 'auto'
         (onnx when onnxruntime is installed and the folder has the graph, as ``tinylogbert score``
         does); ``num_threads`` as in ``__init__``."""
@@ -471,8 +471,8 @@ class TinyLogBERTDetector(BaseEstimator):
             "format": self.format_.name,
             "vocab_size": self.tokenizer_.vocab_size,
             "line_classes": len(self.line_vocab_) + FIRST_LINE_CLASS,
-            "parameters": self.model_.n_parameters if isinstance(self.model_, OnnxTinyLogBERT)
-            else sum(p.numel() for p in self.model_.parameters()),
+            "parameters": self.network_.n_parameters if isinstance(self.network_, OnnxTinyLogBERT)
+            else sum(p.numel() for p in self.network_.parameters()),
             "model": self.model_config_.to_dict(),
             "training_summary": self.training_summary_,
         }

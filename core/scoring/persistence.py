@@ -46,11 +46,11 @@ def save_detector(
     det: TinyLogBERTDetector, folder: str | Path, onnx: bool | None = None
 ) -> Path:
     """The folder ``TinyLogBERTDetector.save`` writes (files as ``model/checkpoint.py`` lists)."""
-    if isinstance(det.model_, OnnxTinyLogBERT):
+    if isinstance(det.network_, OnnxTinyLogBERT):
         raise CheckpointError("a detector loaded with runtime='onnx' has no torch weights to "
                               "save; load it with runtime='torch'")
     folder = Path(folder)
-    sha = save_weights(det.model_, folder)
+    sha = save_weights(det.network_, folder)
     det.tokenizer_.save(folder)
     (folder / LINE_VOCAB_FILE).write_text(json.dumps(
         {"lines": det.line_vocab_, "class_counts": [int(c) for c in det.line_class_counts_],
@@ -77,7 +77,7 @@ def save_detector(
         "training_summary": det.training_summary_,
     }
     (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
-    write_checkpoint_onnx(det.model_, folder, sha, onnx)
+    write_checkpoint_onnx(det.network_, folder, sha, onnx)
     feedback = getattr(det, "feedback_", None)
     if feedback:  # a loaded model's feedback goes with it (a retrained one keeps the folder's)
         (folder / FEEDBACK_FILE).write_text(feedback.to_json(), encoding="utf-8")
@@ -98,7 +98,7 @@ def load_detector(
         det = cls(
             log_format="auto",
             sessions=SessionConfig(**meta["sessions"]),
-            model=ModelConfig(**meta["model"]),
+            model_config=ModelConfig(**meta["model"]),
             training=TrainConfig(**meta["training"]),
             vocab_size=meta["vocab_size"],
             max_line_tokens=meta["max_line_tokens"],
@@ -126,12 +126,12 @@ def load_detector(
     det.word_counts_ = vocab.get("word_counts") or {}  # older checkpoints: no back-off
     det._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(line_vocab)}
     det.tokenizer_ = LogTokenizer.load(folder, det.max_line_tokens)
-    det.model_config_ = det.model
+    det.model_config_ = det.model_config
     n_classes = len(line_vocab) + FIRST_LINE_CLASS
     if choose_runtime(folder, runtime) == "onnx":
-        det.model_ = load_onnx(folder, sha, n_classes, num_threads)
+        det.network_ = load_onnx(folder, sha, n_classes, num_threads)
     else:
-        det.model_ = load_weights(folder, sha, n_classes, det.model.head_hidden)
+        det.network_ = load_weights(folder, sha, n_classes, det.model_config.head_hidden)
     det.feedback_ = read_feedback(folder)  # verified with the rest by check_folder
     det.checkpoint_dir_ = folder
     return det
