@@ -205,3 +205,15 @@ def test_explanation_probability_is_the_models_probability_of_the_line(tiny_dete
     expected = float(log_probs[truth[0, position]].exp())
     assert reason.probability == pytest.approx(expected, rel=1e-4)
     assert reason.surprisal == pytest.approx(-np.log(expected), rel=1e-4)
+
+
+def test_every_line_has_the_embedding_of_its_first_session(small_result):
+    """The line-level view of the embeddings (for plots of lines): a line's vector is the [CLS]
+    vector of the first session that holds it."""
+    vectors = small_result.line_embeddings()
+    assert vectors.shape == (small_result.n_lines, small_result.session_embeddings.shape[1])
+    index = small_result.sessions
+    for session in (0, len(index) // 2, len(index) - 1):
+        for line in index.lines_of(session):
+            first = min(s for s in range(len(index)) if line in set(index.lines_of(s)))
+            np.testing.assert_array_equal(vectors[line], small_result.session_embeddings[first])

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_LOG, deal_small_log
-from tinylogbert.batch.batch_inputs import expand_inputs, merge_times, resolve_settings
+from tinylogbert.batch.batch_inputs import expand_inputs, merge_times, sample_parsed, settings_for
 from tinylogbert.errors import LogInputError, TinyLogBERTError
 from tinylogbert.io.log_formats import get_format
 from tinylogbert.io.log_parser import parse_log
@@ -125,7 +125,7 @@ def test_stage_functions_match_local_engine(tiny_detector, split_log, local_resu
 
     folder, _, _ = split_log
     files = expand_inputs([str(folder)])
-    settings = resolve_settings(files, "auto", tiny_detector.sessions)
+    settings = settings_for(sample_parsed(files, "auto"), tiny_detector.sessions)
     memberships = pa.concat_tables(
         file_memberships(pa.table({"file_index": [i]}), files, settings) for i in range(len(files))
     )
@@ -218,7 +218,7 @@ def test_window_sessions_stay_within_their_file(tiny_detector, tmp_path):
     windows = SessionConfig(by="window", window_size=20, window_step=10)
     local = tiny_detector.score(str(path), log_format="bgl", sessions=windows, embeddings=False)
     files = [str(path)]
-    settings = resolve_settings(files, "bgl", windows)
+    settings = settings_for(sample_parsed(files, "bgl"), windows)
     memberships = file_memberships(pa.table({"file_index": [0]}), files, settings)
     scored = score_complete_sessions(tiny_detector, memberships, settings, files)
     scores = explode_members(scored.select([*MEMBER_COLUMNS, "score", "is_anomaly", "severity"]))
@@ -361,7 +361,6 @@ def test_batch_format_follows_the_pipelines_one_rule(split_log):
     """Ray decides the format on the first file's head by the pipeline's rule: under 'auto' the
     trained format wins when it parses every sampled line (it used to be plain detection)."""
     from tinylogbert import pipeline
-    from tinylogbert.batch.batch_inputs import sample_parsed
 
     folder, _, _ = split_log
     files = expand_inputs([str(folder)])
@@ -371,7 +370,8 @@ def test_batch_format_follows_the_pipelines_one_rule(split_log):
     assert chosen.regex == trained.regex
     first = pipeline.read(files[0])
     assert chosen.regex == pipeline.parse(first, "auto", trained).format.regex
-    assert resolve_settings(files, "auto", SessionConfig(), trained).format.regex == trained.regex
+    assert settings_for(sample_parsed(files, "auto", trained), SessionConfig()).format.regex \
+        == trained.regex
 
 
 @pytest.mark.ray

@@ -159,14 +159,6 @@ def _strategy_name(index: SessionIndex) -> str:
     return "time" if index.strategy.startswith("time") else "window"
 
 
-def resolve_settings(
-    files: Sequence[str], log_format: str | LogFormat, sessions: SessionConfig,
-    trained: LogFormat | None = None,
-) -> BatchSettings:
-    """Format and sessions for every file, decided on the head of the first file."""
-    return settings_for(sample_parsed(files, log_format, trained), sessions)
-
-
 def sample_parsed(
     files: Sequence[str], log_format: str | LogFormat, trained: LogFormat | None = None
 ) -> ParsedLog:

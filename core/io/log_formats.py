@@ -137,9 +137,6 @@ class LogFormat:
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
 
-    def with_session_pattern(self, pattern: str | None) -> LogFormat:
-        return replace(self, session_pattern=pattern)
-
     def with_inline_label(self) -> LogFormat:
         """This format behind a loghub-style label field (``-`` or an alert category)."""
         if self.has_label or self.is_jsonl or not self.regex.startswith("^"):

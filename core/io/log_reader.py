@@ -6,8 +6,6 @@ what lets scoring keep up with >100k lines/s on two cores. Lines are cut at ``\\
 """
 from __future__ import annotations
 
-import gzip
-import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,11 +198,3 @@ def read_log_file(path: str | Path) -> LogLines:
     except OSError as exc:
         raise LogInputError(f"{path}: cannot be read ({exc.strerror})") from None
     return read_log_bytes(data, source=str(path))
-
-
-def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a small text file (labels CSV), gzip or not."""
-    path = Path(path)
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")

@@ -133,7 +133,6 @@ def load_detector(
     else:
         det.network_ = load_weights(folder, sha, n_classes, det.model_config.head_hidden)
     det.feedback_ = read_feedback(folder)  # verified with the rest by check_folder
-    det.checkpoint_dir_ = folder
     return det
 
 
