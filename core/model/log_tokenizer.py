@@ -73,6 +73,9 @@ class LogTokenizer:
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size()
 
+    def tokenize(self, line: str) -> list[str]:
+        return self.tokenizer.encode(line, add_special_tokens=False).tokens
+
     def encode_lines(self, lines: Sequence[str]) -> np.ndarray:
         """``[len(lines), T]`` int64 ids, right-padded with ``[PAD]``; an empty line is one
         ``[SEP]`` so every line has at least one token to embed and to predict."""
