@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tinylogbert.cli.main import main as cli
+import tinylogbert.cli.main as cli
 from tinylogbert.errors import FormatError
 from tinylogbert.io.log_formats import (
     GENERIC,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import tinylogbert.cli.main as cli
 from tinylogbert import pipeline
-from tinylogbert.cli.main import main as cli
 from tinylogbert.sessions.grouping import SessionConfig, build_sessions
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "formats"
