@@ -251,3 +251,53 @@ def test_dashboard_button_marks_the_picked_session(model, monkeypatch):
     assert left == [sid for sid in ids if sid not in suppressed]
     assert at.selectbox(key="anomaly_pick").value in left
     TinyLogBERTDetector.load(model)  # the manifest covers the dashboard's write too
+
+
+def test_a_running_api_sees_marks_written_by_another_process(model, small_lines, target):
+    """The CLI (here: the library call it makes) marks a session while the server runs: the next
+    request is judged with the mark, without a restart; a changed file is verified first."""
+    from fastapi.testclient import TestClient
+    from tinylogbert.api.anomaly_routes import create_app
+    from tinylogbert.api.settings import ApiSettings
+
+    lines = [line for line in small_lines if target in line] + small_lines[:200]
+    settings = ApiSettings(torch_threads=torch.get_num_threads())
+
+    def flagged(client) -> bool:
+        sessions = client.post("/v1/score", json={"lines": lines}).json()["sessions"]
+        return next(s for s in sessions if s["session_id"] == target)["is_anomaly"]
+
+    with TestClient(create_app(model, settings)) as c:
+        assert flagged(c)
+        mark_normal(model, "\n".join(lines) + "\n", [target])  # what `tinylogbert feedback` does
+        assert not flagged(c)
+        (model / FEEDBACK_FILE).write_text('{"format": 1, "entries": []}', encoding="utf-8")
+        response = c.post("/v1/score", json={"lines": lines})
+        assert response.status_code >= 400 and "feedback.json" in response.json()["message"]
+
+
+def test_feedback_writers_share_one_lock_across_processes(model, small_lines, target,
+                                                          monkeypatch):
+    """While another process writes a folder's feedback, a second writer waits (an OS file lock)
+    and, after ``LOCK_TIMEOUT_S``, says so in one line; nothing is written half-way."""
+    import subprocess
+    import sys
+
+    from tinylogbert.scoring import feedback as fb
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tinylogbert.scoring.feedback import "
+         "_folder_lock\nwith _folder_lock(sys.argv[1]):\n print('held', flush=True); "
+         "time.sleep(30)", str(model)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(fb, "LOCK_TIMEOUT_S", 0.3)
+        with pytest.raises(fb.FeedbackError, match="another process has been writing"):
+            mark_normal(model, "\n".join(small_lines) + "\n", [target])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (model / FEEDBACK_FILE).exists()
+    mark_normal(model, "\n".join(small_lines) + "\n", [target])  # the lock died with its holder
+    assert [e.id for e in read_feedback(model).entries] == ["fb-0001"]

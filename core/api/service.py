@@ -23,6 +23,7 @@ from tinylogbert.io.log_reader import (
     read_log_bytes,
     read_log_lines,
 )
+from tinylogbert.scoring.feedback import FeedbackWatch
 from tinylogbert.scoring.results import ScoreResult
 from tinylogbert.sessions.grouping import SessionConfig
 
@@ -51,6 +52,8 @@ class ScoringService:
     def __init__(self, detector, settings: ApiSettings) -> None:
         self.detector = detector
         self.settings = settings
+        # Marks written by another process (the CLI, the dashboard) apply without a restart.
+        self.feedback = FeedbackWatch(settings.model_dir, getattr(detector, "feedback_", None))
         self.model_info = json_safe(detector.info())
         self.scoring = 0
         self.waiting = 0
@@ -94,6 +97,7 @@ class ScoringService:
         # Responses carry no embeddings: skip the pass that makes them (half the work).
         options = pipeline.ScoreOptions(job.log_format, job.sessions, job.threshold,
                                         embeddings=False)
+        self.detector.feedback_ = self.feedback.current()  # one attribute swap: old or new
         scored = pipeline.run(self.detector, log, options)
         return scored.result, scored.warnings
 
@@ -102,10 +106,10 @@ class ScoringService:
         from tinylogbert.scoring.feedback import mark_normal
 
         sessions = body.sessions.config() if body.sessions else None
-        feedback, entries = mark_normal(
+        feedback, entries = mark_normal(  # under the folder's lock, like the CLI's
             self.settings.model_dir, read_log_lines(body.lines, source="request"), body.normal,
             source="request", log_format=body.format, sessions=sessions, match=body.match)
-        self.detector.feedback_ = feedback  # one attribute swap: requests see old or new
+        self.detector.feedback_ = feedback
         return dumps({"marked": {sid: e.id for sid, e in zip(body.normal, entries)},
                        "entries": [e.to_dict() for e in feedback.entries]})
 

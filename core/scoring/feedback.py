@@ -26,6 +26,8 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
 FEEDBACK_FORMAT = 1
 MATCHES = ("sequence", "set")
 _WRITE_LOCK = threading.Lock()  # one writer per process (the API's worker threads)
+# Across processes (the CLI, the dashboard and a running API on one folder): a lock file beside
+# the system's temp files, keyed by the folder, so the checkpoint folder holds only its files.
+LOCK_TIMEOUT_S = 30.0
 
 
 class FeedbackError(TinyLogBERTError):
@@ -218,11 +223,60 @@ def record(folder: str | Path, change) -> Feedback:
     process-wide lock."""
     from tinylogbert.model.checkpoint import check_folder
 
-    with _WRITE_LOCK:
+    with _WRITE_LOCK, _folder_lock(folder):
         folder = check_folder(folder)
         updated = change(read_feedback(folder))
         write_feedback(folder, updated)
         return updated
+
+
+@contextmanager
+def _folder_lock(folder: str | Path) -> Iterator[None]:
+    """One writer per model folder across processes (``filelock``: an OS lock, released if the
+    holder dies), so two marks made at once never lose one of them."""
+    import hashlib
+    import tempfile
+
+    from filelock import FileLock, Timeout
+
+    key = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:16]
+    lock = FileLock(Path(tempfile.gettempdir()) / f"tinylogbert-feedback-{key}.lock")
+    try:
+        with lock.acquire(timeout=LOCK_TIMEOUT_S):
+            yield
+    except Timeout:
+        raise FeedbackError(f"{folder}: another process has been writing its feedback for "
+                            f"{LOCK_TIMEOUT_S:.0f} s; try again") from None
+
+
+class FeedbackWatch:
+    """A folder's feedback as a long-running scorer (the API) should see it: re-read when
+    ``feedback.json`` changes on disk, so marks written by another process (the CLI, the
+    dashboard) apply from the next request on, without a restart. A changed file is verified
+    against the manifest first, like every checkpoint file at load."""
+
+    def __init__(self, folder: str | Path, feedback: Feedback | None) -> None:
+        self.folder = Path(folder)
+        self.feedback = feedback or Feedback()
+        self._stamp = self._stat()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = (self.folder / FEEDBACK_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def current(self) -> Feedback:
+        """The feedback now on disk (one ``stat`` when nothing changed)."""
+        stamp = self._stat()
+        if stamp != self._stamp:
+            from tinylogbert.model.checkpoint import check_folder
+
+            with _folder_lock(self.folder):  # not half-way through another process's write
+                self.feedback = read_feedback(check_folder(self.folder))
+                self._stamp = self._stat()
+        return self.feedback
 
 
 # ---- applying it ---------------------------------------------------------------------------------
