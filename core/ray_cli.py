@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .display import format_threshold
 from .errors import TinyLogBERTError
 from .sessions import SessionConfig
 
@@ -92,6 +93,7 @@ def describe_summary(summary: dict) -> str:
         f"{summary['sessions']:,} sessions in {summary['seconds']:.1f}s "
         f"({summary['lines_per_s']:,.0f} lines/s, Ray); format {summary['format']}; "
         f"{summary['unparsed_lines']:,} lines did not parse (kept, parse_ok=false); "
-        f"{summary['anomalous_sessions']:,} sessions above threshold {summary['threshold']:.3f}; "
+        f"{summary['anomalous_sessions']:,} sessions above threshold "
+        f"{format_threshold(summary['threshold'])}; "
         f"results in {summary['outputs']['lines'].rsplit('/', 1)[0]}"
     )
