@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tinylogbert.display import plural
 from tinylogbert.errors import TinyLogBERTError
 
 METHODS = ("t-SNE", "UMAP")
@@ -57,7 +58,8 @@ def project(embeddings: np.ndarray, method: str, neighbourhood: float, seed: int
     m = len(distinct)
     if m < MIN_DISTINCT_POINTS:
         raise TinyLogBERTError(
-            f"only {m} distinct session embedding(s): a map needs at least {MIN_DISTINCT_POINTS}"
+            f"only {plural(m, 'distinct session embedding')}: a map needs at least "
+            f"{MIN_DISTINCT_POINTS}"
         )
     if method == "t-SNE":
         from sklearn.manifold import TSNE

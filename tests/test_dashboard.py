@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 APP = ROOT / "dashboard" / "app.py"
 PAGES = ["views/distribution.py", "views/roc_pr.py", "views/embeddings.py",
-         "views/anomalies.py", "views/download.py"]
+         "views/anomalies.py", "views/timeline.py", "views/templates.py", "views/download.py"]
 TIMEOUT = 120
 
 
@@ -52,6 +52,11 @@ def workspace(at: AppTest):
     return at.session_state["workspace"]
 
 
+def set_threshold(at: AppTest, threshold: float) -> AppTest:
+    """Type an exact threshold into the sidebar's number input."""
+    return at.number_input(key="threshold_value").set_value(float(threshold)).run()
+
+
 # ---- no file, no labels ---------------------------------------------------------------------
 def test_every_page_loads_without_a_log_and_points_to_upload(app):
     no_traceback(app)
@@ -76,8 +81,9 @@ def test_upload_scores_the_log_and_summarises_it(app):
     assert metric(at, "Lines that did not parse") == "0"
     assert any("16 anomalous" in s.value for s in at.success)
     assert "hdfs" in at.expander[0].label  # the detected format is shown
-    # The threshold starts at the model's label-free threshold.
-    assert at.slider(key="threshold_slider").value == pytest.approx(ws.model_threshold)
+    # The threshold starts at the model's label-free threshold, and the slider at its share.
+    assert at.number_input(key="threshold_value").value == pytest.approx(ws.model_threshold)
+    assert at.slider(key="threshold_share").value == pytest.approx(100 * flagged / 300)
 
 
 def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatch):
@@ -90,12 +96,11 @@ def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatc
     at = upload(app, labels=SMALL_LABELS.read_bytes())
     scores = workspace(at).scored.session_scores
     threshold = float(np.quantile(scores, 0.75))
-    at.slider(key="threshold_slider").set_value(threshold).run()
+    set_threshold(at, threshold)
     expected = int((scores >= threshold).sum())
-    assert expected > workspace(at).scored.n_anomalous_sessions  # the slider really moved
+    assert expected > workspace(at).scored.n_anomalous_sessions  # the threshold really moved
     assert at.session_state["threshold"] == pytest.approx(threshold)
-    assert at.number_input(key="threshold_top_percent").value == pytest.approx(
-        round(100 * expected / len(scores), 2))
+    assert at.slider(key="threshold_share").value == pytest.approx(100 * expected / len(scores))
     assert metric(at, "Anomalous sessions") == f"{expected:,}"
 
     at.switch_page("views/distribution.py").run()
@@ -109,25 +114,46 @@ def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatc
     assert f"flagged ({expected:,})" in at.get("plotly_chart")[0].proto.spec
     at.switch_page("views/anomalies.py").run()
     assert len(at.dataframe[0].value) == expected
+    at.switch_page("views/timeline.py").run()
+    assert metric(at, "Sessions flagged") == f"{expected:,}"
     at.switch_page("views/download.py").run()
     assert f"({expected:,} anomalous sessions)" in at.markdown[0].value
     no_traceback(at)
     assert len(calls) == 1
 
 
-def test_top_n_percent_sets_the_threshold(app):
-    from dashboard.threshold import threshold_for_top_percent
+def test_the_slider_moves_by_share_of_sessions_flagged(app):
+    from tinylogbert.display import format_threshold
 
     at = upload(app)
     scores = workspace(at).scored.session_scores
-    at.number_input(key="threshold_top_percent").set_value(20.0).run()
-    threshold = threshold_for_top_percent(scores, 20.0)
-    assert at.session_state["threshold"] == pytest.approx(threshold)
-    assert at.slider(key="threshold_slider").value == pytest.approx(threshold)
+    share = at.slider(key="threshold_share")
+    at = share.set_value(20.0).run()
+    threshold = at.session_state["threshold"]
     assert (scores >= threshold).sum() >= 60  # 20 % of 300, ties flagged together
-    assert threshold != pytest.approx(workspace(at).model_threshold)
+    assert not (scores >= np.nextafter(threshold, np.inf)).sum() >= 60  # and no more than that
+    assert at.number_input(key="threshold_value").value == pytest.approx(threshold)
+    assert at.slider(key="threshold_share").value == pytest.approx(
+        100 * (scores >= threshold).mean())  # the slider settles on the share it flags
+    assert f"at **{format_threshold(threshold)}**" in at.sidebar.markdown[0].value
+    # Equal steps flag comparable numbers of sessions, where equal steps of score do not.
+    flagged = []
+    for percent in (2.0, 4.0, 6.0, 8.0):
+        at = at.slider(key="threshold_share").set_value(percent).run()
+        flagged.append(int((scores >= at.session_state["threshold"]).sum()))
+    assert all(0 < b - a <= 12 for a, b in zip(flagged, flagged[1:])), flagged
+    # Moving down below a tied group drops the group (never stuck on it).
+    tied = np.unique(scores, return_counts=True)
+    value = tied[0][np.argmax(tied[1])]  # the score most sessions share
+    at = set_threshold(at, value)
+    above = at.slider(key="threshold_share").value
+    at = at.slider(key="threshold_share").set_value(above - 0.1).run()
+    assert at.session_state["threshold"] > value
+    assert at.slider(key="threshold_share").value < above
     at.button(key="reset_threshold").click().run()
     assert at.session_state["threshold"] == pytest.approx(workspace(at).model_threshold)
+    assert at.number_input(key="threshold_value").value == pytest.approx(
+        workspace(at).model_threshold)
 
 
 # ---- pages ----------------------------------------------------------------------------------
@@ -203,7 +229,7 @@ def test_anomalies_page_explains_the_top_session(app):
 def test_anomalies_page_with_nothing_flagged(app):
     at = upload(app)
     top = float(workspace(at).scored.session_scores.max())
-    at.slider(key="threshold_slider").set_value(top + 1e-3).run()
+    set_threshold(at, top + 1e-3)
     at.switch_page("views/anomalies.py").run()
     no_traceback(at)
     assert any("No session scores at or above" in i.value for i in at.info)
@@ -218,7 +244,7 @@ def test_download_is_what_the_cli_writes_at_the_current_threshold(app, tiny_chec
     # Midway between two scores: the CSV stores scores rounded to 6 decimals, and a threshold on
     # a rounded score can judge its session differently than core's unrounded comparison.
     threshold = float(distinct[k] + distinct[k + 1]) / 2
-    at.slider(key="threshold_slider").set_value(threshold).run()
+    set_threshold(at, threshold)
     at.switch_page("views/download.py").run()
     no_traceback(at)
     labels = [b.label for b in at.get("download_button")]
