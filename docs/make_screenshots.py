@@ -22,7 +22,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync"]
 PAGES = [("Score distribution", "2_score_distribution"), ("ROC / PR", "3_roc_pr"),
          ("Embedding explorer", "4_embedding_explorer"), ("Anomalies", "5_anomalies"),
-         ("Download", "6_download")]
+         ("Download", "6_download"), ("Timeline", "7_timeline"), ("Templates", "8_templates")]
 
 
 def free_port() -> int:
@@ -81,6 +81,11 @@ def main() -> None:
                 page.get_by_role("heading", name=name, level=1).wait_for()
                 if name == "Embedding explorer":
                     page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for()
+                if name == "Timeline":
+                    page.locator(".js-plotly-plot .barlayer .point").first.wait_for()
+                    page.get_by_text("Why:").wait_for()
+                if name == "Templates":
+                    page.get_by_test_id("stDataFrame").first.wait_for()
                 settle(page)
                 page.wait_for_timeout(1500)  # canvas tables paint after the script ends
                 page.screenshot(path=str(OUT / f"{file}.png"))

@@ -56,10 +56,11 @@ elif workspace is not None:
                    help="Distinct lines the model learned by name.")
     cols[3].metric("Vocabulary lines absent here",
                    f"{sum(1 for t in model.vocabulary if index.position(t) < 0):,}")
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left, right = st.columns([2, 1], vertical_alignment="bottom")
     search = left.text_input("Search", key=SEARCH, placeholder="words of the line or the "
                              "example, e.g. exception")
-    right.toggle("Show vocabulary lines absent here", key=ABSENT)
+    right.toggle("Add the vocabulary lines absent here", key=ABSENT,
+                 help="Lines the model learned in training that this log never has (count 0).")
     shown = filter_templates(table, search).reset_index(drop=True)
     trained = ("lines of the training sessions the model itself flagged left out, as its "
                "rarity counts them" if model.robust else "as its rarity counts them")
@@ -109,5 +110,7 @@ elif workspace is not None:
                          column_config={"score": st.column_config.NumberColumn(format="%.4f")})
             if st.session_state.get(PICK) not in ids:
                 st.session_state[PICK] = ids[0]
-            session_id = st.selectbox("Session", ids, key=PICK)
+            scores = dict(zip(ids, chosen["score"].to_numpy()))
+            session_id = st.selectbox("Session", ids, key=PICK,
+                                      format_func=lambda sid: f"{sid} (score {scores[sid]:.3f})")
             render_explanation(result, session_id, key="templates_session_lines")

@@ -2,7 +2,6 @@
 model never learned first appear; pick a period to list its sessions and explain one."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 from tinylogbert.display import format_threshold, plural
@@ -61,7 +60,7 @@ if workspace is not None:
         st.caption(f"The log has no readable timestamps on most lines: {plural(buckets.n, 'run')} "
                    f"of {buckets.unit}, in file order.")
         new_x = new["line_no"].to_numpy()
-    cols = st.columns(4)
+    cols = st.columns([1, 1.6, 1.2, 1.2])  # room for a period's date and time
     cols[0].metric("Sessions flagged", f"{result.n_anomalous_sessions:,}",
                    help=f"of {plural(result.n_sessions, 'session')}, at threshold "
                         f"{format_threshold(threshold)}")
@@ -116,7 +115,7 @@ if workspace is not None:
                                     "top_line": st.column_config.TextColumn("top line")})
         if st.session_state.get(PICK) not in ids:
             st.session_state[PICK] = ids[0]
-        scores = dict(zip(ids, np.round(chosen["score"].to_numpy(), 3)))
+        scores = dict(zip(ids, chosen["score"].to_numpy()))
         session_id = st.selectbox("Session", ids, key=PICK,
                                   format_func=lambda sid: f"{sid} (score {scores[sid]:.3f})")
         render_explanation(result, session_id, key="timeline_session_lines")
