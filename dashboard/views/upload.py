@@ -280,9 +280,9 @@ def training_section(upload: LogUpload | None, missing: bool, misfit: bool = Fal
             st.write("Upload a log first; a new model learns what is normal in it (no labels).")
             return
         st.write(
-            f"Learns what is normal in **{upload.name}** ({plural(len(upload.lines), 'line')}, no "
-            "labels needed) with the format and session settings above, then scores it. Stay on this "
-            "page while it trains."
+            f"Learns what is normal in **{upload.name}** ({plural(len(upload.lines), 'line')}, "
+            "no labels needed) with the format and session settings above, then scores it. Stay "
+            "on this page while it trains."
         )
         limits = TrainingLimits.from_env()
         st.caption(f"Up to {plural(limits.max_lines, 'line')} and "
