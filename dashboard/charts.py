@@ -152,7 +152,7 @@ def pr_figure(c: Curves, pr_auc: float, point: OperatingPoint, base_rate: float)
 
 
 COLOUR_CHOICES = ("score", "label", "predicted anomaly")
-EMBEDDING_HEIGHT = 720  # about as tall as the page is wide beside the sidebar
+EMBEDDING_HEIGHT = 640  # with equal axis scales, room for a map about as tall as wide
 
 
 def embedding_scatter(points: pd.DataFrame, colour_by: str, title: str) -> go.Figure:
@@ -192,12 +192,14 @@ def embedding_scatter(points: pd.DataFrame, colour_by: str, title: str) -> go.Fi
                 customdata=custom(part), hovertemplate=hover,
                 marker={"size": 8 if emphasis else 6, "color": colour, "opacity": 0.85},
             ))
-    fig.update_xaxes(showticklabels=False)
-    # One unit is as long across as up: a t-SNE/UMAP map has no preferred direction, and a
-    # stretched one shows clusters that are not there.
-    fig.update_yaxes(showticklabels=False, scaleanchor="x", scaleratio=1)
+    # One unit is as long across as up, and the axes shrink to the map rather than stretch it: a
+    # t-SNE/UMAP map has no preferred direction, and a stretched one suggests bands that are not
+    # there. The legend goes to the side, so the map keeps the height.
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_yaxes(showticklabels=False, scaleanchor="x", scaleratio=1, constrain="domain")
     fig = _layout(fig, title, "", "")
-    fig.update_layout(dragmode="lasso", clickmode="event+select", height=EMBEDDING_HEIGHT)
+    fig.update_layout(dragmode="lasso", clickmode="event+select", height=EMBEDDING_HEIGHT,
+                      legend={"orientation": "v", "x": 1.0, "y": 1.0})
     return fig
 
 
@@ -215,18 +217,19 @@ def selected_session_ids(selection: dict | None) -> list[str]:
 
 def timeline_figure(counts: pd.DataFrame, mode: str, width: int, new: pd.DataFrame,
                     new_x: np.ndarray, threshold: float) -> go.Figure:
-    """Three rows over one axis: sessions per period (flagged ones in red), lines per period
-    (lines of flagged sessions in red, lines over the line threshold in orange), and a strip
-    marking where each line the model never learned first appears (``new_x``: its time or line
-    number). Every bar's ``customdata`` is its bucket number (read back on selection)."""
+    """Rows over one axis: sessions per period (flagged ones in red), lines per period (lines of
+    flagged sessions in red, lines over the line threshold in orange) and, when there are any, a
+    strip marking where each line the model never learned first appears (``new_x``: its time or
+    line number). Every bar's ``customdata`` is its bucket number (read back on selection)."""
     if mode == "time":
         x = counts["start"] + pd.to_timedelta(width / 2, unit="s")
         bar_width, axis_title = width * 1000.0, "time (a bar per period)"  # ms on a date axis
     else:
         x = counts["start"] + (width - 1) / 2
         bar_width, axis_title = width, "line number (a bar per run of lines)"
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        row_heights=[0.42, 0.42, 0.16])
+    rows = 3 if len(new) else 2
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        row_heights=[0.42, 0.42, 0.16][:rows])
     custom = counts[["bucket", "label"]].to_numpy()
     hover = "%{customdata[1]}<br>%{y:,} "
 
@@ -257,13 +260,15 @@ def timeline_figure(counts: pd.DataFrame, mode: str, width: int, new: pd.DataFra
             hovertemplate="first seen at line %{customdata[1]:,}<br>%{customdata[2]}"
                           "<extra>never in training</extra>",
         ), row=3, col=1)
-    fig.update_layout(barmode="overlay", bargap=0, clickmode="event+select", height=600,
+    fig.update_layout(barmode="overlay", bargap=0, clickmode="event+select",
+                      height=600 if len(new) else 520,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       legend={"orientation": "h", "y": -0.12})
     fig.update_yaxes(title_text="sessions", row=1, col=1)
     fig.update_yaxes(title_text="lines", row=2, col=1)
-    fig.update_yaxes(showticklabels=False, range=[-1, 1], title_text="new", row=3, col=1)
-    fig.update_xaxes(title_text=axis_title, row=3, col=1)
+    if len(new):
+        fig.update_yaxes(showticklabels=False, range=[-1, 1], title_text="new", row=3, col=1)
+    fig.update_xaxes(title_text=axis_title, row=rows, col=1)
     return fig
 
 

@@ -84,8 +84,15 @@ def main() -> None:
                 if name == "Timeline":
                     page.locator(".js-plotly-plot .barlayer .point").first.wait_for()
                     page.get_by_text("Why:").wait_for()
-                if name == "Templates":
-                    page.get_by_test_id("stDataFrame").first.wait_for()
+                if name == "Templates":  # a rare line, and the sessions that hold it
+                    search = page.get_by_role("textbox", name="Search")
+                    search.fill("unexpected error")
+                    search.press("Enter")
+                    page.get_by_text(re.compile(r"^1 template matching")).wait_for()
+                    settle(page)
+                    table = page.get_by_test_id("stDataFrame").first.bounding_box()
+                    page.mouse.click(table["x"] + 14, table["y"] + 35 + 17)  # its check box
+                    page.get_by_text(re.compile(r"sessions? with this line")).wait_for()
                 settle(page)
                 page.wait_for_timeout(1500)  # canvas tables paint after the script ends
                 page.screenshot(path=str(OUT / f"{file}.png"))
