@@ -67,12 +67,9 @@ def main() -> None:
             page.set_default_timeout(180_000)
             page.goto(url)
             page.get_by_role("heading", name="Upload a log").wait_for()
-            uploaders = page.get_by_test_id("stFileUploader")
-            uploaders.filter(has_text="Log file").locator("input[type=file]").set_input_files(
-                str(ROOT / "sample_data" / "HDFS_heldout.log.gz"))
+            # The README's first step: the sample (sample_data/HDFS_heldout.log.gz) and its labels.
+            page.get_by_role("button", name="Use the HDFS sample").click()
             page.get_by_test_id("stMetricValue").filter(has_text="45,066").wait_for()
-            uploaders.filter(has_text="Labels CSV").locator("input[type=file]").set_input_files(
-                str(ROOT / "sample_data" / "HDFS_heldout_labels.csv"))
             page.get_by_text(re.compile(r"Labels from .*anomalous")).wait_for()
             settle(page)
             page.screenshot(path=str(OUT / "1_upload.png"))

@@ -207,7 +207,7 @@ def current_file_note(upload: LogUpload) -> None:
                  "another file to replace it." if st.session_state.get(LOG_FILE) is None
                  and not upload.path else "")
     st.caption(f"Current file: **{upload.name}**{where} · {plural(len(upload.lines), 'line')} · "
-               f"{upload.n_bytes / 2**20:,.1f} MB.{forgotten}")
+               f"{upload.n_bytes / 1e6:,.1f} MB.{forgotten}")  # MB as the uploader counts
 
 
 def previous_result_heading(workspace: Workspace) -> None:
