@@ -262,8 +262,8 @@ def timeline_figure(counts: pd.DataFrame, mode: str, width: int, new: pd.DataFra
         ), row=3, col=1)
     fig.update_layout(barmode="overlay", bargap=0, clickmode="event+select",
                       height=600 if len(new) else 520,
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      legend={"orientation": "h", "y": -0.12})
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "x": 0, "y": 1.01, "yanchor": "bottom"})
     fig.update_yaxes(title_text="sessions", row=1, col=1)
     fig.update_yaxes(title_text="lines", row=2, col=1)
     if len(new):
