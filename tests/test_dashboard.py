@@ -6,6 +6,7 @@ pages show against values computed independently from the scored result.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import shlex
 from pathlib import Path
@@ -143,7 +144,7 @@ def test_the_slider_moves_by_share_of_sessions_flagged(app):
     for percent in (2.0, 4.0, 6.0, 8.0):
         at = at.slider(key="threshold_share").set_value(percent).run()
         flagged.append(int((scores >= at.session_state["threshold"]).sum()))
-    assert all(0 < b - a <= 12 for a, b in zip(flagged, flagged[1:])), flagged
+    assert all(0 < b - a <= 12 for a, b in itertools.pairwise(flagged)), flagged
     # Moving down below a tied group drops the group (never stuck on it).
     tied = np.unique(scores, return_counts=True)
     value = tied[0][np.argmax(tied[1])]  # the score most sessions share
