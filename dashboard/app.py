@@ -29,6 +29,8 @@ PAGES = [
     st.Page("views/roc_pr.py", title="ROC / PR", icon=":material/show_chart:"),
     st.Page("views/embeddings.py", title="Embedding explorer", icon=":material/scatter_plot:"),
     st.Page("views/anomalies.py", title="Anomalies", icon=":material/warning:"),
+    st.Page("views/timeline.py", title="Timeline", icon=":material/timeline:"),
+    st.Page("views/templates.py", title="Templates", icon=":material/list_alt:"),
     st.Page("views/download.py", title="Download", icon=":material/download:"),
 ]
 

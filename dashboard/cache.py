@@ -39,7 +39,7 @@ def load_sample() -> tuple[LogUpload, bytes]:
     except OSError as exc:
         raise LogInputError(f"the bundled HDFS sample cannot be read ({exc})") from None
     parse_label_bytes(labels, SAMPLE_LABELS.name)  # fail early if the bundled file is broken
-    return LogUpload.from_bytes(log, SAMPLE_LOG.name), labels
+    return LogUpload.from_bytes(log, SAMPLE_LOG.name, str(SAMPLE_LOG)), labels
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

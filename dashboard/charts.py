@@ -10,12 +10,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from tinylogbert.reports.display import format_threshold
 from tinylogbert.scoring.evaluate import Curves
 
 NORMAL_COLOUR = "#4C78A8"
 ANOMALY_COLOUR = "#E45756"
 UNKNOWN_COLOUR = "#9D9D9D"
 THRESHOLD_COLOUR = "#222222"
+VOLUME_COLOUR = "#BFC7D5"
+LINE_FLAG_COLOUR = "#F58518"
+NEW_COLOUR = "#54A24B"
 MAX_CURVE_POINTS = 2000
 HOVER_TEXT_CHARS = 120
 
@@ -69,7 +74,8 @@ def score_histogram(
     if threshold is not None and np.isfinite(threshold):
         fig.add_vline(
             x=threshold, line_dash="dash", line_color=THRESHOLD_COLOUR,
-            annotation_text=f"{threshold_name} {threshold:.3f}", annotation_position="top",
+            annotation_text=f"{threshold_name} {format_threshold(threshold)}",
+            annotation_position="top",
         )
     return _layout(fig, title, "score", "count (log scale)" if log_y else "count")
 
@@ -110,9 +116,10 @@ def _thin(*arrays: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> list[np.nd
 
 def _mark(fig: go.Figure, x: float, y: float, point: OperatingPoint) -> None:
     fig.add_trace(go.Scatter(
-        x=[x], y=[y], mode="markers", name=f"threshold {point.threshold:.3f}",
+        x=[x], y=[y], mode="markers", name=f"threshold {format_threshold(point.threshold)}",
         marker={"size": 13, "color": ANOMALY_COLOUR, "symbol": "x", "line": {"width": 1}},
-        hovertemplate=(f"threshold {point.threshold:.3f}<br>{point.n_flagged:,} flagged<br>"
+        hovertemplate=(f"threshold {format_threshold(point.threshold)}<br>"
+                       f"{point.n_flagged:,} flagged<br>"
                        "x %{x:.3f}, y %{y:.3f}<extra></extra>"),
     ))
 
@@ -145,6 +152,7 @@ def pr_figure(c: Curves, pr_auc: float, point: OperatingPoint, base_rate: float)
 
 
 COLOUR_CHOICES = ("score", "label", "predicted anomaly")
+EMBEDDING_HEIGHT = 640  # with equal axis scales, room for a map about as tall as wide
 
 
 def embedding_scatter(points: pd.DataFrame, colour_by: str, title: str) -> go.Figure:
@@ -184,10 +192,15 @@ def embedding_scatter(points: pd.DataFrame, colour_by: str, title: str) -> go.Fi
                 customdata=custom(part), hovertemplate=hover,
                 marker={"size": 8 if emphasis else 6, "color": colour, "opacity": 0.85},
             ))
-    fig.update_layout(dragmode="lasso", clickmode="event+select", height=560)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    return _layout(fig, title, "", "")
+    # One unit is as long across as up, and the axes shrink to the map rather than stretch it: a
+    # t-SNE/UMAP map has no preferred direction, and a stretched one suggests bands that are not
+    # there. The legend goes to the side, so the map keeps the height.
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_yaxes(showticklabels=False, scaleanchor="x", scaleratio=1, constrain="domain")
+    fig = _layout(fig, title, "", "")
+    fig.update_layout(dragmode="lasso", clickmode="event+select", height=EMBEDDING_HEIGHT,
+                      legend={"orientation": "v", "x": 1.0, "y": 1.0})
+    return fig
 
 
 def selected_session_ids(selection: dict | None) -> list[str]:
@@ -200,3 +213,72 @@ def selected_session_ids(selection: dict | None) -> list[str]:
         if custom:
             ids.append(str(custom[0]))
     return list(dict.fromkeys(ids))
+
+
+def timeline_figure(counts: pd.DataFrame, mode: str, width: int, new: pd.DataFrame,
+                    new_x: np.ndarray, threshold: float) -> go.Figure:
+    """Rows over one axis: sessions per period (flagged ones in red), lines per period (lines of
+    flagged sessions in red, lines over the line threshold in orange) and, when there are any, a
+    strip marking where each line the model never learned first appears (``new_x``: its time or
+    line number). Every bar's ``customdata`` is its bucket number (read back on selection)."""
+    if mode == "time":
+        x = counts["start"] + pd.to_timedelta(width / 2, unit="s")
+        bar_width, axis_title = width * 1000.0, "time (a bar per period)"  # ms on a date axis
+    else:
+        x = counts["start"] + (width - 1) / 2
+        bar_width, axis_title = width, "line number (a bar per run of lines)"
+    rows = 3 if len(new) else 2
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        row_heights=[0.42, 0.42, 0.16][:rows])
+    custom = counts[["bucket", "label"]].to_numpy()
+    hover = "%{customdata[1]}<br>%{y:,} "
+
+    def bars(y: str, name: str, colour: str, row: int, what: str) -> None:
+        fig.add_trace(go.Bar(
+            x=x, y=counts[y], width=bar_width, name=name, marker_color=colour,
+            customdata=custom, hovertemplate=hover + what + "<extra></extra>",
+        ), row=row, col=1)
+
+    bars("sessions", "sessions", VOLUME_COLOUR, 1, "sessions")
+    bars("flagged_sessions", f"flagged sessions (≥ {format_threshold(threshold)})",
+         ANOMALY_COLOUR, 1, "flagged sessions")
+    bars("lines", "lines", VOLUME_COLOUR, 2, "lines")
+    bars("flagged_lines", "lines of flagged sessions", ANOMALY_COLOUR, 2,
+         "lines of flagged sessions")
+    fig.add_trace(go.Scatter(
+        x=x, y=counts["anomalous_lines"], mode="lines+markers",
+        name="lines over the line threshold",
+        line={"color": LINE_FLAG_COLOUR, "width": 1.5}, marker={"size": 4}, customdata=custom,
+        hovertemplate=hover + "lines over the line threshold<extra></extra>",
+    ), row=2, col=1)
+    if len(new):
+        text = new["template"].astype(str).str.slice(0, HOVER_TEXT_CHARS)
+        fig.add_trace(go.Scatter(
+            x=new_x, y=np.zeros(len(new)), mode="markers", name=f"new lines ({len(new):,})",
+            marker={"symbol": "triangle-up", "size": 11, "color": NEW_COLOUR},
+            customdata=np.column_stack([new["bucket"], new["line_no"], text]),
+            hovertemplate="first seen at line %{customdata[1]:,}<br>%{customdata[2]}"
+                          "<extra>never in training</extra>",
+        ), row=3, col=1)
+    fig.update_layout(barmode="overlay", bargap=0, clickmode="event+select",
+                      height=600 if len(new) else 520,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "x": 0, "y": 1.01, "yanchor": "bottom"})
+    fig.update_yaxes(title_text="sessions", row=1, col=1)
+    fig.update_yaxes(title_text="lines", row=2, col=1)
+    if len(new):
+        fig.update_yaxes(showticklabels=False, range=[-1, 1], title_text="new", row=3, col=1)
+    fig.update_xaxes(title_text=axis_title, row=rows, col=1)
+    return fig
+
+
+def selected_bucket(selection: dict | None) -> int | None:
+    """The bucket of the first bar or marker a user clicked or boxed (``customdata[0]``)."""
+    for point in (selection or {}).get("points", []):
+        custom = point.get("customdata")
+        if custom is not None and len(custom):
+            try:
+                return int(float(custom[0]))
+            except (TypeError, ValueError):
+                continue
+    return None

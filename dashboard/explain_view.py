@@ -2,16 +2,26 @@
 
 The unexpected words come from core's explanation as normalised (lower-case, masked) words; they
 are marked wherever they occur as whole words in the raw message, case-insensitively.
+``render_explanation`` draws the whole view, the same on every page that opens a session
+(Anomalies, Timeline, Templates).
 """
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 
 import pandas as pd
-from tinylogbert.scoring.results import SessionExplanation
+import streamlit as st
+from tinylogbert.reports.display import format_threshold, plural
+from tinylogbert.scoring.results import ScoreResult, SessionExplanation
 
 MAX_SHADE = 0.45  # opacity of the highest-scoring line's row
+TOP_LINES = 5
+MAX_SESSION_ROWS = 2000
+GRADE_PROBABILITIES = ["p_normal", "p_elevated", "p_high", "p_critical"]
+LINE_COLUMNS = ["line_no", "timestamp", "level", "component", "message", "surprisal_in_session",
+                "expected"]
 
 
 def mark_words(message: str, words: list[str]) -> str:
@@ -60,3 +70,38 @@ def shade_by_surprisal(lines: pd.DataFrame, column: str = "surprisal_in_session"
         return [f"background-color: rgba(228, 87, 86, {MAX_SHADE * strength:.2f})"] * len(row)
 
     return lines.style.apply(shade, axis=1).format(precision=3)
+
+
+def render_explanation(result: ScoreResult, session_id: str, key: str,
+                       actions: Callable[[], None] | None = None) -> SessionExplanation:
+    """Score, grade, size and label of one session, why it scored so (``actions``, e.g. a
+    button, drawn just above the reasons), its top lines and all its lines, shaded."""
+    explanation = result.explain(session_id, k=TOP_LINES)
+    row = result.session_frame.iloc[result.session_index(session_id)]
+    threshold = format_threshold(result.threshold)
+    cols = st.columns(4)
+    cols[0].metric("Score", f"{explanation.score:.3f}", help=f"threshold {threshold}")
+    cols[1].metric("Grade", row["grade"] if "grade" in row else row["severity"],
+                   help=" · ".join(f"{c.removeprefix('p_')} {row[c]:.2f}"
+                                   for c in GRADE_PROBABILITIES if c in row))
+    cols[2].metric("Lines", f"{int(row['n_lines']):,}")
+    if "label" in row:
+        cols[3].metric("Label", {1: "anomaly", 0: "normal"}.get(int(row["label"]), "unlabelled"))
+    if actions is not None:
+        actions()
+    st.markdown(f"**Why:** {explanation.summary()}")
+    st.caption("Signals (standardised): " + " · ".join(
+        f"{name.removeprefix('z_')} {value:+.2f}" for name, value in
+        explanation.components.items()))
+    weighs = ("**The line that weighs most**" if len(explanation.lines) == 1 else
+              f"**The {len(explanation.lines)} lines that weigh most**")
+    st.markdown(f"{weighs} (rarity and surprise; unexpected words marked)")
+    st.html(explanation_html(explanation))
+    lines = result.session_lines(session_id)
+    shown = lines[LINE_COLUMNS].head(MAX_SESSION_ROWS)
+    st.markdown(("**The session's only line**" if len(lines) == 1 else
+                 f"**All {plural(len(lines), 'line')} of the session**")
+                + (f" (first {MAX_SESSION_ROWS:,})" if len(lines) > MAX_SESSION_ROWS else "")
+                + ", shaded by how surprising each line is")
+    st.dataframe(shade_by_surprisal(shown), hide_index=True, key=key)
+    return explanation

@@ -23,6 +23,7 @@ from tinylogbert.io.log_reader import LogLines
 from tinylogbert.model.checkpoint import DETECTOR_FILE, FEEDBACK_FILE, MANIFEST_FILE
 from tinylogbert.model.tinylogbert_model import ModelConfig
 from tinylogbert.model.training import TrainConfig, TrainProgress
+from tinylogbert.reports.display import plural
 from tinylogbert.scoring.detector import TinyLogBERTDetector
 from tinylogbert.sessions.grouping import SessionConfig
 
@@ -60,13 +61,14 @@ class TrainingLimits:
         """Refuse (with the limit and how to raise it) what is over a limit."""
         if n_lines > self.max_lines:
             raise TinyLogBERTError(
-                f"this dashboard trains on at most {self.max_lines:,} lines ({MAX_TRAIN_LINES_ENV}); "
-                f"the file has {n_lines:,}: train on it with the CLI, 'tinylogbert train'")
+                f"this dashboard trains on at most {plural(self.max_lines, 'line')} "
+                f"({MAX_TRAIN_LINES_ENV}); the file has {n_lines:,}: train on it with the CLI, "
+                "'tinylogbert train'")
         epochs = max(training.epochs, training.head_epochs, training.clean_epochs)
         if epochs > self.max_epochs:
             raise TinyLogBERTError(
-                f"this dashboard trains at most {self.max_epochs} epochs ({MAX_EPOCHS_ENV}); "
-                f"the chosen model size needs {epochs}")
+                f"this dashboard trains at most {plural(self.max_epochs, 'epoch')} "
+                f"({MAX_EPOCHS_ENV}); the chosen model size needs {epochs}")
 
 
 def remove_trained_folder(path: str | Path | None) -> None:

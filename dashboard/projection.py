@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from tinylogbert.errors import TinyLogBERTError
+from tinylogbert.reports.display import plural
 
 METHODS = ("t-SNE", "UMAP")
 MIN_DISTINCT_POINTS = 5
@@ -57,7 +58,8 @@ def project(embeddings: np.ndarray, method: str, neighbourhood: float, seed: int
     m = len(distinct)
     if m < MIN_DISTINCT_POINTS:
         raise TinyLogBERTError(
-            f"only {m} distinct session embedding(s): a map needs at least {MIN_DISTINCT_POINTS}"
+            f"only {plural(m, 'distinct session embedding')}: a map needs at least "
+            f"{MIN_DISTINCT_POINTS}"
         )
     if method == "t-SNE":
         from sklearn.manifold import TSNE

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from tinylogbert import pipeline
 from tinylogbert.io.log_parser import FormatGuess, detect_format
 from tinylogbert.io.log_reader import LogLines, read_log_bytes
+from tinylogbert.reports.templates_table import ModelLines, distinct_lines
 from tinylogbert.scoring.detector import TinyLogBERTDetector
 from tinylogbert.scoring.fit_check import fit_warnings
 
@@ -31,12 +32,14 @@ class LogUpload:
     lines: LogLines
     digest: str
     n_bytes: int
+    path: str | None = None  # where the file is on this machine, when it is (the sample)
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str) -> LogUpload:
+    def from_bytes(cls, data: bytes, name: str, path: str | None = None) -> LogUpload:
         # LogInputError for empty / binary / corrupt input, LogTooLargeError over MAX_LOG_BYTES
         lines = read_log_bytes(data, source=name, max_bytes=MAX_LOG_BYTES)
-        return cls(name, lines, hashlib.blake2b(data, digest_size=16).hexdigest(), len(data))
+        return cls(name, lines, hashlib.blake2b(data, digest_size=16).hexdigest(), len(data),
+                   path)
 
     def detect(self) -> FormatGuess:
         return detect_format(self.lines)
@@ -83,4 +86,8 @@ def score_upload(
         input_digest=upload.digest,
         input_key=key,
         model_threshold=float(result.threshold),
+        source_path=upload.path,
+        time_format=parsed.format.time_format,
+        raw_lines=upload.lines.lines,
+        model_lines=ModelLines.from_detector(detector, distinct_lines(result)[0]),
     )

@@ -1,8 +1,10 @@
 """State shared by every page (``st.session_state``) and the sidebar widgets that drive it.
 
-One threshold for the whole app: the sidebar shows it as a score slider and as "flag the top N %";
-either one moves the other through callbacks (which run before the script, so every page of that
-rerun sees the new value). A newly scored log resets it to the model's label-free threshold.
+One threshold for the whole app. The sidebar shows it twice: as a slider over the share of
+sessions it flags (each step changes the verdict on a comparable number of sessions, wherever the
+scores bunch up) and as the exact score, typed in. Either one moves the other through callbacks
+(which run before the script, so every page of that rerun sees the new value). A newly scored log
+starts at the model's label-free threshold.
 """
 from __future__ import annotations
 
@@ -10,21 +12,22 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from tinylogbert.reports.display import format_threshold, plural
 from tinylogbert.scoring.results import ScoreResult
 
 from .models import SHIPPED_MODEL, default_model_path, remove_trained_folder
-from .threshold import flagged_percent, threshold_for_top_percent
+from .threshold import flagged_percent, threshold_for_share
 from .workspace import Workspace
 
 WORKSPACE = "workspace"
 THRESHOLD = "threshold"
-SLIDER = "threshold_slider"
-TOP_PERCENT = "threshold_top_percent"
+SHARE = "threshold_share"  # the slider: % of sessions flagged
+VALUE = "threshold_value"  # the number input: the threshold itself
 WIDGETS_STALE = "threshold_widgets_stale"
 TRAINED_MODEL = "trained_model_path"
 
 UPLOAD_PAGE = "views/upload.py"
-SLIDER_STEPS = 1000
+SHARE_STEP = 0.1  # percent of sessions per slider step
 
 
 # ---- workspace & threshold ------------------------------------------------------------------
@@ -88,28 +91,22 @@ def describe_model(path: Path) -> str:
 
 
 # ---- threshold widgets ----------------------------------------------------------------------
-def _slider_range(scores: np.ndarray, model_threshold: float) -> tuple[float, float]:
-    finite = scores[np.isfinite(scores)]
-    low = min(float(finite.min()) if len(finite) else 0.0, model_threshold)
-    high = max(float(finite.max()) if len(finite) else 1.0, model_threshold)
-    margin = max(high - low, 1e-3) * 0.01  # room above the top score: "flag nothing" is reachable
-    return low, high + margin
+def _set_threshold(scores: np.ndarray, threshold: float, keep_value: bool = False) -> None:
+    """Make ``threshold`` current and show it in both widgets (from a callback: before they
+    are drawn)."""
+    st.session_state[THRESHOLD] = float(threshold)
+    st.session_state[SHARE] = flagged_percent(scores, threshold)
+    if not keep_value:
+        st.session_state[VALUE] = float(threshold)
 
 
-def _clamp(value: float, bounds: tuple[float, float]) -> float:
-    return float(min(max(value, bounds[0]), bounds[1]))
+def _on_share(scores: np.ndarray) -> None:
+    current = flagged_percent(scores, current_threshold())
+    _set_threshold(scores, threshold_for_share(scores, float(st.session_state[SHARE]), current))
 
 
-def _on_slider(scores: np.ndarray) -> None:
-    threshold = float(st.session_state[SLIDER])
-    st.session_state[THRESHOLD] = threshold
-    st.session_state[TOP_PERCENT] = round(flagged_percent(scores, threshold), 2)
-
-
-def _on_top_percent(scores: np.ndarray, bounds: tuple[float, float]) -> None:
-    threshold = threshold_for_top_percent(scores, float(st.session_state[TOP_PERCENT]))
-    st.session_state[THRESHOLD] = threshold
-    st.session_state[SLIDER] = _clamp(threshold, bounds)
+def _on_value(scores: np.ndarray) -> None:
+    _set_threshold(scores, float(st.session_state[VALUE]), keep_value=True)
 
 
 def _reset(workspace: Workspace) -> None:
@@ -126,30 +123,29 @@ def render_threshold_sidebar() -> None:
             st.caption("Score a log first; the threshold then applies to every page.")
             return
         scores = workspace.scored.session_scores
-        bounds = _slider_range(scores, workspace.model_threshold)
         threshold = current_threshold()
-        if st.session_state.pop(WIDGETS_STALE, False) or SLIDER not in st.session_state:
-            st.session_state[SLIDER] = _clamp(threshold, bounds)
-            st.session_state[TOP_PERCENT] = round(flagged_percent(scores, threshold), 2)
+        if st.session_state.pop(WIDGETS_STALE, False) or SHARE not in st.session_state:
+            st.session_state[SHARE] = flagged_percent(scores, threshold)
+            st.session_state[VALUE] = threshold
         st.slider(
-            "Session score threshold", min_value=bounds[0], max_value=bounds[1],
-            step=(bounds[1] - bounds[0]) / SLIDER_STEPS, format="%.3f", key=SLIDER,
-            on_change=_on_slider, args=(scores,),
-            help="Sessions scoring at or above it are anomalies. Starts at the model's "
-                 "label-free threshold.",
+            "Share of sessions flagged", min_value=0.0, max_value=100.0, step=SHARE_STEP,
+            format="%.1f%%", key=SHARE, on_change=_on_share, args=(scores,),
+            help="Flags the highest-scoring sessions up to this share of the log: each step "
+                 "moves the verdict on about the same number of sessions. Tied sessions are "
+                 "flagged together, so the slider settles on the nearest share they allow.",
         )
         st.number_input(
-            "…or flag the top N % of sessions", min_value=0.0, max_value=100.0, step=0.5,
-            format="%.2f", key=TOP_PERCENT, on_change=_on_top_percent, args=(scores, bounds),
-            help="Sets the threshold at the score of the session ranked at N %; tied sessions "
-                 "are flagged together.",
+            "Threshold (session score)", step=0.01, format="%.4f", key=VALUE,
+            on_change=_on_value, args=(scores,),
+            help="The exact threshold: sessions scoring at or above it are anomalies. Starts at "
+                 "the model's label-free threshold.",
         )
         flagged = workspace.at(threshold).n_anomalous_sessions  # feedback's marks included
         st.markdown(
-            f"**{flagged:,}** of {len(scores):,} sessions flagged "
-            f"({flagged / max(len(scores), 1):.2%}) at **{threshold:.4f}**"
+            f"**{flagged:,}** of {plural(len(scores), 'session')} flagged "
+            f"({flagged / max(len(scores), 1):.2%}) at **{format_threshold(threshold)}**"
         )
-        st.caption(f"Model's label-free threshold: {workspace.model_threshold:.4f}")
+        st.caption(f"Model's label-free threshold: {format_threshold(workspace.model_threshold)}")
         st.button("Reset to the model's threshold", on_click=_reset, args=(workspace,),
                   disabled=threshold == workspace.model_threshold, key="reset_threshold")
 
@@ -160,6 +156,6 @@ def render_source_sidebar() -> None:
     with st.sidebar:
         st.divider()
         if workspace is not None:
-            st.caption(f"Log: **{workspace.source}** · {workspace.report.n_lines:,} lines · "
-                       f"{workspace.scored.n_sessions:,} sessions")
+            st.caption(f"Log: **{workspace.source}** · {plural(workspace.report.n_lines, 'line')} "
+                       f"· {plural(workspace.scored.n_sessions, 'session')}")
         st.caption(f"Model: {describe_model(active_model_path())}")

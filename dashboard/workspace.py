@@ -14,8 +14,11 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tinylogbert.errors import LabelError, LogInputError
 from tinylogbert.io.log_reader import GZIP_MAGIC, gunzip_bounded
+from tinylogbert.reports.templates_table import ModelLines, TemplateIndex, template_index
+from tinylogbert.reports.timeline import Buckets, first_appearances, line_times, make_buckets
 from tinylogbert.scoring.evaluate import labels_from_rows
 from tinylogbert.scoring.results import ScoreResult
 
@@ -65,6 +68,10 @@ class Workspace:
     input_key: str  # identifies the input bytes + settings + model that produced ``scored``
     model_threshold: float
     score_seconds: float = 0.0
+    source_path: str | None = None  # where the log is on this machine (the bundled sample)
+    time_format: str | None = None  # the format's strptime pattern for the timestamp column
+    raw_lines: pa.Array | None = field(default=None, repr=False)  # the log's lines as read
+    model_lines: ModelLines | None = field(default=None, repr=False)  # the model's line counts
     labelled: ScoreResult | None = None  # ``scored`` with uploaded labels attached
     labels: LabelSet | None = None
     token: str = field(default_factory=lambda: uuid.uuid4().hex, init=False)  # a cache key
@@ -102,6 +109,26 @@ class Workspace:
         messages = self.scored.line_table["message"].to_numpy(zero_copy_only=False)
         top = self.scored.session_table["top_line_no"].to_numpy() - 1  # line_no is 1-based
         return messages[top] if len(top) else np.array([], dtype=object)
+
+    # ---- views that do not depend on the threshold: built once, on the first page that asks ----
+    @cached_property
+    def line_seconds(self) -> np.ndarray:
+        """Seconds since the epoch per line (NaN where unreadable)."""
+        return line_times(self.scored.line_table["timestamp"].to_pandas(), self.time_format)
+
+    @cached_property
+    def templates(self) -> TemplateIndex:
+        return template_index(self.scored)
+
+    @cached_property
+    def buckets(self) -> Buckets:
+        return make_buckets(self.scored, self.line_seconds)
+
+    @cached_property
+    def new_templates(self) -> pd.DataFrame:
+        """First appearance of each line outside the model's vocabulary."""
+        known = self.model_lines.train_count if self.model_lines is not None else {}
+        return first_appearances(self.scored, self.buckets, self.templates, known)
 
     def attach_labels(self, data: bytes, source: str) -> LabelSet:
         """Parse a label CSV and attach it to sessions, else to lines; raise ``LabelError``."""

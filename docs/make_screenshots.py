@@ -22,7 +22,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync"]
 PAGES = [("Score distribution", "2_score_distribution"), ("ROC / PR", "3_roc_pr"),
          ("Embedding explorer", "4_embedding_explorer"), ("Anomalies", "5_anomalies"),
-         ("Download", "6_download")]
+         ("Download", "6_download"), ("Timeline", "7_timeline"), ("Templates", "8_templates")]
 
 
 def free_port() -> int:
@@ -67,12 +67,9 @@ def main() -> None:
             page.set_default_timeout(180_000)
             page.goto(url)
             page.get_by_role("heading", name="Upload a log").wait_for()
-            uploaders = page.get_by_test_id("stFileUploader")
-            uploaders.filter(has_text="Log file").locator("input[type=file]").set_input_files(
-                str(ROOT / "sample_data" / "HDFS_heldout.log.gz"))
+            # The README's first step: the sample (sample_data/HDFS_heldout.log.gz) and its labels.
+            page.get_by_role("button", name="Use the HDFS sample").click()
             page.get_by_test_id("stMetricValue").filter(has_text="45,066").wait_for()
-            uploaders.filter(has_text="Labels CSV").locator("input[type=file]").set_input_files(
-                str(ROOT / "sample_data" / "HDFS_heldout_labels.csv"))
             page.get_by_text(re.compile(r"Labels from .*anomalous")).wait_for()
             settle(page)
             page.screenshot(path=str(OUT / "1_upload.png"))
@@ -81,6 +78,18 @@ def main() -> None:
                 page.get_by_role("heading", name=name, level=1).wait_for()
                 if name == "Embedding explorer":
                     page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for()
+                if name == "Timeline":
+                    page.locator(".js-plotly-plot .barlayer .point").first.wait_for()
+                    page.get_by_text("Why:").wait_for()
+                if name == "Templates":  # a rare line, and the sessions that hold it
+                    search = page.get_by_role("textbox", name="Search")
+                    search.fill("unexpected error")
+                    search.press("Enter")
+                    page.get_by_text(re.compile(r"^1 template matching")).wait_for()
+                    settle(page)
+                    table = page.get_by_test_id("stDataFrame").first.bounding_box()
+                    page.mouse.click(table["x"] + 14, table["y"] + 35 + 17)  # its check box
+                    page.get_by_text(re.compile(r"sessions? with this line")).wait_for()
                 settle(page)
                 page.wait_for_timeout(1500)  # canvas tables paint after the script ends
                 page.screenshot(path=str(OUT / f"{file}.png"))

@@ -1,7 +1,8 @@
 """End to end in a real browser: Debian's Chromium, driven by Playwright, against `streamlit run`.
 
 Uploads a small HDFS log and its labels, moves the threshold, opens every page, lasso-selects on
-the embedding map and downloads both CSVs. Screenshots of each page go to artifacts/screenshots/
+the embedding map, opens a period of the timeline, searches the templates and downloads both
+CSVs. Screenshots of each page go to artifacts/screenshots/
 for a reviewer to look at.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ SMALL_LOG_LINES = 7481
 SMALL_LOG_SESSIONS = 300
 START_TIMEOUT_S = 90
 STEP_TIMEOUT_MS = 120_000
+FLAGGED_TEXT = re.compile(r"^[\d,]+ of [\d,]+ sessions? flagged")  # the sidebar's count
 
 
 def _require_browser() -> None:
@@ -91,8 +93,14 @@ def dashboard_url(tiny_checkpoint):
 
 
 def _flagged(page) -> int:
-    text = page.get_by_test_id("stSidebar").get_by_text(re.compile("sessions flagged")).inner_text()
+    text = page.get_by_test_id("stSidebar").get_by_text(FLAGGED_TEXT).inner_text()
     return int(re.match(r"([\d,]+) of", text).group(1).replace(",", ""))
+
+
+def _threshold(page) -> str:
+    """The threshold as the sidebar states it ("... flagged (x%) at 41.0627")."""
+    text = page.get_by_test_id("stSidebar").get_by_text(FLAGGED_TEXT).inner_text()
+    return re.search(r" at ([-\d.]+)$", text.strip()).group(1)
 
 
 def _open(page, name: str) -> None:
@@ -145,21 +153,21 @@ def test_upload_threshold_pages_and_download_in_a_real_browser(dashboard_url, tm
         _settled(page)
         _shot(page, "1_upload")
 
-        # Move the threshold as a user can: two pages down the slider, with the keyboard.
+        # Move the threshold as a user can: the share-flagged slider up, with the keyboard.
         sidebar = page.get_by_test_id("stSidebar")
         at_model_threshold = _flagged(page)
         for _ in range(2):
             before = _flagged(page)
-            sidebar.get_by_test_id("stSlider").locator("input[type=range]").focus()
-            page.keyboard.press("PageDown")
-            expect(sidebar.get_by_text(re.compile("sessions flagged"))).not_to_have_text(
+            sidebar.get_by_test_id("stSlider").get_by_role("slider").focus()
+            page.keyboard.press("PageUp")
+            expect(sidebar.get_by_text(FLAGGED_TEXT)).not_to_have_text(
                 re.compile(rf"^{before:,} of"))
             _settled(page)
         flagged = _flagged(page)
         assert flagged > at_model_threshold
-        # The "top N %" box follows the slider.
+        # The exact threshold box follows the slider.
         expect(sidebar.get_by_test_id("stNumberInput").locator("input")).to_have_value(
-            f"{100 * flagged / SMALL_LOG_SESSIONS:.2f}")
+            _threshold(page))
 
         _open(page, "Score distribution")
         page.locator(".js-plotly-plot").nth(1).wait_for()
@@ -192,6 +200,38 @@ def test_upload_threshold_pages_and_download_in_a_real_browser(dashboard_url, tm
         page.get_by_text("Why:").wait_for()
         _settled(page)
         _shot(page, "5_anomalies")
+
+        _open(page, "Timeline")
+        page.locator(".js-plotly-plot").first.wait_for()
+        page.get_by_text(re.compile(r"^\d[\d,]* sessions? in 2008-11-")).wait_for()
+        page.get_by_text("Why:").wait_for()
+        expect(page.get_by_test_id("stMetricValue").first).to_have_text(f"{flagged:,}")
+        period = page.get_by_role("combobox", name="Period")
+        before = period.input_value()
+        _settled(page)
+        _shot(page, "7_timeline")
+        bars = page.locator(".js-plotly-plot .barlayer .trace").first.locator(".point")
+        boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+        tall = [box for box in boxes if box and box["height"] > 3]
+        assert len(tall) > 1
+        box = tall[-1]  # the last period with sessions: a click on its bar picks it
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        expect(period).not_to_have_value(before)
+        _settled(page)
+
+        _open(page, "Templates")
+        page.get_by_test_id("stDataFrame").first.wait_for()
+        search = page.get_by_role("textbox", name="Search")
+        search.fill("verification")
+        search.press("Enter")
+        page.get_by_text(re.compile(r"^1 template matching 'verification'")).wait_for()
+        _settled(page)
+        table = page.get_by_test_id("stDataFrame").first.bounding_box()
+        page.mouse.click(table["x"] + 14, table["y"] + 35 + 17)  # the first row's check box
+        page.get_by_text(re.compile(r"^\d[\d,]* sessions? with this line")).wait_for()
+        page.get_by_text("Why:").wait_for()
+        _settled(page)
+        _shot(page, "8_templates")
 
         _open(page, "Download")
         page.get_by_text(f"({flagged:,} anomalous sessions)").wait_for()

@@ -41,9 +41,10 @@ def test_score_writes_one_row_per_line_and_one_per_session(scored):
     assert "scored 7,481 lines" in proc.stdout
 
 
-def test_evaluate_json_has_the_contract_keys(scored):
+def test_evaluate_json_has_the_contract_keys(scored, tiny_checkpoint):
     _, sessions, _ = scored
-    proc = run("evaluate", "--scores", str(sessions), "--labels", str(SMALL_LABELS), "--json")
+    proc = run("evaluate", "--scores", str(sessions), "--labels", str(SMALL_LABELS), "--json",
+               "--model", str(tiny_checkpoint))
     result = json.loads(proc.stdout)
     for key in ("roc_auc", "pr_auc", "precision", "recall", "f1", "n", "n_anomalies",
                 "threshold"):
@@ -130,3 +131,29 @@ def test_score_keeps_the_checkpoints_own_format(tmp_path):
     proc = run("score", str(SMALL_LOG), "--model", str(model), "--out", str(tmp_path / "l.csv"))
     assert "format custom: 100.0% of 2,000 sampled lines" in proc.stdout
     assert "format hdfs" not in proc.stdout
+
+
+def test_evaluate_reports_the_threshold_it_used(scored, tiny_checkpoint, tmp_path):
+    from tinylogbert.reports.display import format_threshold
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+
+    _, sessions, _ = scored
+    threshold = TinyLogBERTDetector.load(tiny_checkpoint).threshold_
+    frame = pd.read_csv(sessions)
+    lowest_flagged = frame.loc[frame["is_anomaly"], "score"].min()
+    assert lowest_flagged != threshold  # what evaluate used to report
+    model = ["--model", str(tiny_checkpoint)]
+    evaluate = ["evaluate", "--scores", str(sessions), "--labels", str(SMALL_LABELS), *model]
+    assert json.loads(run(*evaluate, "--json").stdout)["threshold"] == threshold
+    assert f"flagged at threshold {format_threshold(threshold)}\n" in run(*evaluate).stdout
+    assert json.loads(run(*evaluate, "--json", "--threshold", "1.5").stdout)["threshold"] == 1.5
+
+    # Scores judged at another threshold: refused unless that threshold is given too.
+    other = float(frame["score"].quantile(0.5))
+    lines2, sessions2 = tmp_path / "l.csv", tmp_path / "s.csv"
+    run("score", str(SMALL_LOG), *model, "--threshold", repr(other), "--out", str(lines2),
+        "--sessions-out", str(sessions2))
+    again = ["evaluate", "--scores", str(sessions2), "--labels", str(SMALL_LABELS), *model]
+    _assert_one_line_error(run(*again, check=False), "--threshold with the threshold given")
+    ev = json.loads(run(*again, "--json", "--threshold", repr(other)).stdout)
+    assert ev["threshold"] == other and ev["n_flagged"] == int((frame["score"] >= other).sum())

@@ -6,6 +6,9 @@ pages show against values computed independently from the scored result.
 from __future__ import annotations
 
 import gzip
+import itertools
+import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 APP = ROOT / "dashboard" / "app.py"
 PAGES = ["views/distribution.py", "views/roc_pr.py", "views/embeddings.py",
-         "views/anomalies.py", "views/download.py"]
+         "views/anomalies.py", "views/timeline.py", "views/templates.py", "views/download.py"]
 TIMEOUT = 120
 
 
@@ -52,6 +55,11 @@ def workspace(at: AppTest):
     return at.session_state["workspace"]
 
 
+def set_threshold(at: AppTest, threshold: float) -> AppTest:
+    """Type an exact threshold into the sidebar's number input."""
+    return at.number_input(key="threshold_value").set_value(float(threshold)).run()
+
+
 # ---- no file, no labels ---------------------------------------------------------------------
 def test_every_page_loads_without_a_log_and_points_to_upload(app):
     no_traceback(app)
@@ -76,8 +84,9 @@ def test_upload_scores_the_log_and_summarises_it(app):
     assert metric(at, "Lines that did not parse") == "0"
     assert any("16 anomalous" in s.value for s in at.success)
     assert "hdfs" in at.expander[0].label  # the detected format is shown
-    # The threshold starts at the model's label-free threshold.
-    assert at.slider(key="threshold_slider").value == pytest.approx(ws.model_threshold)
+    # The threshold starts at the model's label-free threshold, and the slider at its share.
+    assert at.number_input(key="threshold_value").value == pytest.approx(ws.model_threshold)
+    assert at.slider(key="threshold_share").value == pytest.approx(100 * flagged / 300)
 
 
 def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatch):
@@ -90,12 +99,11 @@ def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatc
     at = upload(app, labels=SMALL_LABELS.read_bytes())
     scores = workspace(at).scored.session_scores
     threshold = float(np.quantile(scores, 0.75))
-    at.slider(key="threshold_slider").set_value(threshold).run()
+    set_threshold(at, threshold)
     expected = int((scores >= threshold).sum())
-    assert expected > workspace(at).scored.n_anomalous_sessions  # the slider really moved
+    assert expected > workspace(at).scored.n_anomalous_sessions  # the threshold really moved
     assert at.session_state["threshold"] == pytest.approx(threshold)
-    assert at.number_input(key="threshold_top_percent").value == pytest.approx(
-        round(100 * expected / len(scores), 2))
+    assert at.slider(key="threshold_share").value == pytest.approx(100 * expected / len(scores))
     assert metric(at, "Anomalous sessions") == f"{expected:,}"
 
     at.switch_page("views/distribution.py").run()
@@ -109,25 +117,46 @@ def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatc
     assert f"flagged ({expected:,})" in at.get("plotly_chart")[0].proto.spec
     at.switch_page("views/anomalies.py").run()
     assert len(at.dataframe[0].value) == expected
+    at.switch_page("views/timeline.py").run()
+    assert metric(at, "Sessions flagged") == f"{expected:,}"
     at.switch_page("views/download.py").run()
     assert f"({expected:,} anomalous sessions)" in at.markdown[0].value
     no_traceback(at)
     assert len(calls) == 1
 
 
-def test_top_n_percent_sets_the_threshold(app):
-    from dashboard.threshold import threshold_for_top_percent
+def test_the_slider_moves_by_share_of_sessions_flagged(app):
+    from tinylogbert.reports.display import format_threshold
 
     at = upload(app)
     scores = workspace(at).scored.session_scores
-    at.number_input(key="threshold_top_percent").set_value(20.0).run()
-    threshold = threshold_for_top_percent(scores, 20.0)
-    assert at.session_state["threshold"] == pytest.approx(threshold)
-    assert at.slider(key="threshold_slider").value == pytest.approx(threshold)
+    share = at.slider(key="threshold_share")
+    at = share.set_value(20.0).run()
+    threshold = at.session_state["threshold"]
     assert (scores >= threshold).sum() >= 60  # 20 % of 300, ties flagged together
-    assert threshold != pytest.approx(workspace(at).model_threshold)
+    assert not (scores >= np.nextafter(threshold, np.inf)).sum() >= 60  # and no more than that
+    assert at.number_input(key="threshold_value").value == pytest.approx(threshold)
+    assert at.slider(key="threshold_share").value == pytest.approx(
+        100 * (scores >= threshold).mean())  # the slider settles on the share it flags
+    assert f"at **{format_threshold(threshold)}**" in at.sidebar.markdown[0].value
+    # Equal steps flag comparable numbers of sessions, where equal steps of score do not.
+    flagged = []
+    for percent in (2.0, 4.0, 6.0, 8.0):
+        at = at.slider(key="threshold_share").set_value(percent).run()
+        flagged.append(int((scores >= at.session_state["threshold"]).sum()))
+    assert all(0 < b - a <= 12 for a, b in itertools.pairwise(flagged)), flagged
+    # Moving down below a tied group drops the group (never stuck on it).
+    tied = np.unique(scores, return_counts=True)
+    value = tied[0][np.argmax(tied[1])]  # the score most sessions share
+    at = set_threshold(at, value)
+    above = at.slider(key="threshold_share").value
+    at = at.slider(key="threshold_share").set_value(above - 0.1).run()
+    assert at.session_state["threshold"] > value
+    assert at.slider(key="threshold_share").value < above
     at.button(key="reset_threshold").click().run()
     assert at.session_state["threshold"] == pytest.approx(workspace(at).model_threshold)
+    assert at.number_input(key="threshold_value").value == pytest.approx(
+        workspace(at).model_threshold)
 
 
 # ---- pages ----------------------------------------------------------------------------------
@@ -178,6 +207,10 @@ def test_embedding_page_projects_sessions_and_colours_by_label(app):
     assert at.radio(key="colour_by").value == "label"
     assert len(at.get("plotly_chart")) == 1
     assert any("All 300 sessions" in c.value for c in at.caption)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["yaxis"]["scaleanchor"] == "x"  # one unit as long across as up
+    assert spec["layout"]["xaxis"]["constrain"] == spec["layout"]["yaxis"]["constrain"] == "domain"
+    assert spec["layout"]["height"] >= 600
     at.radio(key="projection_method").set_value("UMAP").run()
     no_traceback(at)
     assert not errors(at)
@@ -203,7 +236,7 @@ def test_anomalies_page_explains_the_top_session(app):
 def test_anomalies_page_with_nothing_flagged(app):
     at = upload(app)
     top = float(workspace(at).scored.session_scores.max())
-    at.slider(key="threshold_slider").set_value(top + 1e-3).run()
+    set_threshold(at, top + 1e-3)
     at.switch_page("views/anomalies.py").run()
     no_traceback(at)
     assert any("No session scores at or above" in i.value for i in at.info)
@@ -218,7 +251,7 @@ def test_download_is_what_the_cli_writes_at_the_current_threshold(app, tiny_chec
     # Midway between two scores: the CSV stores scores rounded to 6 decimals, and a threshold on
     # a rounded score can judge its session differently than core's unrounded comparison.
     threshold = float(distinct[k] + distinct[k + 1]) / 2
-    at.slider(key="threshold_slider").set_value(threshold).run()
+    set_threshold(at, threshold)
     at.switch_page("views/download.py").run()
     no_traceback(at)
     labels = [b.label for b in at.get("download_button")]
@@ -231,6 +264,177 @@ def test_download_is_what_the_cli_writes_at_the_current_threshold(app, tiny_chec
     assert export.lines_csv_bytes() == out.read_bytes()
     assert export.sessions_csv_bytes() == sessions_out.read_bytes()
     assert len(pd.read_csv(out)) == 7481
+
+
+def _line_vocab(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / "line_vocab.json").read_text())
+
+
+def test_timeline_page_counts_periods_and_explains_their_sessions(app, tiny_checkpoint):
+    at = upload(app, labels=SMALL_LABELS.read_bytes())
+    at.switch_page("views/timeline.py").run()
+    no_traceback(at)
+    assert not errors(at)
+    ws = workspace(at)
+    assert any(c.value.startswith("87 periods of 10 minutes") for c in at.caption)
+    # Independently: each session in the 10-minute period of its top line.
+    periods = pd.to_datetime(ws.scored.lines["timestamp"], format="%y%m%d %H%M%S").dt.floor(
+        "10min")
+    frame = ws.scored.session_frame
+    period = periods.iloc[frame["top_line_no"] - 1].to_numpy()
+
+    def flagged_by_period(threshold: float) -> pd.Series:
+        return pd.Series(frame["score"].to_numpy() >= threshold, index=period).groupby(
+            level=0).sum()
+
+    flagged = flagged_by_period(ws.model_threshold)
+    busiest = flagged.idxmax()
+    assert metric(at, "Sessions flagged") == f"{ws.scored.n_anomalous_sessions:,}"
+    assert metric(at, "Most flagged period") == busiest.strftime("%Y-%m-%d %H:%M")
+    expected = frame.loc[period == busiest].sort_values("score", ascending=False, kind="stable")
+    assert at.dataframe(key="timeline_sessions").value["session_id"].tolist() == expected[
+        "session_id"].tolist()
+    top = expected["session_id"].iloc[0]
+    assert at.selectbox(key="timeline_session").value == top
+    assert len(at.dataframe[-1].value) == expected["n_lines"].iloc[0]
+    assert any(m.value.startswith("**Why:**") for m in at.markdown)
+    # Lines the model never learned, each marked where it first appears.
+    words = pd.Series(ws.scored.line_words.to_pylist())
+    new = words[~words.isin(_line_vocab(tiny_checkpoint)["lines"])].drop_duplicates()
+    assert metric(at, "Lines never seen in training") == f"{len(new):,}"
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    marks = next(t for t in spec["data"] if t["name"].startswith("new lines"))
+    assert marks["name"] == f"new lines ({len(new)})"
+    assert [int(c[1]) for c in marks["customdata"]] == (new.index + 1).tolist()
+
+    # The threshold follows the sidebar; another period lists its own sessions.
+    lower = float(np.quantile(ws.scored.session_scores, 0.5))
+    at = set_threshold(at, lower)
+    flagged = flagged_by_period(lower)
+    first = periods.min()
+    bucket = int((busiest - first) / pd.Timedelta("10min"))
+    option = at.selectbox(key="timeline_bucket").options[bucket]
+    assert f" · {flagged[busiest]:,} of {(period == busiest).sum():,} sessions flagged" in option
+    quiet = flagged.index[-1]
+    at = at.selectbox(key="timeline_bucket").set_value(
+        int((quiet - first) / pd.Timedelta("10min"))).run()
+    listed = at.dataframe(key="timeline_sessions").value
+    assert len(listed) == (period == quiet).sum()
+    assert listed["is_anomaly"].sum() == flagged[quiet]
+    at.radio(key="timeline_place").set_value("start").run()
+    no_traceback(at)
+    assert not errors(at)
+
+
+def test_timeline_of_a_log_without_timestamps_is_in_runs_of_lines(app):
+    lines = gzip.decompress(SMALL_LOG.read_bytes()).decode().splitlines()[:2000]
+    untimed = "\n".join(line.split(" ", 2)[2] for line in lines) + "\n"  # date, time dropped
+    at = upload(app, log=untimed.encode(), name="untimed.log")
+    at.switch_page("views/timeline.py").run()
+    no_traceback(at)
+    assert not errors(at)
+    assert any("no readable timestamps" in c.value and "100 runs of 20 lines" in c.value
+               for c in at.caption)
+    assert len(at.selectbox(key="timeline_bucket").options) == 100
+
+
+def test_templates_page_lists_every_line_and_the_sessions_holding_one(app, tiny_checkpoint):
+    at = upload(app)
+    at.switch_page("views/templates.py").run()
+    no_traceback(at)
+    assert not errors(at)
+    ws = workspace(at)
+    words = pd.Series(ws.scored.line_words.to_pylist())
+    vocab = _line_vocab(tiny_checkpoint)
+    table = at.dataframe(key="templates_table").value.set_index("template")
+    assert table["count"].to_dict() == words.value_counts().to_dict()
+    assert metric(at, "Distinct lines here") == f"{words.nunique():,}"
+    new = int((~words.drop_duplicates().isin(vocab["lines"])).sum())
+    assert metric(at, "Never seen in training") == f"{new:,}" and new > 0
+    for i, line in enumerate(vocab["lines"]):
+        assert table.loc[line, "train_count"] == vocab["class_counts"][2 + i]
+    assert metric(at, "Vocabulary lines absent here") == "0"
+
+    at.text_input(key="templates_search").set_value("  Verification ").run()
+    shown = at.dataframe(key="templates_table").value
+    assert len(shown) == 1 and "verification" in shown["template"].iloc[0]
+    text = shown["template"].iloc[0]
+    at.session_state["templates_picked"] = text  # what a click on the row sets
+    at.run()
+    sessions_of = ws.scored.lines["session_id"].str.split(";")
+    holding = set(sessions_of[words == text].explode())
+    listed = at.dataframe(key="templates_sessions").value
+    assert set(listed["session_id"]) == holding
+    assert listed["score"].is_monotonic_decreasing
+    assert at.main.subheader[0].value == f"{len(holding):,} sessions with this line"
+    assert at.selectbox(key="templates_session").value == listed["session_id"].iloc[0]
+    assert len(at.dataframe[-1].value) == listed["n_lines"].iloc[0]
+    # The flagged share follows the threshold.
+    scores = ws.scored.session_frame.set_index("session_id")["score"]
+    for threshold in np.quantile(ws.scored.session_scores, [0.3, 0.9]):
+        at = set_threshold(at, float(threshold))
+        row = at.dataframe(key="templates_table").value.iloc[0]
+        expected = int((scores[list(holding)] >= threshold).sum())
+        assert row["flagged_sessions"] == expected
+        assert row["flagged_share"] == pytest.approx(expected / len(holding))
+    # A line of one session only: counted in the singular.
+    once = table.index[table["sessions"] == 1][0]
+    at.text_input(key="templates_search").set_value("").run()
+    at.session_state["templates_picked"] = once
+    at.run()
+    assert at.main.subheader[0].value == "1 session with this line"
+
+
+def test_one_threshold_in_cli_score_evaluate_and_the_dashboard(app, tiny_checkpoint, tmp_path,
+                                                               capsys):
+    from tinylogbert.cli.main import main
+    from tinylogbert.reports.display import format_threshold
+
+    shown = format_threshold(json.loads((tiny_checkpoint / "detector.json").read_text())[
+        "threshold"])
+    lines, sessions = tmp_path / "lines.csv", tmp_path / "sessions.csv"
+    assert main(["score", str(SMALL_LOG), "--model", str(tiny_checkpoint), "--out", str(lines),
+                 "--sessions-out", str(sessions)]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"sessions above threshold {shown}")
+    assert main(["evaluate", "--scores", str(sessions), "--labels", str(SMALL_LABELS),
+                 "--model", str(tiny_checkpoint)]) == 0
+    assert f" flagged at threshold {shown}\n" in capsys.readouterr().out
+    at = upload(app, labels=SMALL_LABELS.read_bytes())
+    assert at.sidebar.markdown[0].value.endswith(f"at **{shown}**")
+    assert f"Model's label-free threshold: {shown}" in [c.value for c in at.sidebar.caption]
+    at.switch_page("views/roc_pr.py").run()
+    assert any(f"marks threshold {shown} " in c.value for c in at.caption)
+    at.switch_page("views/download.py").run()
+    assert f"at threshold **{shown}**" in at.markdown[0].value
+
+
+# ---- upload memory and bad input ------------------------------------------------------------
+def test_the_upload_page_remembers_the_file_across_pages(app):
+    at = upload(app)
+    at.switch_page("views/anomalies.py").run()
+    at.switch_page("views/upload.py").run()
+    no_traceback(at)
+    assert at.file_uploader(key="log_file").value is None  # the widget itself forgot it
+    assert any(c.value.startswith("Current file: **hdfs_small.log.gz** · 7,481 lines")
+               for c in at.caption)
+    assert [e.label.split(" ·")[0] for e in at.expander] == ["Format and sessions",
+                                                             "Train a new model on this file"]
+    assert metric(at, "Lines") == "7,481"
+    at.selectbox(key="format_choice").set_value("generic")
+    at.button(key="FormSubmitter:score_settings_form-Apply and score").click().run()
+    no_traceback(at)
+    assert "generic" in workspace(at).report.format_description  # rescored, same file
+    assert workspace(at).source == "hdfs_small.log.gz"
+
+
+def test_a_failed_upload_is_set_apart_from_the_previous_log(app):
+    at = upload(app)
+    at = upload(at, log=b"", name="empty.log")
+    no_traceback(at)
+    assert len(errors(at)) == 1 and "empty" in errors(at)[0]
+    assert [s.value for s in at.main.subheader] == ["Still loaded: hdfs_small.log.gz"]
+    assert metric(at, "Lines") == "7,481"  # the previous summary, under that heading
+    assert not any(c.value.startswith("Current file") for c in at.caption)
 
 
 # ---- bad input ------------------------------------------------------------------------------
@@ -292,7 +496,9 @@ def test_window_sessions_option(app):
     assert "windows of 50" in workspace(at).report.session_strategy
 
 
-def test_the_hdfs_sample_button(app):
+def test_the_hdfs_sample_button(app, tmp_path, monkeypatch):
+    from tinylogbert.cli.main import main
+
     at = app.button(key="use_sample").click().run()
     no_traceback(at)
     ws = workspace(at)
@@ -300,6 +506,30 @@ def test_the_hdfs_sample_button(app):
     assert ws.source == "HDFS_heldout.log.gz"
     assert metric(at, "Lines") == f"{ws.report.n_lines:,}" and ws.report.n_lines == 45_066
     assert ws.labels is not None and ws.labels.n_anomalous == 58
+    assert any("(the bundled sample)" in c.value for c in at.caption)
+    # The Download page's command runs as shown from the repository root.
+    at.switch_page("views/download.py").run()
+    args = shlex.split(at.code[0].value)
+    assert args[:3] == ["tinylogbert", "score", "sample_data/HDFS_heldout.log.gz"]
+    for flag in ("--out", "--sessions-out"):
+        args[args.index(flag) + 1] = str(tmp_path / args[args.index(flag) + 1])
+    monkeypatch.chdir(ROOT)
+    assert main(args[1:]) == 0
+    # The same sessions and scores (to the last digits, which depend on how scoring batched
+    # the distinct sequences: the dashboard's model has scored other logs in this process).
+    written = pd.read_csv(tmp_path / "HDFS_heldout.sessions.csv", dtype={"session_id": str})
+    assert written["session_id"].tolist() == ws.scored.sessions.ids.astype(str).tolist()
+    assert np.allclose(written["score"], ws.scored.session_scores, atol=1e-4)
+
+
+def test_the_download_command_of_an_upload_asks_for_its_path(app):
+    at = upload(app)
+    at.switch_page("views/download.py").run()
+    command = at.code[0].value
+    first, second = command.splitlines()
+    assert first.startswith("LOG=path/to/hdfs_small.log.gz")
+    assert second.startswith('tinylogbert score "$LOG" --model ')
+    assert any("set LOG to where it is on your machine" in c.value for c in at.caption)
 
 
 def test_an_internal_error_is_one_line_not_a_traceback(app, monkeypatch):
@@ -350,7 +580,7 @@ def test_without_a_model_the_app_offers_to_train_one(tmp_path, monkeypatch):
 
 # ---- helpers behind the pages ---------------------------------------------------------------
 def test_top_percent_threshold_flags_ties_together():
-    from dashboard.threshold import flagged_percent, threshold_for_top_percent
+    from dashboard.threshold import flagged_percent, threshold_for_share, threshold_for_top_percent
 
     scores = np.array([1.0, 2.0, 2.0, 3.0])
     assert threshold_for_top_percent(scores, 25) == 3.0
@@ -358,6 +588,21 @@ def test_top_percent_threshold_flags_ties_together():
     assert flagged_percent(scores, 2.0) == 75.0  # the tie comes along
     assert threshold_for_top_percent(scores, 100) == 1.0
     assert flagged_percent(scores, threshold_for_top_percent(scores, 0)) == 0.0
+    # A slider moved down from 75 % to 50 % leaves the tied pair out instead of staying at 75 %.
+    assert flagged_percent(scores, threshold_for_share(scores, 50, current=75)) == 25.0
+    assert flagged_percent(scores, threshold_for_share(scores, 50, current=25)) == 75.0
+    assert flagged_percent(scores, threshold_for_share(scores, 10, current=25)) == 0.0
+
+
+def test_plural():
+    from tinylogbert.reports.display import format_threshold, plural
+
+    assert plural(1, "session") == "1 session"
+    assert plural(0, "session") == "0 sessions"
+    assert plural(12345, "line") == "12,345 lines"
+    assert plural(2, "entry", "entries") == "2 entries"
+    assert format_threshold(6.637875262873983) == "6.6379"
+    assert format_threshold(float("inf")) == "inf"
 
 
 def test_map_sample_keeps_the_top_scores_and_every_labelled_anomaly():

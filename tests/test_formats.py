@@ -400,7 +400,8 @@ def test_train_score_evaluate_by_line_on_inline_labels(run_cli, tmp_path):
     raw_labels = [line.split(" ", 1)[0] for line in fixture("bgl").lines.to_pylist()]
     assert scored["label"].tolist() == [0 if lab == "-" else 1 for lab in raw_labels]
 
-    code, out, err = run_cli("evaluate", "--scores", lines_csv, "--level", "line", "--json")
+    code, out, err = run_cli("evaluate", "--scores", lines_csv, "--level", "line", "--json",
+                             "--model", model)
     assert code == 0, err
     import json
 
@@ -416,6 +417,6 @@ def test_train_score_evaluate_by_line_on_inline_labels(run_cli, tmp_path):
         writer.writerows((i, "Normal" if lab == "-" else "Anomaly")
                          for i, lab in enumerate(raw_labels, start=1))
     code, out2, err = run_cli("evaluate", "--scores", lines_csv, "--level", "line",
-                              "--labels", labels_csv, "--json")
+                              "--labels", labels_csv, "--json", "--model", model)
     assert code == 0, err
     assert json.loads(out2)["roc_auc"] == pytest.approx(ev["roc_auc"])

@@ -303,13 +303,14 @@ def test_evaluate_checks_label_columns_by_name(scored_csvs, tmp_path, header, wo
     assert_one_line_error(proc, "do not fit --level session", words)
 
 
-def test_evaluate_warns_when_labels_cover_few_sessions(scored_csvs, tmp_path):
+def test_evaluate_warns_when_labels_cover_few_sessions(scored_csvs, tmp_path, tiny_checkpoint):
     from conftest import SMALL_LABELS
 
     _, sessions = scored_csvs
     few = tmp_path / "few.csv"
     few.write_text("\n".join(SMALL_LABELS.read_text().splitlines()[:31]) + "\n")  # 30 of 300
-    proc = cli("evaluate", "--scores", str(sessions), "--labels", str(few))
+    proc = cli("evaluate", "--scores", str(sessions), "--labels", str(few),
+               "--model", str(tiny_checkpoint))
     assert proc.returncode == 0, proc.stderr
     assert "warning: the labels cover only 30 of the 300 sessions (10%)" in proc.stderr
 

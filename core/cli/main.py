@@ -17,6 +17,7 @@ from tinylogbert import __version__
 from tinylogbert.cli.ray_options import add_ray_arguments
 from tinylogbert.errors import OutputError, TinyLogBERTError
 from tinylogbert.model.checkpoint import DEFAULT_MODEL_DIR
+from tinylogbert.reports.display import format_threshold
 
 DEFAULT_MODEL = DEFAULT_MODEL_DIR
 # ``tinylogbert bench`` writes here (relative to the working folder, git-ignored), never over the
@@ -146,7 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"trained on {summary['lines']:,} lines, {summary['sessions']:,} sessions "
         f"({summary['distinct_sessions']:,} distinct) in {time.perf_counter() - started:.1f}s; "
-        f"format {summary['format']}; threshold {detector.threshold_:.3f}; saved to {out}"
+        f"format {summary['format']}; threshold {format_threshold(detector.threshold_)}; "
+        f"saved to {out}"
     )
     return 0
 
@@ -232,7 +234,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         f"scored {s['lines']:,} lines in {s['sessions']:,} sessions in {seconds:.1f}s "
         f"({s['lines'] / max(seconds, 1e-9):,.0f} lines/s{load}); format {s['format']}; "
         f"{s['unparsed_lines']:,} lines did not parse (kept, parse_ok=false); "
-        f"{s['anomalous_sessions']:,} sessions above threshold {s['threshold']:.3f}"
+        f"{s['anomalous_sessions']:,} sessions above threshold "
+        f"{format_threshold(s['threshold'])}"
         + (f"; {s['suppressed_sessions']:,} sessions like ones marked normal (suppressed_by)"
            if s["suppressed_sessions"] else "")
     )
@@ -256,9 +259,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         align_labels,
         coverage_warnings,
         evaluate_scores,
-        lowest_flagged_score,
         read_labels,
     )
+    from tinylogbert.scoring.evaluate_threshold import evaluation_threshold
 
     path = Path(args.scores)
     if not path.exists():
@@ -286,7 +289,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         raise LabelError("give --labels LABELS.csv (or score a log with inline labels)")
     values = scores["score"].to_numpy(dtype=float)
-    threshold = args.threshold if args.threshold is not None else lowest_flagged_score(scores)
+    threshold = evaluation_threshold(scores, args.level, args.model, args.threshold, str(path))
     ev = evaluate_scores(values, labels, threshold, level=args.level)
     if args.json:
         print(json.dumps(ev.to_dict()))
@@ -295,7 +298,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             return "n/a" if value is None else f"{value:.4f}"
 
         print(f"{args.level}s: {ev.n:,} labelled ({ev.n_anomalies:,} anomalous), "
-              f"{ev.n_flagged:,} flagged at threshold {ev.threshold:.4f}")
+              f"{ev.n_flagged:,} flagged at threshold {format_threshold(ev.threshold)}")
         print(f"ROC-AUC {fmt(ev.roc_auc)}  PR-AUC {fmt(ev.pr_auc)}  precision {ev.precision:.4f}  "
               f"recall {ev.recall:.4f}  F1 {ev.f1:.4f}")
         print(f"best F1 {fmt(ev.best_f1)} (threshold chosen on these labels: an upper bound)")
@@ -364,7 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", required=True, help="SESSIONS.csv (or LINES.csv with --level line)")
     p.add_argument("--labels", help="label CSV: BlockId,Label / session_id,label / line_no,label")
     p.add_argument("--level", choices=["session", "line"], default="session")
-    p.add_argument("--threshold", type=float, help="evaluate at this threshold instead")
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="the model that scored the CSV: its threshold (session, or line with "
+                        "--level line) is the one evaluated")
+    p.add_argument("--threshold", type=float,
+                   help="evaluate at this threshold instead (e.g. the one given to score)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 

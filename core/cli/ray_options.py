@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from tinylogbert.errors import TinyLogBERTError
+from tinylogbert.reports.display import format_threshold
 from tinylogbert.sessions.grouping import SessionConfig
 
 INSTALL_HINT = "pip install -e '.[ray]'"
@@ -92,6 +93,7 @@ def describe_summary(summary: dict) -> str:
         f"{summary['sessions']:,} sessions in {summary['seconds']:.1f}s "
         f"({summary['lines_per_s']:,.0f} lines/s, Ray); format {summary['format']}; "
         f"{summary['unparsed_lines']:,} lines did not parse (kept, parse_ok=false); "
-        f"{summary['anomalous_sessions']:,} sessions above threshold {summary['threshold']:.3f}; "
+        f"{summary['anomalous_sessions']:,} sessions above threshold "
+        f"{format_threshold(summary['threshold'])}; "
         f"results in {summary['outputs']['lines'].rsplit('/', 1)[0]}"
     )

@@ -12,6 +12,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -274,6 +275,17 @@ class TinyLogBERTDetector(BaseEstimator):
                 [corpus.line_texts[i] for i in other], words
             )
         return rarity
+
+    def line_rarity(self, texts: list[str]) -> np.ndarray:
+        """``-log p(line)`` of normalised lines, exactly as scoring computes it (before the
+        severity weight): what the templates table shows as a line's rarity."""
+        self._check_fitted()
+        classes = [self._line_class.get(t, OTHER_LINE_CLASS) for t in texts]
+        rows = SimpleNamespace(  # the two fields of a corpus that _line_rarity reads
+            line_class=np.array([0] * N_PSEUDO_LINES + classes, dtype=np.int64),
+            line_texts=list(texts),
+        )
+        return self._line_rarity(rows)[N_PSEUDO_LINES:]
 
     def _position_signals(
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import streamlit as st
 from tinylogbert.errors import TinyLogBERTError
+from tinylogbert.reports.display import format_threshold, plural
 
 from dashboard import state
-from dashboard.explain_view import explanation_html, shade_by_surprisal
+from dashboard.explain_view import GRADE_PROBABILITIES, render_explanation
 from dashboard.feedback import mark_session_normal
 
 PICK = "anomaly_pick"
 TABLE = "anomaly_table"
 MARKED = "anomaly_marked"  # the last "Mark as normal" outcome: ("ok" | "error", message)
-TOP_LINES = 5
-MAX_SESSION_ROWS = 2000
 COLUMNS = ["session_id", "score", "grade", "n_lines", "first_line_no", "top_line"]
-GRADE_PROBABILITIES = ["p_normal", "p_elevated", "p_high", "p_critical"]
 
 
 def pick_from_table(session_ids: list[str]) -> None:
@@ -40,6 +38,7 @@ st.title("Anomalies")
 workspace = state.require_workspace()
 if workspace is not None:
     threshold = state.current_threshold()
+    shown_threshold = format_threshold(threshold)
     result = workspace.at(threshold)
     frame = result.session_frame.assign(top_line=workspace.top_line_messages)
     flagged = frame[frame["is_anomaly"]].sort_values("score", ascending=False, kind="stable")
@@ -48,19 +47,19 @@ if workspace is not None:
         (st.success if outcome[0] == "ok" else st.error)(outcome[1])
     n_suppressed = result.n_suppressed_sessions
     if n_suppressed:
-        st.caption(f"{n_suppressed:,} sessions are not flagged because feedback marked them (or "
-                   "sessions like them) as normal: column suppressed_by of the download; "
+        st.caption(f"{plural(n_suppressed, 'session')} not flagged because feedback marked them "
+                   "(or sessions like them) as normal: column suppressed_by of the download; "
                    "tinylogbert feedback --list / --remove manages the entries.")
     if flagged.empty:
-        st.info(f"No session scores at or above {threshold:.4f}: lower the threshold in the "
+        st.info(f"No session scores at or above {shown_threshold}: lower the threshold in the "
                 "sidebar to see the highest-scoring ones.", icon=":material/check_circle:")
     else:
         columns = COLUMNS + [c for c in GRADE_PROBABILITIES if c in flagged.columns]
         columns += ["label"] if "label" in flagged.columns else []
         table = flagged[columns].reset_index(drop=True)
         ids = table["session_id"].tolist()
-        st.caption(f"{len(table):,} sessions at or above {threshold:.4f}, highest first. Click a "
-                   "column to sort, a row to explain it.")
+        st.caption(f"{plural(len(table), 'session')} at or above {shown_threshold}, highest "
+                   "first. Click a column to sort, a row to explain it.")
         st.dataframe(
             table, hide_index=True, key=TABLE, on_select=lambda: pick_from_table(ids),
             selection_mode="single-row", height=min(38 + 35 * len(table), 380),
@@ -76,33 +75,12 @@ if workspace is not None:
             "Session", ids, key=PICK,
             format_func=lambda sid: f"{sid} (score {table.loc[ids.index(sid), 'score']:.3f})",
         )
-        explanation = result.explain(session_id, k=TOP_LINES)
-        cols = st.columns(4)
-        cols[0].metric("Score", f"{explanation.score:.3f}", help=f"threshold {threshold:.4f}")
-        row = table.loc[ids.index(session_id)]
-        cols[1].metric("Grade", row["grade"],
-                       help=" · ".join(f"{c.removeprefix('p_')} {row[c]:.2f}"
-                                       for c in GRADE_PROBABILITIES if c in table.columns))
-        cols[2].metric("Lines", f"{table.loc[ids.index(session_id), 'n_lines']:,}")
-        if "label" in table.columns:
-            label = int(table.loc[ids.index(session_id), "label"])
-            cols[3].metric("Label", {1: "anomaly", 0: "normal"}.get(label, "unlabelled"))
-        st.button("Mark as normal", key="mark_normal", icon=":material/thumb_up:",
-                  on_click=mark_normal, args=(workspace, session_id),
-                  help="A false alarm: store this with the model, so that this session and "
-                       "sessions with the same sequence of lines are no longer flagged (here, "
-                       "and by every later score, API call and dashboard view).")
-        st.markdown(f"**Why:** {explanation.summary()}")
-        st.caption("Signals (standardised): " + " · ".join(
-            f"{name.removeprefix('z_')} {value:+.2f}" for name, value in
-            explanation.components.items()))
-        st.markdown(f"**The {len(explanation.lines)} lines that weigh most** (rarity and surprise; "
-                    "unexpected words marked)")
-        st.html(explanation_html(explanation))
-        lines = result.session_lines(session_id)
-        shown = lines[["line_no", "timestamp", "level", "component", "message",
-                       "surprisal_in_session", "expected"]].head(MAX_SESSION_ROWS)
-        st.markdown(f"**All {len(lines):,} lines of the session**"
-                    + (f" (first {MAX_SESSION_ROWS:,})" if len(lines) > MAX_SESSION_ROWS else "")
-                    + ", shaded by how surprising each line is")
-        st.dataframe(shade_by_surprisal(shown), hide_index=True, key="session_lines")
+        render_explanation(
+            result, session_id, key="session_lines",
+            actions=lambda: st.button(
+                "Mark as normal", key="mark_normal", icon=":material/thumb_up:",
+                on_click=mark_normal, args=(workspace, session_id),
+                help="A false alarm: store this with the model, so that this session and "
+                     "sessions with the same sequence of lines are no longer flagged (here, "
+                     "and by every later score, API call and dashboard view)."),
+        )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+from tinylogbert.reports.display import format_threshold, plural
 from tinylogbert.scoring.evaluate import evaluate_scores
 
 from dashboard import state
@@ -19,16 +20,17 @@ if workspace is not None:
 
     cols = st.columns(4)
     cols[0].metric("Sessions flagged", f"{result.n_anomalous_sessions:,}",
-                   help=f"of {result.n_sessions:,}, at threshold {threshold:.4f}")
+                   help=f"of {result.n_sessions:,}, at threshold {format_threshold(threshold)}")
     if labels is not None:
         ev = evaluate_scores(result.session_scores, labels, threshold)
         cols[1].metric("Precision", f"{ev.precision:.3f}")
         cols[2].metric("Recall", f"{ev.recall:.3f}")
         cols[3].metric("F1", f"{ev.f1:.3f}")
         st.caption(
-            f"Session level, at the current threshold: {ev.n:,} labelled sessions, "
+            f"Session level, at the current threshold: {plural(ev.n, 'labelled session')}, "
             f"{ev.n_anomalies:,} anomalous, {ev.n_flagged:,} flagged"
-            + (f"; {ev.n_unlabeled:,} without a label are left out." if ev.n_unlabeled else ".")
+            + (f"; {plural(ev.n_unlabeled, 'session')} without a label "
+               f"{'is' if ev.n_unlabeled == 1 else 'are'} left out." if ev.n_unlabeled else ".")
         )
     else:
         st.info("No labels: add a labels CSV on the Upload page to see precision, recall and F1 "

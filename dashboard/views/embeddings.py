@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
+from tinylogbert.reports.display import plural
 
 from dashboard import state
 from dashboard.cache import session_map
@@ -48,16 +49,18 @@ if workspace is not None:
         "label": labels[idx] if labels is not None else np.full(len(idx), -1),
         "flagged": frame["score"].to_numpy()[idx] >= threshold,
     })
-    title = f"{method} of {len(idx):,} sessions"
+    title = f"{method} of {plural(len(idx), 'session')}"
     event = st.plotly_chart(
         embedding_scatter(points, colour_by, title), key="embedding_map",
         on_select="rerun", selection_mode=("points", "box", "lasso"),
     )
     if sample.is_complete:
-        st.caption(f"All {sample.n_total:,} sessions. Identical sessions share one point.")
+        st.caption(("The only session." if sample.n_total == 1 else
+                    f"All {sample.n_total:,} sessions.") + " Identical sessions share one point.")
     else:
         st.caption(
-            f"{len(idx):,} of {sample.n_total:,} sessions: the {sample.n_top:,} highest-scoring "
+            f"{len(idx):,} of {plural(sample.n_total, 'session')}: the {sample.n_top:,} "
+            "highest-scoring "
             "(so every flagged session while the threshold flags up to that many), every labelled "
             "anomaly, and a random sample of the rest. Identical sessions share one point."
         )
@@ -67,7 +70,7 @@ if workspace is not None:
         st.caption("Click, box- or lasso-select points to list their sessions and lines.")
     else:
         chosen = frame[frame["session_id"].isin(selected)].sort_values("score", ascending=False)
-        st.subheader(f"{len(chosen):,} selected session(s)")
+        st.subheader(f"{plural(len(chosen), 'selected session')}")
         st.dataframe(chosen, hide_index=True, key="selected_sessions")
         listed = chosen["session_id"].head(MAX_LISTED_SESSIONS)
         lines = pd.concat([result.session_lines(sid).assign(session=sid) for sid in listed])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import streamlit as st
+from tinylogbert.reports.display import format_threshold, plural
 from tinylogbert.scoring.evaluate import curves, evaluate_scores
 
 from dashboard import state
@@ -25,8 +26,10 @@ if workspace is not None:
         ev = evaluate_scores(scores, labels, threshold)
         if ev.roc_auc is None:
             only = "anomalous" if ev.n_anomalies else "normal"
-            st.info(f"All {ev.n:,} labelled sessions are {only}: curves need both normal and "
-                    "anomalous sessions.", icon=":material/label:")
+            sessions = ("The only labelled session is" if ev.n == 1 else
+                        f"All {ev.n:,} labelled sessions are")
+            st.info(f"{sessions} {only}: curves need both normal and anomalous sessions.",
+                    icon=":material/label:")
         else:
             point = operating_point(scores, labels, threshold)
             c = curves(scores, labels)
@@ -41,8 +44,9 @@ if workspace is not None:
                 pr_figure(c, ev.pr_auc, point, base_rate=ev.n_anomalies / ev.n), key="pr_curve"
             )
             st.caption(
-                f"Session level: {ev.n:,} labelled sessions ({ev.n_anomalies:,} anomalous). The × "
-                f"marks threshold {threshold:.4f} ({point.n_flagged:,} flagged). Best F1 on these "
-                f"labels would be {ev.best_f1:.3f} at {ev.best_f1_threshold:.4f}: chosen with the "
+                f"Session level: {plural(ev.n, 'labelled session')} ({ev.n_anomalies:,} "
+                f"anomalous). The × marks threshold {format_threshold(threshold)} "
+                f"({point.n_flagged:,} flagged). Best F1 on these labels would be "
+                f"{ev.best_f1:.3f} at {format_threshold(ev.best_f1_threshold)}: chosen with the "
                 "labels, so an upper bound, not a result."
             )

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 from tinylogbert.errors import LabelError, TinyLogBERTError
 from tinylogbert.io.log_formats import available_formats
+from tinylogbert.reports.display import format_threshold, plural
 
 from dashboard import state
 from dashboard.cache import SAMPLE_LABELS, load_detector, load_sample
@@ -27,7 +28,10 @@ SAMPLE = "sample"
 LOG_FILE, LABELS_FILE = "log_file", "labels_file"
 SETTINGS = "score_settings"  # the applied ScoreSettings (a plain key: survives page changes)
 SETTINGS_ERROR = "score_settings_error"
-READ_CACHE = "_log_upload"  # (file_id, LogUpload | error message)
+READ_CACHE = "_log_upload"  # (file_id, LogUpload | error message) of the uploader's file
+# The last file read successfully: the uploader widget forgets its file when the user visits
+# another page (Streamlit drops the state of widgets a run does not draw); this key does not.
+REMEMBERED = "_remembered_upload"
 FAILED = "_failed_scoring"  # (input key, message): a failure is not retried on every rerun
 LABELS_INPUT = "labels_input"  # (name, bytes) of the labels to use, SAMPLE, or None
 LABELS_APPLIED = "_labels_applied"  # (what was applied, error message or None)
@@ -50,7 +54,12 @@ def _labels_in_uploader() -> tuple[str, bytes] | None:
 
 
 def _log_chosen() -> None:
-    st.session_state[INPUT_SOURCE] = "file"
+    if st.session_state.get(LOG_FILE) is None:  # the user removed the file: forget it
+        st.session_state.pop(INPUT_SOURCE, None)
+        st.session_state.pop(REMEMBERED, None)
+        st.session_state.pop(READ_CACHE, None)
+    else:
+        st.session_state[INPUT_SOURCE] = "file"
     st.session_state[LABELS_INPUT] = _labels_in_uploader()
 
 
@@ -69,15 +78,16 @@ def labels_input() -> tuple[str, bytes] | None:
     return (SAMPLE_LABELS.name, load_sample()[1]) if chosen == SAMPLE else chosen
 
 
-def chosen_log() -> LogUpload | None:
-    """The log the user chose last (a file or the sample); a file that cannot be read is shown
-    as an error. A widget's file is forgotten when the user visits another page: the scored
-    workspace and the labels input are kept in plain keys, so nothing is lost."""
+def chosen_log() -> tuple[LogUpload | None, str | None]:
+    """The log the user chose last (a file or the sample) and, when the uploader's file cannot
+    be read, why. The uploader forgets its file when the user visits another page; the last
+    file read is remembered (``REMEMBERED``), so its settings and training stay on offer."""
     if st.session_state.get(INPUT_SOURCE) == SAMPLE:
-        return load_sample()[0]
+        return load_sample()[0], None
     log_file = st.session_state.get(LOG_FILE)
     if log_file is None:
-        return None
+        remembered = st.session_state.get(REMEMBERED)
+        return (remembered, None) if st.session_state.get(INPUT_SOURCE) == "file" else (None, None)
     cached = st.session_state.get(READ_CACHE)
     if cached is None or cached[0] != log_file.file_id:
         try:
@@ -91,14 +101,15 @@ def chosen_log() -> LogUpload | None:
             cached = (log_file.file_id, str(exc))
         st.session_state[READ_CACHE] = cached
     if isinstance(cached[1], str):
-        st.error(cached[1], icon=":material/error:")
-        return None
-    return cached[1]
+        return None, cached[1]
+    st.session_state[REMEMBERED] = cached[1]
+    return cached[1], None
 
 
 def score(upload: LogUpload, settings: ScoreSettings, model_path: Path, key: str) -> None:
     """Score with visible progress, install the result and rerun so the sidebar follows."""
-    with st.status(f"Scoring {upload.name} ({len(upload.lines):,} lines)…", expanded=True) as box:
+    with st.status(f"Scoring {upload.name} ({plural(len(upload.lines), 'line')})…",
+                   expanded=True) as box:
         bar = st.progress(0.0, text="loading the model")
         started = time.perf_counter()
         try:
@@ -148,7 +159,7 @@ def summary(workspace: Workspace) -> None:
     cols[0].metric("Lines", f"{report.n_lines:,}")
     cols[1].metric("Sessions", f"{result.n_sessions:,}")
     cols[2].metric("Anomalous sessions", f"{result.n_anomalous_sessions:,}",
-                   help=f"At the current threshold {state.current_threshold():.4f}")
+                   help=f"At the current threshold {format_threshold(state.current_threshold())}")
     cols[3].metric("Lines that did not parse", f"{report.n_unparsed:,}")
     st.caption(
         f"**{workspace.source}** · format {report.format_description} · sessions by "
@@ -156,15 +167,15 @@ def summary(workspace: Workspace) -> None:
     )
     if report.n_unparsed:
         st.warning(
-            f"{report.n_unparsed:,} of {report.n_lines:,} lines did not match the format; they are "
-            "kept (the whole line is the message) and scored. The first few:",
+            f"{report.n_unparsed:,} of {plural(report.n_lines, 'line')} did not match the "
+            "format; they are kept (the whole line is the message) and scored. The first few:",
             icon=":material/extension:",
         )
         st.dataframe(pd.DataFrame(report.examples, columns=["line_no", "line"]), hide_index=True,
                      key="unparsed_examples")
     if report.replaced_bytes:
-        lines = f"{report.invalid_lines:,} of {report.n_lines:,} lines" if report.invalid_lines \
-            else "Some lines"
+        lines = (f"{report.invalid_lines:,} of {plural(report.n_lines, 'line')}"
+                 if report.invalid_lines else "Some lines")
         st.warning(f"The file is not valid UTF-8: {lines} held undecodable bytes, replaced by "
                    "� and scored.")
     for message in report.fit_warnings:
@@ -173,17 +184,38 @@ def summary(workspace: Workspace) -> None:
     labels = workspace.labels
     if labels is not None:
         st.success(
-            f"Labels from {labels.source}: {labels.n_labelled:,} of {labels.n_total:,} "
-            f"{labels.level}s labelled, {labels.n_anomalous:,} anomalous.", icon=":material/label:",
+            f"Labels from {labels.source}: {labels.n_labelled:,} of "
+            f"{plural(labels.n_total, labels.level)} labelled, {labels.n_anomalous:,} anomalous.",
+            icon=":material/label:",
         )
     elif workspace.has_labels:
         st.success("The log carries inline labels; they are used for evaluation.",
                    icon=":material/label:")
-    links = st.columns(3)
+    links = st.columns(5)
     links[0].page_link("views/distribution.py", label="Score distribution",
                        icon=":material/bar_chart:")
     links[1].page_link("views/anomalies.py", label="Anomalies", icon=":material/warning:")
-    links[2].page_link("views/download.py", label="Download the CSV", icon=":material/download:")
+    links[2].page_link("views/timeline.py", label="Timeline", icon=":material/timeline:")
+    links[3].page_link("views/templates.py", label="Templates", icon=":material/list_alt:")
+    links[4].page_link("views/download.py", label="Download the CSV", icon=":material/download:")
+
+
+def current_file_note(upload: LogUpload) -> None:
+    """Which file the settings and training below apply to (the uploader may look empty)."""
+    where = " (the bundled sample)" if upload.path else ""
+    forgotten = (" The uploader above no longer shows it after a visit to another page; drop "
+                 "another file to replace it." if st.session_state.get(LOG_FILE) is None
+                 and not upload.path else "")
+    st.caption(f"Current file: **{upload.name}**{where} · {plural(len(upload.lines), 'line')} · "
+               f"{upload.n_bytes / 1e6:,.1f} MB.{forgotten}")  # MB as the uploader counts
+
+
+def previous_result_heading(workspace: Workspace) -> None:
+    """Set apart a summary that is not of the file the error above is about."""
+    st.divider()
+    st.subheader(f"Still loaded: {workspace.source}", anchor=False)
+    st.caption("The scores of the log before, which every other page still shows; they are not "
+               "of the file the error above is about.")
 
 
 def store_settings() -> None:
@@ -248,12 +280,13 @@ def training_section(upload: LogUpload | None, missing: bool, misfit: bool = Fal
             st.write("Upload a log first; a new model learns what is normal in it (no labels).")
             return
         st.write(
-            f"Learns what is normal in **{upload.name}** ({len(upload.lines):,} lines, no labels "
-            "needed) with the format and session settings above, then scores it. Stay on this "
-            "page while it trains."
+            f"Learns what is normal in **{upload.name}** ({plural(len(upload.lines), 'line')}, "
+            "no labels needed) with the format and session settings above, then scores it. Stay "
+            "on this page while it trains."
         )
         limits = TrainingLimits.from_env()
-        st.caption(f"Up to {limits.max_lines:,} lines and {limits.max_epochs} epochs "
+        st.caption(f"Up to {plural(limits.max_lines, 'line')} and "
+                   f"{plural(limits.max_epochs, 'epoch')} "
                    "(TINYLOGBERT_DASHBOARD_MAX_TRAIN_LINES, TINYLOGBERT_DASHBOARD_MAX_EPOCHS); "
                    "the model is kept in a temporary folder, deleted when no longer used.")
         preset = TRAINING_PRESETS[st.selectbox("Model size", list(TRAINING_PRESETS),
@@ -320,8 +353,12 @@ st.file_uploader(
 model_path = state.active_model_path()
 missing = not model_exists(model_path)
 model_notice(model_path, missing)
-upload = chosen_log()
-failed_here = False
+upload, read_error = chosen_log()
+if read_error:
+    st.error(read_error, icon=":material/error:")
+failed_here = read_error is not None
+if upload is not None:
+    current_file_note(upload)
 if upload is not None and not missing:
     settings = applied_settings()
     key = input_key(upload, settings, str(model_path), model_stamp(model_path))
@@ -338,6 +375,8 @@ workspace = state.current_workspace()
 if workspace is None and upload is None and st.session_state.get(LOG_FILE) is None:
     st.info("Drop a log file above, or use the HDFS sample.", icon=":material/description:")
 if workspace is not None:
+    if failed_here:
+        previous_result_heading(workspace)
     if upload is None or workspace.input_digest == upload.digest:
         apply_labels(workspace, labels_input())
     summary(workspace)
