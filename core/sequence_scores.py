@@ -46,14 +46,19 @@ def empty_scores(n_seq: int, n_pos: int, hidden: int) -> SequenceScores:
 
 
 def length_batches(lengths: np.ndarray) -> list[np.ndarray]:
-    """Group sequences of similar length so padding stays small."""
+    """Batches of sequences of one length each (at most ``POSITIONS_PER_BATCH`` positions).
+
+    Why one length: a sequence is then always padded to the same width, whatever else the log
+    holds, so its scores do not depend on its neighbours (with ONNX Runtime they are then
+    bit-identical: ``streaming`` and the cross-call cache rely on it); and no padding is wasted.
+    """
     order = np.argsort(lengths, kind="stable")
-    out, current, width = [], [], 0
+    out, current = [], []
     for i in order:
-        width = max(width, int(lengths[i]) + 1)
-        if current and width * (len(current) + 1) > POSITIONS_PER_BATCH:
+        if current and (lengths[i] != lengths[current[-1]]
+                        or (int(lengths[i]) + 1) * (len(current) + 1) > POSITIONS_PER_BATCH):
             out.append(np.asarray(current))
-            current, width = [], int(lengths[i]) + 1
+            current = []
         current.append(i)
     if current:
         out.append(np.asarray(current))
