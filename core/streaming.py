@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Self
 
 import numpy as np
 import pyarrow as pa
@@ -69,7 +69,14 @@ from .log_reader import (
     _split_lines,
     check_readable,
 )
-from .sessions import ORPHAN_GROUP, SessionConfig, SessionIndex, id_members, resolve_rule, window_starts
+from .sessions import (
+    ORPHAN_GROUP,
+    SessionConfig,
+    SessionIndex,
+    id_members,
+    resolve_rule,
+    window_starts,
+)
 
 if TYPE_CHECKING:
     from .detector import TinyLogBERTDetector
@@ -398,7 +405,7 @@ class SpilledLog:
     chunks: int
     spill_bytes: int
 
-    def __enter__(self) -> SpilledLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -422,10 +429,12 @@ class SpilledLog:
 
 def spill(
     path: str | Path, log_format: str | LogFormat = "auto", prefer: LogFormat | None = None,
-    sessions: SessionConfig = SessionConfig(), config: StreamConfig = StreamConfig(),
+    sessions: SessionConfig | None = None, config: StreamConfig | None = None,
 ) -> SpilledLog:
     """Passes 0 and 1 (they need the trained format and session rule, not the model: the CLI
-    runs them while the model loads)."""
+    runs them while the model loads). ``sessions``: the rule to use (None: the format's)."""
+    sessions = sessions or SessionConfig()
+    config = config or StreamConfig()
     path = check_readable(path)
     source = str(path)
     if not supports(sessions):
@@ -778,7 +787,7 @@ class _Scorer:
 def score_file(
     detector: TinyLogBERTDetector, path: str | Path, lines_out: str | Path,
     sessions_out: str | Path | None = None, options: ScoreOptions | None = None,
-    config: StreamConfig = StreamConfig(),
+    config: StreamConfig | None = None,
 ) -> StreamSummary:
     """Score the log file ``path`` into ``lines_out`` (LINES.csv) and ``sessions_out``
     (SESSIONS.csv) in bounded memory: the files ``ScoreResult.write_lines_csv`` and
