@@ -19,7 +19,8 @@ slice, and the slices are cut where nothing global changes:
    session rows in order of first appearance, as the in-memory path orders them.
 
 A line shared by a finished and an open session (overlapping windows; an HDFS line naming two
-blocks) waits for both; the finished one is then scored again with it (a cache hit). Held in
+blocks) waits for both; a finished session is scored when its lines are final, and once more
+when some were final before the others (its model results then come from the cache). Held in
 memory: the lines from the first line of the oldest session still needed to the current chunk,
 so memory stays flat when sessions are short-lived (windows, requests, the benchmark's HDFS
 copies) and grows with a session's span when one lives across the whole log.
@@ -312,25 +313,71 @@ def _piece_size(n: int) -> int:
     return min(max(-(-n // workers), MIN_PARSE_CHUNK), MAX_PARSE_CHUNK)
 
 
-def _parse_chunk(lines: pa.Array, fmt: LogFormat, start: int, piece: int,
-                 source: str) -> ParsedLog:
-    """``parse_log`` on lines ``start ...`` of a log, cut in slices of ``piece`` lines."""
+@dataclass
+class _Chunk:
+    """One chunk being parsed: its slices' futures, then what they gave."""
+
+    start: int
+    futures: list
+    invalid: int
+    replaced: bool
+
+
+def _work(raw: pa.Array, fmt: LogFormat, pattern: str | None):
+    """One slice: ``_parse_piece``, and the session ids of its lines (``id_members``), in a
+    worker thread (Arrow's kernels release the GIL)."""
+    table, words, fields = _parse_piece(raw, fmt)
+    if pattern is None:
+        return table, words, fields, None
+    try:
+        ids = id_members(ParsedLog(table=table, words=words, format=fmt, fields=fields), pattern)
+    except FormatError as exc:  # a field no line of this slice has (JSON keys)
+        if not FIELD_REFERENCE.match(pattern):
+            raise
+        ids = exc
+    return table, words, fields, ids
+
+
+def _submit(pool: ThreadPoolExecutor, lines: pa.Array, fmt: LogFormat, start: int, piece: int,
+            pattern: str | None, invalid: int = 0, replaced: bool = False) -> _Chunk:
     raw = pc.cast(lines, pa.large_string())
-    pieces = [raw.slice(at, piece) for at in range(0, len(raw), piece)]
-    if len(pieces) == 1:
-        parts = [_parse_piece(pieces[0], fmt)]
-    else:
-        workers = min(len(pieces), os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(lambda p: _parse_piece(p, fmt), pieces))
+    futures = [pool.submit(_work, raw.slice(at, piece), fmt, pattern)
+               for at in range(0, len(raw), piece)]
+    return _Chunk(start, futures, invalid, replaced)
+
+
+def _collect(chunk: _Chunk, fmt: LogFormat, source: str):
+    """``parse_log``'s result for the chunk's lines (numbered from ``chunk.start``), and its
+    (line, session id) pairs as ``id_members`` gives them (None: windows; an exception: the id
+    field is in none of its slices)."""
+    parts = [future.result() for future in chunk.futures]
     table = pa.concat_tables([part[0] for part in parts]).combine_chunks()
-    line_no = np.arange(start + 1, start + len(raw) + 1, dtype=np.int64)
-    table = table.add_column(0, "line_no", pa.array(line_no))
+    n = table.num_rows
+    table = table.add_column(0, "line_no", pa.array(
+        np.arange(chunk.start + 1, chunk.start + n + 1, dtype=np.int64)))
     fields = None
     if parts[0][2] is not None:
         fields = pa.concat_tables([part[2] for part in parts], promote_options="default")
-    return ParsedLog(table=table, words=pa.concat_arrays([part[1] for part in parts]),
-                     format=fmt, source=source, fields=fields)
+    parsed = ParsedLog(table=table, words=pa.concat_arrays([part[1] for part in parts]),
+                       format=fmt, source=source, fields=fields)
+    ids = [part[3] for part in parts]
+    if ids[0] is None:
+        return parsed, None
+    found = [(at, part) for at, part in zip(np.cumsum([0] + [len(p[1]) for p in parts]), ids)
+             if not isinstance(part, Exception)]
+    if not found:
+        return parsed, ids[0]
+    local = np.concatenate([part[0] + at for at, part in found]).astype(np.int64)
+    sid = pa.concat_arrays([pc.cast(part[1] if isinstance(part[1], pa.Array)
+                                    else pa.array(part[1], type=pa.large_string()),
+                                    pa.large_string()) for _, part in found])
+    return parsed, (local, sid, found[0][1][2])
+
+
+def _parse_head(lines: pa.Array, fmt: LogFormat, source: str) -> ParsedLog:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return _collect(_submit(pool, lines, fmt, 0, _piece_size(len(lines)), None),
+                        fmt, source)[0]
 
 
 class _Sessions:
@@ -445,7 +492,7 @@ def spill(
         fmt = detection.format
     else:
         detection, fmt = None, get_format(log_format or "auto")
-    head = _parse_chunk(survey.head.lines, fmt, 0, _piece_size(len(survey.head)), source)
+    head = _parse_head(survey.head.lines, fmt, source)
     by, pattern = resolve_rule(head, sessions)
     rule = _Rule(by=by, pattern=pattern)
     if by == "window":
@@ -477,25 +524,37 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
     spill_path = folder / _SPILL_NAME
     sink = pa.OSFile(str(spill_path), "wb")
     piece = _piece_size(n_expected) if fmt.is_jsonl else _piece_size(chunk_lines)
-    try:
+    pattern = rule.pattern if rule.by == "id" else None
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+
+    def parsed_chunks():
+        """Chunk k+1 is read and parsed while chunk k is numbered and spilled."""
+        at, ahead = 0, None
         for lines, bad, rep in _line_chunks(path, chunk_lines):
-            invalid += bad
-            replaced |= rep
-            parsed = _parse_chunk(lines, fmt, start, piece, source)
+            chunk = _submit(pool, lines, fmt, at, piece, pattern, bad, rep)
+            at += len(lines)
+            if ahead is not None:
+                yield ahead, _collect(ahead, fmt, source)
+            ahead = chunk
+        if ahead is not None:
+            yield ahead, _collect(ahead, fmt, source)
+
+    try:
+        for chunk, (parsed, ids) in parsed_chunks():
+            invalid += chunk.invalid
+            replaced |= chunk.replaced
             m = len(parsed)
             unparsed += parsed.n_unparsed
             labelled = labelled or parsed.table["label"].null_count < m
             if rule.by == "window":
                 line, codes = _window_pairs(start, m, rule)
             else:
-                try:
-                    local, sid, rule.strategy = id_members(parsed, rule.pattern)
-                    field_seen = True
-                except FormatError as exc:  # a field no line of this chunk has (JSON keys)
-                    if not FIELD_REFERENCE.match(rule.pattern or ""):
-                        raise
-                    field_error = field_error or exc
+                if isinstance(ids, Exception):
+                    field_error = field_error or ids
                     local, sid = np.zeros(0, dtype=np.int64), pa.array([], pa.large_string())
+                else:
+                    local, sid, rule.strategy = ids
+                    field_seen = True
                 line, codes, orphans = _id_pairs(parsed, local, sid, start, orphans,
                                                  orphan_last, registry)
             counts = np.bincount(line - start, minlength=m)
@@ -512,6 +571,7 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
             start += m
             chunks += 1
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if writer is not None:
             writer.close()
         sink.close()
@@ -543,6 +603,14 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
         ids=ids, first=first, last=last, folder=folder, chunks=chunks,
         spill_bytes=spill_path.stat().st_size,
     )
+
+
+def _distinct(codes: np.ndarray) -> np.ndarray:
+    """Sorted distinct codes (a bincount over their range: no hashing, no sort)."""
+    if not len(codes):
+        return codes
+    lo = int(codes.min())
+    return np.flatnonzero(np.bincount(codes - lo)) + lo
 
 
 def _window_pairs(start: int, m: int, rule: _Rule) -> tuple[np.ndarray, np.ndarray]:
@@ -695,17 +763,15 @@ class _Scorer:
         """Score what is complete, write what is final, drop what no later batch needs."""
         if not len(self.pair_code):
             return
-        closed_pair = self.s.last[self.pair_code] < self.read
         pending = self.pair_line >= self.done
-        open_pending = pending & ~closed_pair
+        open_pending = pending & (self.s.last[self.pair_code] >= self.read)
         until = self.read if final or not open_pending.any() else \
             int(self.pair_line[open_pending].min())
-        candidates = np.unique(self.pair_code[closed_pair])
-        fresh = candidates[~self.scored[candidates]]
-        final_lines = pending & (self.pair_line < until)
-        wanted = np.union1d(fresh, self.pair_code[final_lines])
+        # The sessions of the lines that are final now (all complete). A complete session
+        # whose lines all wait is scored later, with them: once, not twice.
+        wanted = _distinct(self.pair_code[pending & (self.pair_line < until)])
         if len(wanted):
-            self._score(wanted, fresh, until)
+            self._score(wanted, wanted[~self.scored[wanted]], until)
         self.done = until
         later = self.pair_line >= until
         keep_from = until
@@ -716,9 +782,14 @@ class _Scorer:
     def _score(self, wanted: np.ndarray, fresh: np.ndarray, until: int) -> None:
         """Score the sessions ``wanted`` (sorted codes) on a sub-log of exactly their lines;
         write lines ``done .. until`` and queue the rows of the ``fresh`` sessions."""
-        member = np.isin(self.pair_code, wanted)
+        lo_code = int(wanted[0])
+        chosen = np.zeros(int(wanted[-1]) - lo_code + 1, dtype=bool)
+        chosen[wanted - lo_code] = True
+        shifted = self.pair_code - lo_code
+        member = (shifted >= 0) & (shifted < len(chosen))
+        member[member] = chosen[shifted[member]]
         p_line, p_code = self.pair_line[member], self.pair_code[member]
-        lines = np.unique(p_line)
+        lines = p_line[np.r_[True, p_line[1:] != p_line[:-1]]]  # pairs are in line order
         held = pa.concat_tables(self.held)
         table = held.take(pa.array(lines - self.base)).combine_chunks()
         order = np.argsort(p_code, kind="stable")  # by session, line order kept within each
