@@ -244,7 +244,8 @@ class _Survey:
     head: LogLines  # the first RULE_LINES lines
 
 
-def _survey(path: Path, source: str) -> _Survey:
+def survey_log(path: Path, source: str) -> _Survey:
+    """Pass 0: the line count, the format-detection sample and the first lines."""
     newlines = 0
     blank = True
     first = bytearray()
@@ -284,7 +285,7 @@ def _survey(path: Path, source: str) -> _Survey:
     return _Survey(n_lines=n, sample=joined(sample), head=joined(head))
 
 
-def _line_chunks(path: Path, chunk_lines: int) -> Iterator[tuple[pa.LargeStringArray, int, bool]]:
+def line_chunks(path: Path, chunk_lines: int) -> Iterator[tuple[pa.LargeStringArray, int, bool]]:
     """Lines in chunks of exactly ``chunk_lines`` (the last: what is left), with the invalid
     UTF-8 lines counted and whether bytes were replaced."""
     held: list[pa.Array] = []
@@ -374,7 +375,8 @@ def _collect(chunk: _Chunk, fmt: LogFormat, source: str):
     return parsed, (local, sid, found[0][1][2])
 
 
-def _parse_head(lines: pa.Array, fmt: LogFormat, source: str) -> ParsedLog:
+def parse_lines(lines: pa.Array, fmt: LogFormat, source: str = "<input>") -> ParsedLog:
+    """``parse_log`` of one chunk with a known format (lines numbered from 1)."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return _collect(_submit(pool, lines, fmt, 0, _piece_size(len(lines)), None),
                         fmt, source)[0]
@@ -486,13 +488,13 @@ def spill(
     source = str(path)
     if not supports(sessions):
         raise FormatError("time windows are scored in memory only; use --stream off")
-    survey = _survey(path, source)
+    survey = survey_log(path, source)
     if isinstance(log_format, str) and log_format.strip().lower() == "auto":
         detection = _preferred_format(survey.sample, prefer) or detect_format(survey.sample)
         fmt = detection.format
     else:
         detection, fmt = None, get_format(log_format or "auto")
-    head = _parse_head(survey.head.lines, fmt, source)
+    head = parse_lines(survey.head.lines, fmt, source)
     by, pattern = resolve_rule(head, sessions)
     rule = _Rule(by=by, pattern=pattern)
     if by == "window":
@@ -530,7 +532,7 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
     def parsed_chunks():
         """Chunk k+1 is read and parsed while chunk k is numbered and spilled."""
         at, ahead = 0, None
-        for lines, bad, rep in _line_chunks(path, chunk_lines):
+        for lines, bad, rep in line_chunks(path, chunk_lines):
             chunk = _submit(pool, lines, fmt, at, piece, pattern, bad, rep)
             at += len(lines)
             if ahead is not None:
