@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(gzip: 6.4 MiB) or when --chunk-lines is given; not for time windows")
     p.add_argument("--chunk-lines", type=int, default=0, metavar="LINES",
                    help="lines read, parsed and scored per step when streaming (default "
-                        "131,072); giving it streams")
+                        "32,768); giving it streams")
     _add_format_options(p)
     add_ray_arguments(p)
     p.set_defaults(func=cmd_score)
