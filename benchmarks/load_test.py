@@ -103,8 +103,11 @@ def request_bodies(log: Path, lines_per_request: int, cold_requests: int = 0) ->
     width = len(str(cold_requests))
     bodies = []
     for i in range(cold_requests):
-        text = b"\n".join(perturbed(chunks[i % len(chunks)], random.Random(i)))
-        bodies.append(_body(renamed(text, f"{i:0{width}d}").split(b"\n")))
+        start = (i * lines_per_request) % len(lines)
+        window = (lines + lines)[start:start + 2 * lines_per_request]  # drops need spare lines
+        kept = perturbed(window, random.Random(i))[:lines_per_request]  # exactly the size asked
+        text = renamed(b"\n".join(kept), f"{i:0{width}d}")
+        bodies.append(_body(text.split(b"\n")))
     return bodies
 
 

@@ -267,7 +267,10 @@ class OnnxTinyLogBERT:
 
 # ONNX Runtime's ReduceSum (Eigen, 16-byte packets) sums a row of the [rows, width, classes]
 # next-line distributions in an order that depends on where the row starts modulo 4 floats
-# (measured: the entropy of one sequence differed by 1 ulp between odd and even rows of a batch).
+# (measured: the entropy of one sequence differed by 1 ulp between odd and even rows of a batch,
+# so a session's score depended on which sessions shared its batch). With every row aligned, a
+# sequence's outputs are bit-identical alone or in any batch of any width (tested), which is what
+# the cross-call cache and ``streaming``'s byte-identical files rely on.
 ALIGN_FLOATS = 4
 
 

@@ -46,19 +46,14 @@ def empty_scores(n_seq: int, n_pos: int, hidden: int) -> SequenceScores:
 
 
 def length_batches(lengths: np.ndarray) -> list[np.ndarray]:
-    """Batches of sequences of one length each (at most ``POSITIONS_PER_BATCH`` positions).
-
-    Why one length: a sequence is then always padded to the same width, whatever else the log
-    holds, so its scores do not depend on its neighbours (with ONNX Runtime they are then
-    bit-identical: ``streaming`` and the cross-call cache rely on it); and no padding is wasted.
-    """
+    """Group sequences of similar length so padding stays small."""
     order = np.argsort(lengths, kind="stable")
-    out, current = [], []
+    out, current, width = [], [], 0
     for i in order:
-        if current and (lengths[i] != lengths[current[-1]]
-                        or (int(lengths[i]) + 1) * (len(current) + 1) > POSITIONS_PER_BATCH):
+        width = max(width, int(lengths[i]) + 1)
+        if current and width * (len(current) + 1) > POSITIONS_PER_BATCH:
             out.append(np.asarray(current))
-            current = []
+            current, width = [], int(lengths[i]) + 1
         current.append(i)
     if current:
         out.append(np.asarray(current))

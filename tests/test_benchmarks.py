@@ -286,6 +286,7 @@ def test_cold_load_test_bodies_are_all_distinct_sequences():
     blocks = [set(re.findall(r"blk_-?\d+", body.decode())) for body in cold]
     assert not blocks[0] & blocks[len(warm)]  # the same chunk, later: other block ids
     assert cold[0] != warm[0] and json.loads(cold[0])["lines"] != json.loads(cold[1])["lines"]
+    assert {len(json.loads(body)["lines"]) for body in cold} == {500}  # the server's limit
 
 
 def test_count_csv_rows(tmp_path):
