@@ -65,6 +65,27 @@ def test_streaming_writes_the_in_memory_files_byte_for_byte(case, detector, tmp_
     assert summary.lines == lines.count(b"\n") - 1
 
 
+def test_feedback_and_a_given_threshold_give_the_same_bytes(tmp_path):
+    """Sessions marked normal (``suppressed_by``, the lines' verdicts judged across sessions)
+    and a threshold given for the run, streamed as in memory."""
+    import shutil
+
+    from tinylogbert.feedback import mark_normal
+
+    model = tmp_path / "model"
+    shutil.copytree(CHECKPOINT, model)
+    base = TinyLogBERTDetector.load(model, runtime="onnx")
+    flagged = pipeline.run(base, SMALL_LOG).result.session_frame
+    flagged = flagged[flagged["is_anomaly"]]["session_id"].tolist()
+    mark_normal(model, SMALL_LOG, flagged[:3])
+    detector = TinyLogBERTDetector.load(model, runtime="onnx")
+    options = pipeline.ScoreOptions(threshold=4.0)
+    lines, sessions_csv, _ = _in_memory(detector, SMALL_LOG, options, tmp_path)
+    got_lines, got_sessions, summary = _streamed(detector, SMALL_LOG, options, tmp_path, 700)
+    assert (got_lines, got_sessions) == (lines, sessions_csv)
+    assert summary.suppressed_sessions >= 3 and summary.threshold == 4.0
+
+
 def test_lines_without_ids_invalid_bytes_and_crlf_across_chunks(detector, tmp_path):
     """Id-less lines group into sessions of 20 across chunk ends, as in memory; repaired bytes
     are counted in the same warning; a CRLF log without a final newline keeps every line."""
