@@ -26,9 +26,10 @@ so memory stays flat when sessions are short-lived (windows, requests, the bench
 copies) and grows with a session's span when one lives across the whole log.
 
 Not streamed: time windows (their ids need the log's first time before the first line can be
-placed), which stay in memory (``supports``). Scores are identical with ONNX Runtime (the CLI's
-default), whose results do not depend on which sequences share a batch; torch's differ by up to
-3e-6 between batch compositions, in memory as here.
+placed), which stay in memory (``supports``). The bytes are identical with ONNX Runtime (the
+CLI's default), whose outputs for a sequence do not depend on which sequences share its batch
+(``onnx_runtime.ALIGN_FLOATS``); torch's differ by a few 1e-6 between batch compositions, so
+with ``runtime='torch'`` a score's last digit may differ from the in-memory run's.
 """
 from __future__ import annotations
 
