@@ -4,10 +4,16 @@ Starts ``python -m tinylogbert.cli.serve`` on 127.0.0.1 (loopback only, a free p
 async clients each post ``--lines``-line chunks of ``sample_data/HDFS_sample.log.gz`` to
 ``POST /v1/score`` until ``--requests`` requests are done or ``--max-seconds`` have passed. Meanwhile
 a probe calls ``/v1/health`` every 0.2 s, which shows whether health stays responsive under load.
-Prints requests/s, lines/s, p50/p99 latency and the error count (any non-200 or failed request)::
+Prints requests/s, lines/s, p50/p95/p99 latency and the error count (any non-200 or failed
+request)::
 
     python -m benchmarks.load_test --model checkpoint --clients 32 --lines 1000 \\
-        --requests 320 --max-seconds 120
+        --requests 320 --max-seconds 120 [--cold]
+
+By default requests cycle through 64 chunks of the log, so after the first round the server's
+sequence cache answers most of each request. ``--cold`` makes every request distinct: its block
+ids renamed (new blocks) and each line dropped or doubled with probability 0.1 (new session
+sequences: the cache, keyed by the masked lines, cannot answer them), the warm-up included.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import asyncio
 import gzip
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -44,6 +51,7 @@ class LoadTestConfig:
     log: Path = DEFAULT_LOG
     server_args: tuple[str, ...] = ()  # extra ``serve`` flags, e.g. ("--max-concurrency", "2")
     startup_seconds: float = 120.0
+    cold: bool = False  # every request distinct (see the module docstring)
 
 
 @dataclass
@@ -56,34 +64,56 @@ class LoadTestReport:
     requests_per_s: float
     lines_per_s: float  # successfully scored lines
     p50_ms: float
+    p95_ms: float
     p99_ms: float
     max_ms: float
     health_checks: int
     health_p99_ms: float
     server: dict = field(default_factory=dict)  # model size and scoring settings, from /v1/model
     error_examples: list[str] = field(default_factory=list)
+    cold: bool = False
 
     def describe(self) -> str:
         return (
-            f"{self.requests:,} requests of {self.lines_per_request:,} lines from "
+            f"{self.requests:,} {'distinct (cold) ' if self.cold else ''}requests of "
+            f"{self.lines_per_request:,} lines from "
             f"{self.clients} clients in {self.seconds:.1f}s: {self.requests_per_s:.1f} requests/s, "
             f"{self.lines_per_s:,.0f} lines/s, latency p50 {self.p50_ms:.0f} ms / "
-            f"p99 {self.p99_ms:.0f} ms / max {self.max_ms:.0f} ms, {self.errors} errors; "
+            f"p95 {self.p95_ms:.0f} ms / p99 {self.p99_ms:.0f} ms / max {self.max_ms:.0f} ms, "
+            f"{self.errors} errors; "
             f"health p99 {self.health_p99_ms:.0f} ms over {self.health_checks} checks under load "
             f"(server: {', '.join(f'{k} {v:,}' for k, v in self.server.items())})"
         )
 
 
-def request_bodies(log: Path, lines_per_request: int) -> list[bytes]:
+def request_bodies(log: Path, lines_per_request: int, cold_requests: int = 0) -> list[bytes]:
     """JSON bodies of consecutive ``lines_per_request``-line chunks (encoded once, up front, so
-    the clients spend the shared CPU on sending, not on encoding)."""
-    with gzip.open(log, "rt", encoding="utf-8", errors="replace") as f:
+    the clients spend the shared CPU on sending, not on encoding). ``cold_requests``: that many
+    distinct bodies instead (renamed blocks, lines dropped or doubled; seeded per request)."""
+    with gzip.open(log, "rb") as f:
         lines = f.read().splitlines()
     chunks = [lines[i:i + lines_per_request]
               for i in range(0, len(lines) - lines_per_request + 1, lines_per_request)]
     if not chunks:
         raise SystemExit(f"error: {log} has fewer than {lines_per_request} lines")
-    return [json.dumps({"lines": c}).encode() for c in chunks[:MAX_CHUNKS]]
+    if not cold_requests:
+        return [_body(c) for c in chunks[:MAX_CHUNKS]]
+    from benchmarks.throughput import perturbed, renamed
+
+    width = len(str(cold_requests))
+    bodies = []
+    for i in range(cold_requests):
+        start = (i * lines_per_request) % len(lines)
+        window = (lines + lines)[start:start + 2 * lines_per_request]  # drops need spare lines
+        kept = perturbed(window, random.Random(i))[:lines_per_request]  # exactly the size asked
+        text = renamed(b"\n".join(kept), f"{i:0{width}d}")
+        bodies.append(_body(text.split(b"\n")))
+    return bodies
+
+
+def _body(lines: list[bytes]) -> bytes:
+    return json.dumps({"lines": [line.decode("utf-8", errors="replace") for line in lines]}
+                      ).encode()
 
 
 def free_port() -> int:
@@ -129,6 +159,7 @@ async def run_load(base: str, config: LoadTestConfig, bodies: list[bytes]) -> Lo
         server = {k: model[k] for k in ("parameters", "max_concurrency", "torch_threads")}
         for body in bodies[:2]:  # warm-up, not measured
             await client.post("/v1/score", content=body, headers=headers)
+        bodies = bodies[2:] if config.cold else bodies  # cold: no body is scored twice
         started = time.perf_counter()
         deadline = started + config.max_seconds
         done = asyncio.Event()
@@ -170,16 +201,17 @@ async def run_load(base: str, config: LoadTestConfig, bodies: list[bytes]) -> Lo
         errors=len(errors), seconds=round(seconds, 2),
         requests_per_s=round(len(latencies) / seconds, 2),
         lines_per_s=round(ok * config.lines / seconds, 1),
-        p50_ms=round(float(np.percentile(ms, 50)), 1), p99_ms=round(float(np.percentile(ms, 99)), 1),
+        p50_ms=round(float(np.percentile(ms, 50)), 1), p95_ms=round(float(np.percentile(ms, 95)), 1),
+        p99_ms=round(float(np.percentile(ms, 99)), 1),
         max_ms=round(float(ms.max()), 1), health_checks=len(health),
         health_p99_ms=round(float(np.percentile(health_ms, 99)), 1), server=server,
-        error_examples=list(dict.fromkeys(errors))[:5],
+        error_examples=list(dict.fromkeys(errors))[:5], cold=config.cold,
     )
 
 
 def run(config: LoadTestConfig) -> LoadTestReport:
     """Start the server, load it, stop it; the server's own output is shown if it fails."""
-    bodies = request_bodies(config.log, config.lines)
+    bodies = request_bodies(config.log, config.lines, config.requests + 2 if config.cold else 0)
     port = free_port()
     base = f"http://{HOST}:{port}"
     with tempfile.TemporaryFile() as server_log:
@@ -209,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", default=str(DEFAULT_LOG), help="gzip log whose lines are posted")
     p.add_argument("--max-concurrency", type=int, help="the server's scoring slots")
     p.add_argument("--threads", type=int, help="the server's torch threads")
+    p.add_argument("--cold", action="store_true",
+                   help="every request distinct: renamed blocks, new session sequences")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = p.parse_args(argv)
     if min(args.clients, args.lines, args.requests) < 1 or args.max_seconds <= 0:
@@ -221,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     config = LoadTestConfig(
         model=Path(args.model), clients=args.clients, lines=args.lines, requests=args.requests,
         max_seconds=args.max_seconds, log=Path(args.log), server_args=tuple(server_args),
+        cold=args.cold,
     )
     report = run(config)
     print(json.dumps(asdict(report)) if args.json else report.describe())

@@ -5,6 +5,7 @@ import argparse
 import gzip
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -231,6 +232,61 @@ def test_replicate_renames_blocks_per_copy(tmp_path):
     assert not (blocks[0] | blocks[1]) & blocks[2]
     # the rename touches block ids only
     assert re.sub(rb"blk_-?\d+", b"B", lines[1000]) == re.sub(rb"blk_-?\d+", b"B", lines[0])
+
+
+def test_perturbed_copies_rename_blocks_and_rarely_repeat_a_session(tmp_path):
+    from benchmarks.throughput import replicate_perturbed
+
+    source = gzip.decompress(SMALL_LOG.read_bytes()).splitlines()
+    out = tmp_path / "unique.log"
+    replicate_perturbed(source, 15_000, out)
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 15_000
+    sessions: dict[bytes, list[bytes]] = {}
+    for line in lines:
+        for block in dict.fromkeys(re.findall(rb"blk_-?\d+", line)):
+            sessions.setdefault(block, []).append(re.sub(rb"blk_-?\d+|\d+", b"", line))
+    sequences = {tuple(v) for v in sessions.values()}
+    plain = {}
+    for line in source:  # the source's own sessions repeat a sequence far more often
+        for block in dict.fromkeys(re.findall(rb"blk_-?\d+", line)):
+            plain.setdefault(block, []).append(re.sub(rb"blk_-?\d+|\d+", b"", line))
+    share = len(sequences) / len(sessions)
+    plain_share = len({tuple(v) for v in plain.values()}) / len(plain)
+    assert share > 0.9 > plain_share
+
+
+def test_throughput_reads_sessions_and_sequences_from_the_cli_report():
+    from benchmarks.throughput import _sequences
+
+    report = ("scored 45,066 lines in 2,516 sessions in 0.6s (71,678 lines/s); format hdfs; 0 "
+              "lines did not parse (kept, parse_ok=false); 64 sessions above threshold 6.638; "
+              "182 distinct session sequences went through the model")
+    assert _sequences(report) == (2516, 182)
+
+
+def test_peak_rss_of_a_child_is_its_own(tmp_path):
+    """Not the parent's: this test process holds 100 MB more than the child that does nothing."""
+    from benchmarks.throughput import run_measured
+
+    ballast = bytearray(100 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    grow = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"
+    _, small, done = run_measured([sys.executable, "-c", "pass"])
+    _, big, _ = run_measured([sys.executable, "-c", grow])
+    assert done.returncode == 0 and small < 100 and big > small + 250
+
+
+def test_cold_load_test_bodies_are_all_distinct_sequences():
+    from benchmarks.load_test import request_bodies
+
+    warm = request_bodies(SMALL_LOG, 500)
+    cold = request_bodies(SMALL_LOG, 500, cold_requests=40)
+    assert len(cold) == 40 and len(set(cold)) == 40
+    blocks = [set(re.findall(r"blk_-?\d+", body.decode())) for body in cold]
+    assert not blocks[0] & blocks[len(warm)]  # the same chunk, later: other block ids
+    assert cold[0] != warm[0] and json.loads(cold[0])["lines"] != json.loads(cold[1])["lines"]
+    assert {len(json.loads(body)["lines"]) for body in cold} == {500}  # the server's limit
 
 
 def test_count_csv_rows(tmp_path):

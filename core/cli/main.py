@@ -204,6 +204,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         for message in summary["warnings"]:
             warn(message)
         return 0
+    from tinylogbert.cli.streaming import score_streaming, wants_streaming
+
+    if wants_streaming(args, sessions):
+        return score_streaming(args, sessions)
     started = time.perf_counter()
     # Importing torch and transformers and loading the model take seconds: do it in the
     # background while the log is read and parsed (Arrow kernels, which release the GIL).
@@ -226,8 +230,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     result.write_lines_csv(args.out)
     if args.sessions_out:
         result.write_sessions_csv(args.sessions_out)
-    seconds = time.perf_counter() - started
-    s = result.summary()
+    # A freshly loaded detector's sequence cache is empty: its misses are what the model read.
+    report_scored(result.summary(), time.perf_counter() - started, waited,
+                  detector._cache().misses)
+    return 0
+
+
+def report_scored(s: dict, seconds: float, waited: float, model_sequences: int,
+                  extra: str = "") -> None:
+    """The one line ``score`` prints (both the in-memory and the streaming path)."""
     # The model loads while the log is parsed; what parsing did not hide is said, not hidden.
     load = f", {waited:.1f}s of it waiting for the model to load" if waited >= 0.05 else ""
     print(
@@ -238,8 +249,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         f"{format_threshold(s['threshold'])}"
         + (f"; {s['suppressed_sessions']:,} sessions like ones marked normal (suppressed_by)"
            if s["suppressed_sessions"] else "")
+        + f"; {model_sequences:,} distinct session sequences went through the model{extra}"
     )
-    return 0
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -353,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: the checkpoint's model.onnx in ONNX Runtime, without importing "
                         "torch; auto (default): onnx when onnxruntime is installed and the "
                         "checkpoint has model.onnx, else torch")
+    p.add_argument("--stream", choices=["auto", "on", "off"], default="auto",
+                   help="score in bounded memory, writing sessions as they close (the same "
+                        "files, byte for byte); auto (default): for logs over 64 MiB "
+                        "(gzip: 6.4 MiB) or when --chunk-lines is given; not for time windows")
+    p.add_argument("--chunk-lines", type=int, default=0, metavar="LINES",
+                   help="lines read, parsed and scored per step when streaming (default "
+                        "32,768); giving it streams")
     _add_format_options(p)
     add_ray_arguments(p)
     p.set_defaults(func=cmd_score)

@@ -18,6 +18,7 @@ from tinylogbert.io.log_formats import LABEL_SUFFIX
 from tinylogbert.io.log_reader import LogLines
 
 if TYPE_CHECKING:
+    from tinylogbert.io.log_formats import LogFormat
     from tinylogbert.io.log_parser import ParsedLog
     from tinylogbert.scoring.detector import TinyLogBERTDetector
 
@@ -38,10 +39,17 @@ def train_hint(source: str) -> str:
 
 def input_warnings(lines: LogLines) -> list[str]:
     """What reading the log had to change: lines whose invalid UTF-8 bytes were replaced."""
-    if not lines.replaced_bytes:
+    return replaced_bytes_warnings(lines.source, len(lines), lines.invalid_lines,
+                                   lines.replaced_bytes)
+
+
+def replaced_bytes_warnings(source: str, n_lines: int, invalid_lines: int,
+                            replaced: bool) -> list[str]:
+    """``input_warnings`` from counts (``streaming`` never holds all the lines)."""
+    if not replaced:
         return []
-    n = lines.invalid_lines or 1
-    return [(f"{lines.source}: {n:,} of {len(lines):,} line{'s' if len(lines) != 1 else ''} "
+    n = invalid_lines or 1
+    return [(f"{source}: {n:,} of {n_lines:,} line{'s' if n_lines != 1 else ''} "
             f"held bytes that are not valid UTF-8; they were replaced by U+FFFD and scored")]
 
 
@@ -68,20 +76,27 @@ def _training_unknown_share(detector: TinyLogBERTDetector) -> float:
 def fit_warnings(detector: TinyLogBERTDetector, parsed: ParsedLog) -> list[str]:
     """Reasons the model does not fit ``parsed``: another format than it was trained on, or most
     lines unknown to it. Empty when it fits."""
+    return fit_warnings_for(detector, parsed.format, unknown_line_share(detector, parsed),
+                            parsed.source)
+
+
+def fit_warnings_for(detector: TinyLogBERTDetector, fmt: LogFormat, unknown: float,
+                     source: str) -> list[str]:
+    """``fit_warnings`` from the log's format and unknown-line share (``streaming`` counts the
+    share chunk by chunk)."""
     reasons = []
     trained = getattr(detector, "format_", None)
-    if trained is not None and _base_name(parsed.format.name) != _base_name(trained.name) \
-            and parsed.format.regex != trained.regex:
-        reasons.append(f"the log's format is {parsed.format.name!r} but the model was trained on "
+    if trained is not None and _base_name(fmt.name) != _base_name(trained.name) \
+            and fmt.regex != trained.regex:
+        reasons.append(f"the log's format is {fmt.name!r} but the model was trained on "
                        f"{trained.name!r} logs")
-    unknown = unknown_line_share(detector, parsed)
     if unknown > MAX_UNKNOWN_SHARE and unknown > _training_unknown_share(detector) + UNKNOWN_MARGIN:
         reasons.append(f"{unknown:.0%} of its lines are unknown to the model")
     if not reasons:
         return []
-    return [(f"the model does not fit {parsed.source}: {'; '.join(reasons)}, so its scores and "
+    return [(f"the model does not fit {source}: {'; '.join(reasons)}, so its scores and "
             f"explanations are not meaningful here; train a model on this log: "
-            f"{train_hint(parsed.source)}")]
+            f"{train_hint(source)}")]
 
 
 def score_warnings(detector: TinyLogBERTDetector, parsed: ParsedLog,

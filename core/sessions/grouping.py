@@ -271,7 +271,9 @@ def _window_ids(starts: np.ndarray, ends: np.ndarray, line_no: np.ndarray) -> np
     return np.array([f"L{line_no[a]}-{line_no[b]}" for a, b in zip(starts, ends)], dtype=object)
 
 
-def _by_count(n: int, size: int, step: int, parsed: ParsedLog) -> SessionIndex:
+def window_starts(n: int, size: int, step: int) -> np.ndarray:
+    """First line index of every window over ``n`` lines (``streaming`` needs them without a
+    parsed log)."""
     if size <= 0:
         raise FormatError("window size must be positive")
     if step > size:
@@ -282,6 +284,11 @@ def _by_count(n: int, size: int, step: int, parsed: ParsedLog) -> SessionIndex:
     starts = np.arange(0, max(n - size, 0) + 1, step)
     if starts[-1] + size < n:  # a last, shorter window so no tail line is left out
         starts = np.append(starts, starts[-1] + step)
+    return starts
+
+
+def _by_count(n: int, size: int, step: int, parsed: ParsedLog) -> SessionIndex:
+    starts = window_starts(n, size, step)
     ends = np.minimum(starts + size, n) - 1
     ids = _window_ids(starts, ends, parsed.table["line_no"].to_numpy())
     lens = ends - starts + 1

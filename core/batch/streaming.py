@@ -1,0 +1,875 @@
+"""Score a log file in bounded memory: sessions are closed, scored and written as the file is read.
+
+Why: batch scoring held the whole log (1.2-1.6 GB per million lines), so a big log needed a big
+machine or Ray. Here memory grows with the number of *sessions* (a few ints and an id each) and
+with the lines of the sessions still open, not with the log. The output is the in-memory path's,
+byte for byte (LINES.csv and SESSIONS.csv), because every step is that path's own code run on a
+slice, and the slices are cut where nothing global changes:
+
+0. **survey** (two cheap reads, no parsing): count the lines, then keep the 2,000 lines the
+   in-memory path samples to detect the format (spread over the whole log, so the count comes
+   first) and the first 5,000 lines, on which ``sessions.resolve_rule`` decides 'auto';
+1. **parse** chunk by chunk (``log_parser``'s code; JSON logs in the in-memory path's own slices),
+   give every line its session ids (``sessions.id_members``; lines without an id in groups of
+   ``ORPHAN_GROUP``; windows by arithmetic) and note each session's last line; the parsed chunks
+   are spilled to a temporary Arrow file next to the output, so nothing is parsed twice;
+2. **score** the spilled chunks in order: a line is final once every session holding it is
+   complete; complete sessions are scored in batches by ``TinyLogBERTDetector.score`` (the same
+   call, on a sub-log holding exactly their lines); final lines are written in input order and
+   session rows in order of first appearance, as the in-memory path orders them.
+
+A line shared by a finished and an open session (overlapping windows; an HDFS line naming two
+blocks) waits for both; a finished session is scored when its lines are final, and once more
+when some were final before the others (its model results then come from the cache). Held in
+memory: the lines from the first line of the oldest session still needed to the current chunk,
+so memory stays flat when sessions are short-lived (windows, requests, the benchmark's HDFS
+copies) and grows with a session's span when one lives across the whole log.
+
+Not streamed: time windows (their ids need the log's first time before the first line can be
+placed), which stay in memory (``supports``). The bytes are identical with ONNX Runtime (the
+CLI's default), whose outputs for a sequence do not depend on which sequences share its batch
+(``onnx_runtime.ALIGN_FLOATS``); torch's differ by a few 1e-6 between batch compositions, so
+with ``runtime='torch'`` a score's last digit may differ from the in-memory run's.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Self
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from tinylogbert.errors import FormatError, LogInputError
+from tinylogbert.io.log_formats import FIELD_REFERENCE, GENERIC, LogFormat, get_format
+from tinylogbert.io.log_parser import (
+    DETECT_SAMPLE,
+    LINE_COLUMNS,
+    MAX_PARSE_CHUNK,
+    MIN_PARSE_CHUNK,
+    FormatGuess,
+    ParsedLog,
+    _parse_piece,
+    _preferred_format,
+    detect_format,
+)
+from tinylogbert.io.log_reader import (
+    _BINARY_SAMPLE,
+    GZIP_MAGIC,
+    MAX_GZIP_MEMBERS,
+    LogLines,
+    _count_invalid_lines,
+    _looks_binary,
+    _split_lines,
+    check_readable,
+)
+from tinylogbert.sessions.grouping import (
+    ORPHAN_GROUP,
+    SessionConfig,
+    SessionIndex,
+    id_members,
+    resolve_rule,
+    window_starts,
+)
+
+if TYPE_CHECKING:
+    from tinylogbert.pipeline import ScoreOptions
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+
+READ_BLOCK = 1 << 24  # bytes read (decompressed) at a time
+RULE_LINES = 5000  # what ``resolve_rule`` decides 'auto' on
+DEFAULT_CHUNK_LINES = 32_768  # measured on 1M HDFS lines: as fast as 131,072, 25% less peak RSS
+# ``tinylogbert score --stream auto`` streams files above this size on disk (gzip: a tenth of
+# it): below it the in-memory path is as fast and its memory is a few hundred MB at most.
+AUTO_STREAM_BYTES = 64 * 2**20
+_ORPHAN_KEY = "\x00orphan:"  # placeholder id of a group of id-less lines, named after pass 1
+_SPILL_NAME = "parsed.arrow"
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How the file is cut; neither setting changes a single output byte."""
+
+    chunk_lines: int = DEFAULT_CHUNK_LINES  # lines parsed, spilled and scored per step
+    spill_dir: str | Path | None = None  # the parsed chunks' temporary file (None: TMPDIR)
+
+    def __post_init__(self) -> None:
+        if self.chunk_lines < 1:
+            raise FormatError("--chunk-lines must be at least 1")
+
+
+@dataclass
+class StreamSummary:
+    """What was written, with ``ScoreResult.summary``'s keys, and what memory held."""
+
+    lines: int
+    sessions: int
+    anomalous_sessions: int
+    anomalous_lines: int
+    suppressed_sessions: int
+    unparsed_lines: int
+    threshold: float
+    line_threshold: float
+    format: str
+    sessions_by: str
+    warnings: list[str] = field(default_factory=list)
+    chunks: int = 0
+    max_held_lines: int = 0  # most lines in memory at once (the bounded-memory figure)
+    spill_bytes: int = 0
+    sequences: int = 0  # session sequences (chunks of sessions) the scoring calls looked up
+    sequences_scored: int = 0  # of those, the ones the model ran on (the rest: cache hits)
+
+    def summary(self) -> dict:
+        keys = ("lines", "sessions", "anomalous_sessions", "anomalous_lines",
+                "suppressed_sessions", "unparsed_lines", "threshold", "line_threshold",
+                "format", "sessions_by")
+        return {k: getattr(self, k) for k in keys}
+
+
+def supports(sessions: SessionConfig) -> bool:
+    """Whether this session rule can be streamed (all but time windows)."""
+    return sessions.by != "time"
+
+
+def worth_streaming(path: str | Path) -> bool:
+    """``--stream auto``'s rule: files whose in-memory scoring would need GBs."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            gz = handle.read(2) == GZIP_MAGIC
+    except OSError:
+        return False  # reading reports it
+    return size > (AUTO_STREAM_BYTES // 10 if gz else AUTO_STREAM_BYTES)
+
+
+# ---- reading --------------------------------------------------------------------------------------
+def _gunzip_blocks(handle: BinaryIO, source: str) -> Iterator[bytes]:
+    """``log_reader.gunzip_bounded``'s rules (members, zero padding, truncation, nesting), in
+    blocks of at most ``READ_BLOCK`` bytes; no size bound: nothing is held."""
+    pending = b""
+    members = 0
+    stream = None
+    first = True
+    while True:
+        if stream is None:  # a member starts here, or the data ends
+            while len(pending) < 2:
+                more = handle.read(READ_BLOCK)
+                if not more:
+                    break
+                pending += more
+            if not pending:
+                return
+            if pending[:2] != GZIP_MAGIC:
+                rest = pending + handle.read()
+                if members and not rest.strip(b"\x00"):
+                    return  # zero padding after the last member
+                raise LogInputError(f"{source}: unexpected data after the gzip stream")
+            members += 1
+            if members > MAX_GZIP_MEMBERS:
+                raise LogInputError(f"{source}: the gzip file has more than "
+                                    f"{MAX_GZIP_MEMBERS:,} members; decompress it and send the "
+                                    "plain log")
+            stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        if not pending:
+            pending = handle.read(READ_BLOCK)
+            if not pending:
+                raise LogInputError(f"{source}: the gzip data is truncated")
+        try:
+            out = stream.decompress(pending, READ_BLOCK)
+        except zlib.error as exc:
+            raise LogInputError(
+                f"{source}: looks like gzip but cannot be decompressed ({exc})") from None
+        pending = stream.unconsumed_tail
+        if stream.eof:
+            pending = stream.unused_data + pending
+            stream = None
+        if out:
+            if first and out.startswith(GZIP_MAGIC):
+                raise LogInputError(f"{source}: gzip inside gzip is not supported; decompress "
+                                    "it once")
+            first = False
+            yield out
+
+
+def _raw_blocks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        gz = handle.read(2) == GZIP_MAGIC
+        handle.seek(0)
+        if gz:
+            yield from _gunzip_blocks(handle, str(path))
+        else:
+            while block := handle.read(READ_BLOCK):
+                yield block
+
+
+def _line_blocks(path: Path) -> Iterator[bytes]:
+    """The file's bytes in blocks that end at a newline (the last one: where the file ends)."""
+    carry = b""
+    for block in _raw_blocks(path):
+        data = carry + block if carry else block
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            carry = data
+            continue
+        carry = data[cut:]
+        yield data[:cut]
+    if carry:
+        yield carry
+
+
+def _decode_lines(data: bytes) -> tuple[pa.LargeStringArray, int, bool]:
+    """``read_log_bytes``'s decoding of one block: (lines, lines with invalid UTF-8, replaced).
+    Blocks end at newlines and no invalid sequence spans one, so replacing per block is
+    replacing in the whole."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        invalid = _count_invalid_lines(data)
+        return _split_lines(data.decode("utf-8", errors="replace").encode("utf-8")), invalid, True
+    return _split_lines(data), 0, False
+
+
+@dataclass
+class _Survey:
+    n_lines: int
+    sample: LogLines  # the lines the in-memory path detects the format on
+    head: LogLines  # the first RULE_LINES lines
+
+
+def survey_log(path: Path, source: str) -> _Survey:
+    """Pass 0: the line count, the format-detection sample and the first lines."""
+    newlines = 0
+    blank = True
+    first = bytearray()
+    last = b""
+    for block in _raw_blocks(path):
+        if len(first) < _BINARY_SAMPLE:
+            first += block[:_BINARY_SAMPLE - len(first)]
+        newlines += block.count(b"\n")
+        if blank and block.strip():
+            blank = False
+        last = block[-1:]
+    if blank:
+        raise LogInputError(f"{source}: the log is empty")
+    if _looks_binary(bytes(first)):
+        raise LogInputError(f"{source}: this looks like a binary file, not a text log")
+    n = newlines + (last != b"\n")
+    # ``log_parser._sample``'s positions over the whole log
+    wanted = (np.arange(n) if n <= DETECT_SAMPLE
+              else np.linspace(0, n - 1, DETECT_SAMPLE).astype(np.int64))
+    sample, head, start = [], [], 0
+    for block in _line_blocks(path):
+        lines, _, _ = _decode_lines(block)
+        end = start + len(lines)
+        if start < RULE_LINES:
+            head.append(lines.slice(0, RULE_LINES - start))
+        lo, hi = np.searchsorted(wanted, [start, end])
+        if hi > lo:
+            sample.append(lines.take(pa.array(wanted[lo:hi] - start)))
+        start = end
+        if start >= n or (start >= RULE_LINES and hi == len(wanted)):
+            break
+
+    def joined(parts: list[pa.Array]) -> LogLines:
+        return LogLines(pa.concat_arrays(parts) if parts else pa.array([], pa.large_string()),
+                        source=source)
+
+    return _Survey(n_lines=n, sample=joined(sample), head=joined(head))
+
+
+def line_chunks(path: Path, chunk_lines: int) -> Iterator[tuple[pa.LargeStringArray, int, bool]]:
+    """Lines in chunks of exactly ``chunk_lines`` (the last: what is left), with the invalid
+    UTF-8 lines counted and whether bytes were replaced."""
+    held: list[pa.Array] = []
+    n_held = invalid = 0
+    replaced = False
+    for block in _line_blocks(path):
+        lines, bad, rep = _decode_lines(block)
+        invalid += bad
+        replaced |= rep
+        held.append(lines)
+        n_held += len(lines)
+        while n_held >= chunk_lines:
+            joined = pa.concat_arrays(held) if len(held) > 1 else held[0]
+            yield joined.slice(0, chunk_lines), invalid, replaced
+            invalid, replaced = 0, False
+            rest = joined.slice(chunk_lines)
+            held, n_held = ([rest] if len(rest) else []), len(rest)
+    if n_held:
+        yield (pa.concat_arrays(held) if len(held) > 1 else held[0]), invalid, replaced
+
+
+# ---- parsing --------------------------------------------------------------------------------------
+def _piece_size(n: int) -> int:
+    """``parse_log``'s slice length for a log of ``n`` lines."""
+    workers = os.cpu_count() or 1
+    return min(max(-(-n // workers), MIN_PARSE_CHUNK), MAX_PARSE_CHUNK)
+
+
+@dataclass
+class _Chunk:
+    """One chunk being parsed: its slices' futures, then what they gave."""
+
+    start: int
+    futures: list
+    invalid: int
+    replaced: bool
+
+
+def _work(raw: pa.Array, fmt: LogFormat, pattern: str | None):
+    """One slice: ``_parse_piece``, and the session ids of its lines (``id_members``), in a
+    worker thread (Arrow's kernels release the GIL)."""
+    table, words, fields = _parse_piece(raw, fmt)
+    if pattern is None:
+        return table, words, fields, None
+    try:
+        ids = id_members(ParsedLog(table=table, words=words, format=fmt, fields=fields), pattern)
+    except FormatError as exc:  # a field no line of this slice has (JSON keys)
+        if not FIELD_REFERENCE.match(pattern):
+            raise
+        ids = exc
+    return table, words, fields, ids
+
+
+def _submit(pool: ThreadPoolExecutor, lines: pa.Array, fmt: LogFormat, start: int, piece: int,
+            pattern: str | None, invalid: int = 0, replaced: bool = False) -> _Chunk:
+    raw = pc.cast(lines, pa.large_string())
+    futures = [pool.submit(_work, raw.slice(at, piece), fmt, pattern)
+               for at in range(0, len(raw), piece)]
+    return _Chunk(start, futures, invalid, replaced)
+
+
+def _collect(chunk: _Chunk, fmt: LogFormat, source: str):
+    """``parse_log``'s result for the chunk's lines (numbered from ``chunk.start``), and its
+    (line, session id) pairs as ``id_members`` gives them (None: windows; an exception: the id
+    field is in none of its slices)."""
+    parts = [future.result() for future in chunk.futures]
+    table = pa.concat_tables([part[0] for part in parts]).combine_chunks()
+    n = table.num_rows
+    table = table.add_column(0, "line_no", pa.array(
+        np.arange(chunk.start + 1, chunk.start + n + 1, dtype=np.int64)))
+    fields = None
+    if parts[0][2] is not None:
+        fields = pa.concat_tables([part[2] for part in parts], promote_options="default")
+    parsed = ParsedLog(table=table, words=pa.concat_arrays([part[1] for part in parts]),
+                       format=fmt, source=source, fields=fields)
+    ids = [part[3] for part in parts]
+    if ids[0] is None:
+        return parsed, None
+    found = [(at, part) for at, part in zip(np.cumsum([0] + [len(p[1]) for p in parts]), ids)
+             if not isinstance(part, Exception)]
+    if not found:
+        return parsed, ids[0]
+    local = np.concatenate([part[0] + at for at, part in found]).astype(np.int64)
+    sid = pa.concat_arrays([pc.cast(part[1] if isinstance(part[1], pa.Array)
+                                    else pa.array(part[1], type=pa.large_string()),
+                                    pa.large_string()) for _, part in found])
+    return parsed, (local, sid, found[0][1][2])
+
+
+def parse_lines(lines: pa.Array, fmt: LogFormat, source: str = "<input>") -> ParsedLog:
+    """``parse_log`` of one chunk with a known format (lines numbered from 1)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return _collect(_submit(pool, lines, fmt, 0, _piece_size(len(lines)), None),
+                        fmt, source)[0]
+
+
+class _Sessions:
+    """Session codes in order of first appearance, with each session's first and last line."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, int] = {}
+        self.ids: list[str] = []
+        self._first = np.zeros(1024, dtype=np.int64)
+        self._last = np.zeros(1024, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def first(self) -> np.ndarray:
+        return self._first[:len(self.ids)]
+
+    @property
+    def last(self) -> np.ndarray:
+        return self._last[:len(self.ids)]
+
+    def codes(self, keys: list[str], first_line: np.ndarray) -> np.ndarray:
+        """Codes of ``keys`` (in first-appearance order), new ones numbered on."""
+        out = np.empty(len(keys), dtype=np.int64)
+        for i, key in enumerate(keys):
+            code = self.code.get(key)
+            if code is None:
+                code = self.code[key] = len(self.ids)
+                self.ids.append(key)
+                if code >= len(self._first):
+                    self._first = np.resize(self._first, 2 * len(self._first))
+                    self._last = np.resize(self._last, 2 * len(self._last))
+                self._first[code] = self._last[code] = first_line[i]
+            out[i] = code
+        return out
+
+    def saw(self, codes: np.ndarray, lines: np.ndarray) -> None:
+        np.maximum.at(self._last, codes, lines)
+
+
+@dataclass
+class _Rule:
+    by: str  # 'id' or 'window'
+    pattern: str | None
+    size: int = 0
+    step: int = 0
+    n_windows: int = 0
+    strategy: str = ""
+
+
+# ---- the parsed, spilled log ----------------------------------------------------------------------
+@dataclass
+class SpilledLog:
+    """Passes 0 and 1 done: the log parsed into a temporary Arrow file, every line's sessions
+    known. ``score`` is pass 2; the folder is removed by ``close`` (or ``with``)."""
+
+    source: str
+    format: LogFormat
+    detection: FormatGuess | None
+    config: SessionConfig
+    rule: _Rule
+    n_lines: int
+    n_unparsed: int
+    has_labels: bool
+    invalid_lines: int
+    replaced_bytes: bool
+    ids: np.ndarray  # session id per code (object)
+    first: np.ndarray  # first line index per code
+    last: np.ndarray  # last line index per code
+    folder: Path
+    chunks: int
+    spill_bytes: int
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        with pa.OSFile(str(self.folder / _SPILL_NAME), "rb") as handle:
+            reader = pa.ipc.open_stream(handle)
+            yield from reader
+
+    def score(
+        self, detector: TinyLogBERTDetector, lines_out: str | Path,
+        sessions_out: str | Path | None = None, threshold: float | None = None,
+    ) -> StreamSummary:
+        """Pass 2: score and write (see the module docstring)."""
+        return _Scorer(self, detector, lines_out, sessions_out, threshold).run()
+
+
+def spill(
+    path: str | Path, log_format: str | LogFormat = "auto", prefer: LogFormat | None = None,
+    sessions: SessionConfig | None = None, config: StreamConfig | None = None,
+) -> SpilledLog:
+    """Passes 0 and 1 (they need the trained format and session rule, not the model: the CLI
+    runs them while the model loads). ``sessions``: the rule to use (None: the format's)."""
+    sessions = sessions or SessionConfig()
+    config = config or StreamConfig()
+    path = check_readable(path)
+    source = str(path)
+    if not supports(sessions):
+        raise FormatError("time windows are scored in memory only; use --stream off")
+    survey = survey_log(path, source)
+    if isinstance(log_format, str) and log_format.strip().lower() == "auto":
+        detection = _preferred_format(survey.sample, prefer) or detect_format(survey.sample)
+        fmt = detection.format
+    else:
+        detection, fmt = None, get_format(log_format or "auto")
+    head = parse_lines(survey.head.lines, fmt, source)
+    by, pattern = resolve_rule(head, sessions)
+    rule = _Rule(by=by, pattern=pattern)
+    if by == "window":
+        rule.size = sessions.window_size or fmt.window_size
+        rule.step = sessions.window_step or rule.size
+        rule.n_windows = len(window_starts(survey.n_lines, rule.size, rule.step))
+        rule.strategy = f"windows of {rule.size} lines (step {rule.step})"
+    chunk = config.chunk_lines
+    if fmt.is_jsonl:  # JSON fields are kept per parse slice: cut where the in-memory path cuts
+        chunk = _piece_size(survey.n_lines)
+    folder = Path(tempfile.mkdtemp(prefix="tinylogbert-stream-", dir=config.spill_dir))
+    try:
+        return _spill(path, source, fmt, detection, sessions, rule, survey.n_lines, chunk, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | None,
+           config: SessionConfig, rule: _Rule, n_expected: int, chunk_lines: int,
+           folder: Path) -> SpilledLog:
+    registry = _Sessions()
+    start = unparsed = invalid = chunks = orphans = 0
+    labelled = replaced = False
+    orphan_last: dict[int, int] = {}  # orphan group -> its last line number so far
+    field_error: FormatError | None = None
+    field_seen = False
+    writer = None
+    spill_path = folder / _SPILL_NAME
+    sink = pa.OSFile(str(spill_path), "wb")
+    workers = os.cpu_count() or 1
+    piece = _piece_size(n_expected) if fmt.is_jsonl else max(-(-chunk_lines // workers), 1)
+    pattern = rule.pattern if rule.by == "id" else None
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+
+    def parsed_chunks():
+        """Chunk k+1 is read and parsed while chunk k is numbered and spilled."""
+        at, ahead = 0, None
+        for lines, bad, rep in line_chunks(path, chunk_lines):
+            chunk = _submit(pool, lines, fmt, at, piece, pattern, bad, rep)
+            at += len(lines)
+            if ahead is not None:
+                yield ahead, _collect(ahead, fmt, source)
+            ahead = chunk
+        if ahead is not None:
+            yield ahead, _collect(ahead, fmt, source)
+
+    try:
+        for chunk, (parsed, ids) in parsed_chunks():
+            invalid += chunk.invalid
+            replaced |= chunk.replaced
+            m = len(parsed)
+            unparsed += parsed.n_unparsed
+            labelled = labelled or parsed.table["label"].null_count < m
+            if rule.by == "window":
+                line, codes = _window_pairs(start, m, rule)
+            else:
+                if isinstance(ids, Exception):
+                    field_error = field_error or ids
+                    local, sid = np.zeros(0, dtype=np.int64), pa.array([], pa.large_string())
+                else:
+                    local, sid, rule.strategy = ids
+                    field_seen = True
+                line, codes, orphans = _id_pairs(parsed, local, sid, start, orphans,
+                                                 orphan_last, registry)
+            counts = np.bincount(line - start, minlength=m)
+            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+            batch = pa.RecordBatch.from_arrays(
+                [*(parsed.table[c].combine_chunks() for c in LINE_COLUMNS), parsed.words,
+                 pa.ListArray.from_arrays(pa.array(offsets), pa.array(codes))],
+                names=[*LINE_COLUMNS, "words", "sessions"],
+            )
+            if writer is None:
+                schema = batch.schema
+                writer = pa.ipc.new_stream(sink, schema)
+            writer.write_batch(batch if batch.schema == schema else batch.cast(schema))
+            start += m
+            chunks += 1
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if writer is not None:
+            writer.close()
+        sink.close()
+    if start != n_expected:  # the file changed between the passes
+        raise LogInputError(f"{source}: changed while it was read ({n_expected:,} lines, then "
+                            f"{start:,})")
+    if rule.by == "id" and FIELD_REFERENCE.match(rule.pattern or "") and not field_seen:
+        raise field_error
+    if fmt.name != GENERIC.name and unparsed == start:  # ``require_some_parsed``
+        raise FormatError(
+            f"{source}: no line matches format {fmt.name!r}; "
+            "try --format auto or give the format as '<Date> <Time> <Level>: <Content>'"
+        )
+    if rule.by == "window":
+        w = np.arange(rule.n_windows, dtype=np.int64)
+        first = w * rule.step
+        last = np.minimum(first + rule.size, start) - 1
+        ids = np.array([f"L{a + 1}-{b + 1}" for a, b in zip(first, last)], dtype=object)
+    else:
+        ids = np.array(registry.ids, dtype=object)
+        first, last = registry.first.copy(), registry.last.copy()
+        for code, key in enumerate(registry.ids):
+            if key.startswith(_ORPHAN_KEY):  # named by their first and last line, as in memory
+                group = int(key[len(_ORPHAN_KEY):])
+                ids[code] = f"no-id:{first[code] + 1}-{orphan_last[group]}"
+    return SpilledLog(
+        source=source, format=fmt, detection=detection, config=config, rule=rule, n_lines=start,
+        n_unparsed=unparsed, has_labels=labelled, invalid_lines=invalid, replaced_bytes=replaced,
+        ids=ids, first=first, last=last, folder=folder, chunks=chunks,
+        spill_bytes=spill_path.stat().st_size,
+    )
+
+
+def _distinct(codes: np.ndarray) -> np.ndarray:
+    """Sorted distinct codes (a bincount over their range: no hashing, no sort)."""
+    if not len(codes):
+        return codes
+    lo = int(codes.min())
+    return np.flatnonzero(np.bincount(codes - lo)) + lo
+
+
+def _window_pairs(start: int, m: int, rule: _Rule) -> tuple[np.ndarray, np.ndarray]:
+    """(line, window) of lines ``start .. start + m``, windows ascending per line (as
+    ``_by_count`` lists them)."""
+    i = np.arange(start, start + m, dtype=np.int64)
+    lo = np.maximum(0, (i - rule.size) // rule.step + 1)
+    hi = np.minimum(i // rule.step, rule.n_windows - 1)
+    counts = hi - lo + 1
+    line = np.repeat(i, counts)
+    ends = np.cumsum(counts)
+    rank = np.arange(len(line)) - np.repeat(ends - counts, counts)
+    return line, np.repeat(lo, counts) + rank
+
+
+def _id_pairs(
+    parsed: ParsedLog, local: np.ndarray, sid: pa.Array | np.ndarray, start: int, orphans: int,
+    orphan_last: dict[int, int], registry: _Sessions,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(line, session code) of a chunk as ``sessions._by_id`` pairs them, codes numbered in the
+    log's order of first appearance; id-less lines form groups of ``ORPHAN_GROUP`` across
+    chunks. Returns the pairs and the orphans counted so far."""
+    m = len(parsed)
+    covered = np.zeros(m, dtype=bool)
+    covered[local] = True
+    lonely = np.flatnonzero(~covered)
+    sid = pc.cast(sid if isinstance(sid, (pa.Array, pa.ChunkedArray)) else
+                  pa.array(sid, type=pa.large_string()), pa.large_string())
+    if isinstance(sid, pa.ChunkedArray):
+        sid = sid.combine_chunks()
+    if len(lonely):
+        group = (orphans + np.arange(len(lonely))) // ORPHAN_GROUP
+        ends = np.r_[np.flatnonzero(np.diff(group)), len(group) - 1]  # each group's last here
+        for g, at in zip(group[ends], lonely[ends]):
+            orphan_last[int(g)] = int(start + at + 1)
+        keys = pa.array([f"{_ORPHAN_KEY}{g}" for g in group], type=pa.large_string())
+        local = np.concatenate([local, lonely]).astype(np.int64)
+        sid = pa.concat_arrays([sid, keys])
+        orphans += len(lonely)
+    order = np.argsort(local, kind="stable")
+    local = local[order]
+    encoded = sid.take(pa.array(order)).dictionary_encode()
+    codes_local = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    keys = encoded.dictionary.to_pylist()
+    _, first_at = np.unique(codes_local, return_index=True)  # each key's first pair here
+    codes = registry.codes(keys, local[first_at] + start)[codes_local]
+    line = local + start
+    registry.saw(codes, line)
+    return line, codes, orphans
+
+
+class _BatchLog(ParsedLog):
+    """A slice of a log whose labels are the whole log's: ``has_labels`` is the log's, so every
+    batch writes the same columns."""
+
+    labelled: bool
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labelled
+
+
+def _batch_log(table: pa.Table, words: pa.Array, spilled: SpilledLog) -> _BatchLog:
+    log = _BatchLog(table=table, words=words, format=spilled.format,
+                    detection=spilled.detection, source=spilled.source)
+    object.__setattr__(log, "labelled", spilled.has_labels)
+    return log
+
+
+# ---- pass 2 ---------------------------------------------------------------------------------------
+class _Scorer:
+    """Holds the lines not yet final (and those that sessions still to be scored need)."""
+
+    def __init__(self, spilled: SpilledLog, detector: TinyLogBERTDetector, lines_out,
+                 sessions_out, threshold: float | None) -> None:
+        self.s = spilled
+        self.detector = detector
+        self.lines_out, self.sessions_out = lines_out, sessions_out
+        self.threshold = threshold
+        self.held: list[pa.Table] = []  # lines base .. read, as spilled chunks (sliced)
+        self.base = 0  # global index of the first held line
+        self.read = 0  # lines read from the spill
+        self.done = 0  # lines written
+        self.pair_line = np.zeros(0, dtype=np.int64)  # (line, session) pairs of held lines
+        self.pair_code = np.zeros(0, dtype=np.int64)
+        self.scored = np.zeros(len(spilled.ids), dtype=bool)  # session rows made
+        self.waiting: list[tuple[np.ndarray, pa.Table]] = []  # session rows not yet written
+        self.next_session = 0  # sessions written
+        self.line_writer = self.session_writer = None
+        self.summary = StreamSummary(
+            lines=0, sessions=0, anomalous_sessions=0, anomalous_lines=0,
+            suppressed_sessions=0, unparsed_lines=spilled.n_unparsed,
+            threshold=detector.threshold_ if threshold is None else float(threshold),
+            line_threshold=detector.line_threshold_,
+            format=spilled.detection.describe() if spilled.detection else spilled.format.name,
+            sessions_by=spilled.rule.strategy, chunks=spilled.chunks,
+            spill_bytes=spilled.spill_bytes,
+        )
+        self.vocab = pa.array(list(detector.line_vocab_), type=pa.large_string())
+        self.known = 0
+
+    def run(self) -> StreamSummary:
+        from tinylogbert.scoring.fit_check import fit_warnings_for, replaced_bytes_warnings
+
+        cache = self.detector._cache()
+        hits, misses = cache.hits, cache.misses
+        try:
+            for batch in self.s.batches():
+                self._take(batch)
+                self._flush(final=False)
+            self._flush(final=True)
+        finally:
+            for writer in (self.line_writer, self.session_writer):
+                if writer is not None:
+                    writer.close()
+        if self.line_writer is None:  # nothing written: cannot happen for a non-empty log
+            raise LogInputError(f"{self.s.source}: the log has no lines")
+        s = self.summary
+        s.sequences = cache.hits + cache.misses - hits - misses
+        s.sequences_scored = cache.misses - misses
+        unknown = 1.0 - self.known / self.s.n_lines
+        s.warnings = (replaced_bytes_warnings(self.s.source, self.s.n_lines, self.s.invalid_lines,
+                                              self.s.replaced_bytes)
+                      + fit_warnings_for(self.detector, self.s.format, unknown, self.s.source))
+        return s
+
+    def _take(self, batch: pa.RecordBatch) -> None:
+        """Hold one spilled chunk, with its lines' ';'-joined session ids."""
+        m = batch.num_rows
+        sessions = batch.column("sessions")
+        offsets = sessions.offsets.to_numpy()
+        codes = sessions.values.to_numpy().astype(np.int64)
+        counts = np.diff(offsets)
+        line = np.repeat(np.arange(self.read, self.read + m, dtype=np.int64), counts)
+        ids = self.s.ids[codes]
+        joined = ids[offsets[:-1]].copy()  # the first id of each line
+        for i in np.flatnonzero(counts > 1):  # lines of several sessions (few)
+            joined[i] = ";".join(ids[offsets[i]:offsets[i + 1]])
+        table = pa.Table.from_batches([batch]).drop_columns(["sessions"])
+        table = table.append_column("session_id", pa.array(joined, type=pa.large_string()))
+        self.known += int(pc.sum(pc.is_in(batch.column("words"), value_set=self.vocab)).as_py()
+                          or 0)
+        self.held.append(table)
+        self.pair_line = np.concatenate([self.pair_line, line])
+        self.pair_code = np.concatenate([self.pair_code, codes])
+        self.read += m
+        self.summary.max_held_lines = max(self.summary.max_held_lines, self.read - self.base)
+
+    def _flush(self, final: bool) -> None:
+        """Score what is complete, write what is final, drop what no later batch needs."""
+        if not len(self.pair_code):
+            return
+        pending = self.pair_line >= self.done
+        open_pending = pending & (self.s.last[self.pair_code] >= self.read)
+        until = self.read if final or not open_pending.any() else \
+            int(self.pair_line[open_pending].min())
+        # The sessions of the lines that are final now (all complete). A complete session
+        # whose lines all wait is scored later, with them: once, not twice.
+        wanted = _distinct(self.pair_code[pending & (self.pair_line < until)])
+        if len(wanted):
+            self._score(wanted, wanted[~self.scored[wanted]], until)
+        self.done = until
+        later = self.pair_line >= until
+        keep_from = until
+        if later.any():
+            keep_from = min(until, int(self.s.first[self.pair_code[later]].min()))
+        self._drop_before(keep_from)
+
+    def _score(self, wanted: np.ndarray, fresh: np.ndarray, until: int) -> None:
+        """Score the sessions ``wanted`` (sorted codes) on a sub-log of exactly their lines;
+        write lines ``done .. until`` and queue the rows of the ``fresh`` sessions."""
+        lo_code = int(wanted[0])
+        chosen = np.zeros(int(wanted[-1]) - lo_code + 1, dtype=bool)
+        chosen[wanted - lo_code] = True
+        shifted = self.pair_code - lo_code
+        member = (shifted >= 0) & (shifted < len(chosen))
+        member[member] = chosen[shifted[member]]
+        p_line, p_code = self.pair_line[member], self.pair_code[member]
+        lines = p_line[np.r_[True, p_line[1:] != p_line[:-1]]]  # pairs are in line order
+        held = pa.concat_tables(self.held)
+        table = held.take(pa.array(lines - self.base)).combine_chunks()
+        order = np.argsort(p_code, kind="stable")  # by session, line order kept within each
+        rank = np.searchsorted(wanted, p_code[order])
+        index = SessionIndex(
+            ids=self.s.ids[wanted],
+            offsets=np.concatenate([[0], np.cumsum(np.bincount(rank, minlength=len(wanted)))]
+                                   ).astype(np.int64),
+            members=np.searchsorted(lines, p_line[order]).astype(np.int64),
+            line_session=table["session_id"].combine_chunks(),
+            strategy=self.s.rule.strategy,
+        )
+        log = _batch_log(table.select(list(LINE_COLUMNS)), table["words"].combine_chunks(),
+                         self.s)
+        log.session_cache[self.s.config] = index
+        result = self.detector.score(log, threshold=self.threshold, sessions=self.s.config,
+                                     embeddings=False)
+        lo = int(np.searchsorted(lines, self.done))
+        out = result.line_table.slice(lo, until - self.done)
+        if out.num_rows:
+            if self.line_writer is None:
+                self.line_writer = pacsv.CSVWriter(str(self.lines_out), out.schema)
+            self.line_writer.write_table(out)
+            self.summary.lines += out.num_rows
+            self.summary.anomalous_lines += int(pc.sum(out["is_anomaly"]).as_py() or 0)
+        new = np.searchsorted(wanted, fresh)
+        self.scored[fresh] = True
+        rows = result._session_csv_table().take(pa.array(new))
+        s = self.summary
+        s.sessions += rows.num_rows
+        s.anomalous_sessions += int(pc.sum(rows["is_anomaly"]).as_py() or 0)
+        if "suppressed_by" in rows.column_names:
+            s.suppressed_sessions += int(pc.sum(pc.not_equal(rows["suppressed_by"], "")).as_py()
+                                         or 0)
+        if self.sessions_out is not None:
+            self.waiting.append((fresh, rows))
+            self._write_sessions()
+
+    def _write_sessions(self) -> None:
+        """Session rows in order of first appearance: the run that follows the last written."""
+        codes = np.concatenate([c for c, _ in self.waiting])
+        rows = pa.concat_tables([t for _, t in self.waiting])
+        order = np.argsort(codes, kind="stable")
+        codes, rows = codes[order], rows.take(pa.array(order))
+        gap = codes != self.next_session + np.arange(len(codes))
+        run = int(np.argmax(gap)) if gap.any() else len(codes)
+        if run:
+            ready = rows.slice(0, run)
+            if self.session_writer is None:
+                self.session_writer = pacsv.CSVWriter(str(self.sessions_out), ready.schema)
+            self.session_writer.write_table(ready)
+            self.next_session += run
+        self.waiting = [(codes[run:], rows.slice(run))] if run < len(codes) else []
+
+    def _drop_before(self, line: int) -> None:
+        keep = self.pair_line >= line
+        self.pair_line, self.pair_code = self.pair_line[keep], self.pair_code[keep]
+        while self.held and self.base + self.held[0].num_rows <= line:
+            self.base += self.held.pop(0).num_rows
+        if self.held and line > self.base:
+            self.held[0] = self.held[0].slice(line - self.base)
+            self.base = line
+
+
+# ---- one call ---------------------------------------------------------------------------------------
+def score_file(
+    detector: TinyLogBERTDetector, path: str | Path, lines_out: str | Path,
+    sessions_out: str | Path | None = None, options: ScoreOptions | None = None,
+    config: StreamConfig | None = None,
+) -> StreamSummary:
+    """Score the log file ``path`` into ``lines_out`` (LINES.csv) and ``sessions_out``
+    (SESSIONS.csv) in bounded memory: the files ``ScoreResult.write_lines_csv`` and
+    ``write_sessions_csv`` would write for the whole log, byte for byte."""
+    from tinylogbert.pipeline import ScoreOptions
+
+    options = options or ScoreOptions()
+    sessions = options.sessions or detector.sessions
+    with spill(path, options.log_format, getattr(detector, "format_", None), sessions,
+               config) as spilled:
+        return spilled.score(detector, lines_out, sessions_out, options.threshold)
