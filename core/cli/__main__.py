@@ -1,4 +1,4 @@
-"""``python -m tinylogbert.cli.main``: the same as the ``tinylogbert`` command."""
+"""``python -m tinylogbert.cli``: the same as the ``tinylogbert`` command."""
 from tinylogbert.cli.main import entry
 
 entry()
