@@ -72,6 +72,14 @@ def shade_by_surprisal(lines: pd.DataFrame, column: str = "surprisal_in_session"
     return lines.style.apply(shade, axis=1).format(precision=3)
 
 
+def pick_clicked_row(table_key: str, pick_key: str, values: list[str]) -> None:
+    """``on_select`` of a table: the clicked row's value (a session id, a template) becomes the
+    picked one, which the selectbox keyed ``pick_key`` under the table then shows."""
+    rows = st.session_state[table_key].selection.rows
+    if rows:
+        st.session_state[pick_key] = values[rows[0]]
+
+
 def render_explanation(result: ScoreResult, session_id: str, key: str,
                        actions: Callable[[], None] | None = None) -> SessionExplanation:
     """Score, grade, size and label of one session, why it scored so (``actions``, e.g. a

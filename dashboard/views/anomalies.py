@@ -6,20 +6,13 @@ from tinylogbert.errors import TinyLogBERTError
 from tinylogbert.reports.display import format_threshold, plural
 
 from dashboard import state
-from dashboard.explain_view import GRADE_PROBABILITIES, render_explanation
+from dashboard.explain_view import GRADE_PROBABILITIES, pick_clicked_row, render_explanation
 from dashboard.feedback import mark_session_normal
 
 PICK = "anomaly_pick"
 TABLE = "anomaly_table"
 MARKED = "anomaly_marked"  # the last "Mark as normal" outcome: ("ok" | "error", message)
 COLUMNS = ["session_id", "score", "grade", "n_lines", "first_line_no", "top_line"]
-
-
-def pick_from_table(session_ids: list[str]) -> None:
-    """A row clicked in the table becomes the picked session."""
-    rows = st.session_state[TABLE].selection.rows
-    if rows:
-        st.session_state[PICK] = session_ids[rows[0]]
 
 
 def mark_normal(workspace, session_id: str) -> None:
@@ -61,7 +54,7 @@ if workspace is not None:
         st.caption(f"{plural(len(table), 'session')} at or above {shown_threshold}, highest "
                    "first. Click a column to sort, a row to explain it.")
         st.dataframe(
-            table, hide_index=True, key=TABLE, on_select=lambda: pick_from_table(ids),
+            table, hide_index=True, key=TABLE, on_select=lambda: pick_clicked_row(TABLE, PICK, ids),
             selection_mode="single-row", height=min(38 + 35 * len(table), 380),
             column_config={"score": st.column_config.NumberColumn(format="%.4f"),
                            "top_line": st.column_config.TextColumn("top line"),

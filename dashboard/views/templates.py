@@ -8,7 +8,7 @@ from tinylogbert.reports.display import format_threshold, plural
 from tinylogbert.reports.templates_table import filter_templates, template_table
 
 from dashboard import state
-from dashboard.explain_view import render_explanation
+from dashboard.explain_view import pick_clicked_row, render_explanation
 
 SEARCH = "templates_search"
 ABSENT = "templates_absent"
@@ -19,18 +19,6 @@ PICK = "templates_session"
 MAX_LISTED_SESSIONS = 2000
 SESSION_COLUMNS = ["session_id", "score", "grade", "is_anomaly", "n_lines", "first_line_no",
                    "top_line_no"]
-
-
-def pick_template(templates: list[str]) -> None:
-    rows = st.session_state[TABLE].selection.rows
-    if rows:
-        st.session_state[PICKED] = templates[rows[0]]
-
-
-def pick_session(ids: list[str]) -> None:
-    rows = st.session_state[SESSIONS].selection.rows
-    if rows:
-        st.session_state[PICK] = ids[rows[0]]
 
 
 st.title("Templates")
@@ -73,7 +61,8 @@ elif workspace is not None:
         f"holding the line, the share flagged at {format_threshold(threshold)}.")
     templates = shown["template"].tolist()
     st.dataframe(
-        shown, hide_index=True, key=TABLE, on_select=lambda: pick_template(templates),
+        shown, hide_index=True, key=TABLE,
+        on_select=lambda: pick_clicked_row(TABLE, PICKED, templates),
         selection_mode="single-row", height=min(38 + 35 * len(shown), 420),
         column_config={
             "template": st.column_config.TextColumn("template", width="large"),
@@ -105,7 +94,8 @@ elif workspace is not None:
                           MAX_LISTED_SESSIONS else "") + ". Click a row to explain it.")
             ids = chosen["session_id"].tolist()
             st.dataframe(chosen, hide_index=True, key=SESSIONS,
-                         on_select=lambda: pick_session(ids), selection_mode="single-row",
+                         on_select=lambda: pick_clicked_row(SESSIONS, PICK, ids),
+                         selection_mode="single-row",
                          height=min(38 + 35 * len(chosen), 320),
                          column_config={"score": st.column_config.NumberColumn(format="%.4f")})
             if st.session_state.get(PICK) not in ids:

@@ -9,7 +9,7 @@ from tinylogbert.reports.timeline import bucket_counts
 
 from dashboard import state
 from dashboard.charts import selected_bucket, timeline_figure
-from dashboard.explain_view import render_explanation
+from dashboard.explain_view import pick_clicked_row, render_explanation
 
 PLACE = "timeline_place"
 BUCKET = "timeline_bucket"
@@ -26,12 +26,6 @@ def default_bucket(counts: pd.DataFrame) -> int:
     """The period with the most flagged sessions, else the busiest one."""
     column = "flagged_sessions" if counts["flagged_sessions"].any() else "lines"
     return int(counts[column].to_numpy().argmax())
-
-
-def pick_session(ids: list[str]) -> None:
-    rows = st.session_state[SESSIONS].selection.rows
-    if rows:
-        st.session_state[PICK] = ids[rows[0]]
 
 
 st.title("Timeline")
@@ -109,7 +103,8 @@ if workspace is not None:
         n_flagged = int(chosen["is_anomaly"].sum())
         st.markdown(f"**{plural(len(chosen), 'session')} in {labels[bucket]}**, "
                     f"{n_flagged:,} flagged, highest score first. Click a row to explain it.")
-        st.dataframe(chosen, hide_index=True, key=SESSIONS, on_select=lambda: pick_session(ids),
+        st.dataframe(chosen, hide_index=True, key=SESSIONS,
+                     on_select=lambda: pick_clicked_row(SESSIONS, PICK, ids),
                      selection_mode="single-row", height=min(38 + 35 * len(chosen), 320),
                      column_config={"score": st.column_config.NumberColumn(format="%.4f"),
                                     "top_line": st.column_config.TextColumn("top line")})

@@ -273,7 +273,8 @@ def settings_form(upload: LogUpload, expanded: bool) -> None:
 
 
 def training_section(upload: LogUpload | None, missing: bool, misfit: bool = False) -> None:
-    """Open when there is no model, or when the model does not fit the log (tinylogbert.scoring.fit_check)."""
+    """Open when there is no model, or when the model does not fit the log
+    (``tinylogbert.scoring.fit_check``)."""
     title = "Train a new model on this file" if upload else "Train a new model"
     with st.expander(title, expanded=missing or misfit, icon=":material/model_training:"):
         if upload is None:
