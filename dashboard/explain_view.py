@@ -80,6 +80,30 @@ def pick_clicked_row(table_key: str, pick_key: str, values: list[str]) -> None:
         st.session_state[pick_key] = values[rows[0]]
 
 
+def explore_sessions(
+    result: ScoreResult, table: pd.DataFrame, *, table_key: str, pick_key: str, lines_key: str,
+    max_height: int, column_config: dict | None = None,
+    actions: Callable[[str], None] | None = None,
+) -> str:
+    """A sessions table (one row per session, with ``session_id`` and ``score``) whose clicked
+    row picks the session that the selectbox under it shows and ``render_explanation`` explains;
+    ``actions(session_id)`` draws above the reasons. Returns the picked session id."""
+    ids = table["session_id"].tolist()
+    st.dataframe(table, hide_index=True, key=table_key,
+                 on_select=lambda: pick_clicked_row(table_key, pick_key, ids),
+                 selection_mode="single-row", height=min(38 + 35 * len(table), max_height),
+                 column_config={"score": st.column_config.NumberColumn(format="%.4f"),
+                                **(column_config or {})})
+    if st.session_state.get(pick_key) not in ids:
+        st.session_state[pick_key] = ids[0]
+    scores = dict(zip(ids, table["score"].to_numpy()))
+    session_id = st.selectbox("Session", ids, key=pick_key,
+                              format_func=lambda sid: f"{sid} (score {scores[sid]:.3f})")
+    render_explanation(result, session_id, key=lines_key,
+                       actions=(lambda: actions(session_id)) if actions else None)
+    return session_id
+
+
 def render_explanation(result: ScoreResult, session_id: str, key: str,
                        actions: Callable[[], None] | None = None) -> SessionExplanation:
     """Score, grade, size and label of one session, why it scored so (``actions``, e.g. a

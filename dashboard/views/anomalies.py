@@ -6,7 +6,7 @@ from tinylogbert.errors import TinyLogBERTError
 from tinylogbert.reports.display import format_threshold, plural
 
 from dashboard import state
-from dashboard.explain_view import GRADE_PROBABILITIES, pick_clicked_row, render_explanation
+from dashboard.explain_view import GRADE_PROBABILITIES, explore_sessions
 from dashboard.feedback import mark_session_normal
 
 PICK = "anomaly_pick"
@@ -50,27 +50,16 @@ if workspace is not None:
         columns = COLUMNS + [c for c in GRADE_PROBABILITIES if c in flagged.columns]
         columns += ["label"] if "label" in flagged.columns else []
         table = flagged[columns].reset_index(drop=True)
-        ids = table["session_id"].tolist()
         st.caption(f"{plural(len(table), 'session')} at or above {shown_threshold}, highest "
                    "first. Click a column to sort, a row to explain it.")
-        st.dataframe(
-            table, hide_index=True, key=TABLE, on_select=lambda: pick_clicked_row(TABLE, PICK, ids),
-            selection_mode="single-row", height=min(38 + 35 * len(table), 380),
-            column_config={"score": st.column_config.NumberColumn(format="%.4f"),
-                           "top_line": st.column_config.TextColumn("top line"),
+        explore_sessions(
+            result, table, table_key=TABLE, pick_key=PICK, lines_key="session_lines",
+            max_height=380,
+            column_config={"top_line": st.column_config.TextColumn("top line"),
                            **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0,
                                                                  format="%.2f")
                               for c in GRADE_PROBABILITIES}},
-        )
-        if st.session_state.get(PICK) not in ids:
-            st.session_state[PICK] = ids[0]
-        session_id = st.selectbox(
-            "Session", ids, key=PICK,
-            format_func=lambda sid: f"{sid} (score {table.loc[ids.index(sid), 'score']:.3f})",
-        )
-        render_explanation(
-            result, session_id, key="session_lines",
-            actions=lambda: st.button(
+            actions=lambda session_id: st.button(
                 "Mark as normal", key="mark_normal", icon=":material/thumb_up:",
                 on_click=mark_normal, args=(workspace, session_id),
                 help="A false alarm: store this with the model, so that this session and "

@@ -8,7 +8,7 @@ from tinylogbert.reports.display import format_threshold, plural
 from tinylogbert.reports.templates_table import filter_templates, template_table
 
 from dashboard import state
-from dashboard.explain_view import pick_clicked_row, render_explanation
+from dashboard.explain_view import explore_sessions, pick_clicked_row
 
 SEARCH = "templates_search"
 ABSENT = "templates_absent"
@@ -92,15 +92,5 @@ elif workspace is not None:
             st.caption(f"{int(row['flagged_sessions']):,} flagged; highest score first"
                        + (f" (first {MAX_LISTED_SESSIONS:,})" if len(members) >
                           MAX_LISTED_SESSIONS else "") + ". Click a row to explain it.")
-            ids = chosen["session_id"].tolist()
-            st.dataframe(chosen, hide_index=True, key=SESSIONS,
-                         on_select=lambda: pick_clicked_row(SESSIONS, PICK, ids),
-                         selection_mode="single-row",
-                         height=min(38 + 35 * len(chosen), 320),
-                         column_config={"score": st.column_config.NumberColumn(format="%.4f")})
-            if st.session_state.get(PICK) not in ids:
-                st.session_state[PICK] = ids[0]
-            scores = dict(zip(ids, chosen["score"].to_numpy()))
-            session_id = st.selectbox("Session", ids, key=PICK,
-                                      format_func=lambda sid: f"{sid} (score {scores[sid]:.3f})")
-            render_explanation(result, session_id, key="templates_session_lines")
+            explore_sessions(result, chosen, table_key=SESSIONS, pick_key=PICK,
+                             lines_key="templates_session_lines", max_height=320)

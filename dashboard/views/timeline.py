@@ -9,7 +9,7 @@ from tinylogbert.reports.timeline import bucket_counts
 
 from dashboard import state
 from dashboard.charts import selected_bucket, timeline_figure
-from dashboard.explain_view import pick_clicked_row, render_explanation
+from dashboard.explain_view import explore_sessions
 
 PLACE = "timeline_place"
 BUCKET = "timeline_bucket"
@@ -99,18 +99,9 @@ if workspace is not None:
         st.info(f"No session is counted in {labels[bucket]}: its lines belong to sessions "
                 "counted in other periods.", icon=":material/schedule:")
     else:
-        ids = chosen["session_id"].tolist()
         n_flagged = int(chosen["is_anomaly"].sum())
         st.markdown(f"**{plural(len(chosen), 'session')} in {labels[bucket]}**, "
                     f"{n_flagged:,} flagged, highest score first. Click a row to explain it.")
-        st.dataframe(chosen, hide_index=True, key=SESSIONS,
-                     on_select=lambda: pick_clicked_row(SESSIONS, PICK, ids),
-                     selection_mode="single-row", height=min(38 + 35 * len(chosen), 320),
-                     column_config={"score": st.column_config.NumberColumn(format="%.4f"),
-                                    "top_line": st.column_config.TextColumn("top line")})
-        if st.session_state.get(PICK) not in ids:
-            st.session_state[PICK] = ids[0]
-        scores = dict(zip(ids, chosen["score"].to_numpy()))
-        session_id = st.selectbox("Session", ids, key=PICK,
-                                  format_func=lambda sid: f"{sid} (score {scores[sid]:.3f})")
-        render_explanation(result, session_id, key="timeline_session_lines")
+        explore_sessions(result, chosen, table_key=SESSIONS, pick_key=PICK,
+                         lines_key="timeline_session_lines", max_height=320,
+                         column_config={"top_line": st.column_config.TextColumn("top line")})
