@@ -10,18 +10,8 @@ import time
 from pathlib import Path
 
 from tinylogbert.errors import FormatError
+from tinylogbert.model.checkpoint import trained_format, trained_sessions
 from tinylogbert.sessions.grouping import SessionConfig
-
-
-def model_sessions(folder: str | Path) -> SessionConfig | None:
-    """The session rule a checkpoint was trained with, from ``detector.json`` alone (no torch),
-    or None when unreadable (loading the model then says why)."""
-    from tinylogbert.model.checkpoint import DETECTOR_FILE, read_json
-
-    try:
-        return SessionConfig(**read_json(Path(folder) / DETECTOR_FILE)["sessions"])
-    except Exception:  # noqa: BLE001 -- any unreadable checkpoint: the load reports it
-        return None
 
 
 def wants_streaming(args: argparse.Namespace, sessions: SessionConfig | None) -> bool:
@@ -35,7 +25,7 @@ def wants_streaming(args: argparse.Namespace, sessions: SessionConfig | None) ->
         if args.chunk_lines:
             raise FormatError("--chunk-lines is for streaming; drop it or --stream off")
         return False
-    rule = sessions or model_sessions(args.model)
+    rule = sessions or trained_sessions(args.model)
     if args.stream == "on":
         if rule is not None and not supports(rule):
             raise FormatError("time windows are scored in memory only; use --stream off "
@@ -50,11 +40,10 @@ def score_streaming(args: argparse.Namespace, sessions: SessionConfig | None) ->
     """Passes 0 and 1 (survey, parse, spill) while the model loads, then pass 2."""
     from tinylogbert.batch.streaming import DEFAULT_CHUNK_LINES, StreamConfig, spill
     from tinylogbert.cli.main import _in_background, _load_detector, report_scored, warn
-    from tinylogbert.model.checkpoint import trained_format
 
     started = time.perf_counter()
     loading = _in_background(_load_detector, args.model, args.runtime, args.threads)
-    rule = sessions or model_sessions(args.model) or SessionConfig()
+    rule = sessions or trained_sessions(args.model) or SessionConfig()
     # The parsed chunks go beside the output, not to TMPDIR (often a small RAM disk).
     config = StreamConfig(chunk_lines=args.chunk_lines or DEFAULT_CHUNK_LINES,
                           spill_dir=Path(args.out).resolve().parent)

@@ -33,6 +33,7 @@ from tinylogbert.io.log_formats import LogFormat
 if TYPE_CHECKING:  # torch and transformers load with the weights, not with this module
     import torch
     from tinylogbert.model.tinylogbert_model import TinyLogBERT
+    from tinylogbert.sessions.grouping import SessionConfig
 
 # The shipped model: checkpoint/ beside core/ in the source tree (and in an editable install).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "checkpoint"
@@ -82,6 +83,18 @@ def trained_format(folder: str | Path) -> LogFormat | None:
     try:
         meta = json.loads((Path(folder) / DETECTOR_FILE).read_text(encoding="utf-8"))
         return LogFormat(**meta["log_format"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def trained_sessions(folder: str | Path) -> SessionConfig | None:
+    """The session rule a checkpoint was trained with, from ``detector.json`` alone (no torch).
+    None when unreadable, as ``trained_format``."""
+    from tinylogbert.sessions.grouping import SessionConfig
+
+    try:
+        meta = json.loads((Path(folder) / DETECTOR_FILE).read_text(encoding="utf-8"))
+        return SessionConfig(**meta["sessions"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

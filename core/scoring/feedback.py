@@ -344,17 +344,21 @@ def log_sessions(folder: str | Path, log, log_format="auto", sessions=None, name
     trained format first under 'auto' and its own session rule unless ``sessions`` is given.
     Reads ``detector.json`` only (no torch, no weights)."""
     from tinylogbert import pipeline
-    from tinylogbert.model.checkpoint import DETECTOR_FILE, read_json, trained_format
-    from tinylogbert.sessions.grouping import SessionConfig, build_sessions
+    from tinylogbert.model.checkpoint import (
+        DETECTOR_FILE,
+        read_json,
+        trained_format,
+        trained_sessions,
+    )
+    from tinylogbert.sessions.grouping import build_sessions
 
     lines = pipeline.read(log, name)
     parsed = pipeline.parse(lines, log_format, trained_format(folder))
     if sessions is None:
-        meta = read_json(Path(folder) / DETECTOR_FILE)
-        try:
-            sessions = SessionConfig(**meta["sessions"])
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError(f"{folder}: detector.json has no valid sessions ({exc})") from None
+        sessions = trained_sessions(folder)
+    if sessions is None:
+        read_json(Path(folder) / DETECTOR_FILE)  # an unreadable file says why
+        raise CheckpointError(f"{folder}: detector.json has no valid sessions")
     return parsed, build_sessions(parsed, sessions)
 
 

@@ -161,9 +161,7 @@ class ScoreResult:
         if "label" in table.column_names:
             table = table.drop_columns(["label"])
         table = table.append_column("label", pa.array(aligned, type=pa.int8()))
-        out = replace(self, session_table=table, session_labels=aligned)
-        out.__dict__.pop("session_frame", None)
-        return out
+        return self.replaced(session_table=table, session_labels=aligned)
 
     def with_line_labels(self, labels: pd.Series) -> ScoreResult:
         """Line labels from a ``line_no,label`` CSV."""
@@ -175,9 +173,7 @@ class ScoreResult:
         if "label" in table.column_names:
             table = table.drop_columns(["label"])
         table = table.append_column("label", pa.array(aligned, type=pa.int8()))
-        out = replace(self, line_table=table, line_labels=aligned)
-        out.__dict__.pop("lines", None)
-        return out
+        return self.replaced(line_table=table, line_labels=aligned)
 
     # ---- explanations -----------------------------------------------------------------------
     def session_index(self, session_id: str) -> int:
