@@ -65,10 +65,9 @@ from tinylogbert.io.log_reader import (
     GZIP_MAGIC,
     MAX_GZIP_MEMBERS,
     LogLines,
-    _count_invalid_lines,
     _looks_binary,
-    _split_lines,
     check_readable,
+    decode_lines,
 )
 from tinylogbert.sessions.grouping import (
     ORPHAN_GROUP,
@@ -225,18 +224,6 @@ def _line_blocks(path: Path) -> Iterator[bytes]:
         yield carry
 
 
-def _decode_lines(data: bytes) -> tuple[pa.LargeStringArray, int, bool]:
-    """``read_log_bytes``'s decoding of one block: (lines, lines with invalid UTF-8, replaced).
-    Blocks end at newlines and no invalid sequence spans one, so replacing per block is
-    replacing in the whole."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        invalid = _count_invalid_lines(data)
-        return _split_lines(data.decode("utf-8", errors="replace").encode("utf-8")), invalid, True
-    return _split_lines(data), 0, False
-
-
 @dataclass
 class _Survey:
     n_lines: int
@@ -267,7 +254,7 @@ def survey_log(path: Path, source: str) -> _Survey:
               else np.linspace(0, n - 1, DETECT_SAMPLE).astype(np.int64))
     sample, head, start = [], [], 0
     for block in _line_blocks(path):
-        lines, _, _ = _decode_lines(block)
+        lines, _, _ = decode_lines(block)
         end = start + len(lines)
         if start < RULE_LINES:
             head.append(lines.slice(0, RULE_LINES - start))
@@ -292,7 +279,7 @@ def line_chunks(path: Path, chunk_lines: int) -> Iterator[tuple[pa.LargeStringAr
     n_held = invalid = 0
     replaced = False
     for block in _line_blocks(path):
-        lines, bad, rep = _decode_lines(block)
+        lines, bad, rep = decode_lines(block)
         invalid += bad
         replaced |= rep
         held.append(lines)

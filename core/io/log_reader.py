@@ -119,14 +119,20 @@ def read_log_bytes(data: bytes, source: str = "<input>",
         raise LogInputError(f"{source}: the log is empty")
     if _looks_binary(data[:_BINARY_SAMPLE]):
         raise LogInputError(f"{source}: this looks like a binary file, not a text log")
+    lines, invalid, replaced = decode_lines(data)
+    return LogLines(lines, source=source, replaced_bytes=replaced, invalid_lines=invalid)
+
+
+def decode_lines(data: bytes) -> tuple[pa.LargeStringArray, int, bool]:
+    """UTF-8 bytes as lines: (lines, lines that held invalid UTF-8, whether any byte was
+    replaced by U+FFFD). Also per block of a stream, when blocks end at newlines: no invalid
+    sequence spans one, so replacing per block is replacing in the whole."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         invalid = _count_invalid_lines(data)
-        data = data.decode("utf-8", errors="replace").encode("utf-8")
-        return LogLines(_split_lines(data), source=source, replaced_bytes=True,
-                        invalid_lines=invalid)
-    return LogLines(_split_lines(data), source=source)
+        return _split_lines(data.decode("utf-8", errors="replace").encode("utf-8")), invalid, True
+    return _split_lines(data), 0, False
 
 
 def _count_invalid_lines(data: bytes) -> int:
