@@ -16,7 +16,8 @@ from tinylogbert.errors import TinyLogBERTError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``feedback`` to the ``tinylogbert`` command (see ``EXTRA_COMMAND_MODULES``)."""
-    from tinylogbert.cli.main import DEFAULT_MODEL, _add_format_options
+    from tinylogbert.cli.main import _add_format_options
+    from tinylogbert.model.checkpoint import DEFAULT_MODEL_DIR
 
     p = subparsers.add_parser(
         "feedback", help="mark sessions of a log as normal (false alarms); list or remove marks",
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "normalised lines (--match set: the same set of lines), are no longer flagged; the "
         "column suppressed_by names the entry.",
     )
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint folder (written)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (written)")
     p.add_argument("--log", help="the log the sessions are in (with --normal)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--normal", nargs="+", metavar="ID", help="session ids to mark as normal")

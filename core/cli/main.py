@@ -19,7 +19,6 @@ from tinylogbert.errors import OutputError, TinyLogBERTError
 from tinylogbert.model.checkpoint import DEFAULT_MODEL_DIR
 from tinylogbert.reports.display import format_threshold
 
-DEFAULT_MODEL = DEFAULT_MODEL_DIR
 # ``tinylogbert bench`` writes here (relative to the working folder, git-ignored), never over the
 # tracked results in benchmarks/results; --out-dir chooses another folder.
 DEFAULT_BENCH_DIR = Path("tinylogbert-bench")
@@ -352,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score a log with a trained model")
     p.add_argument("logfile", nargs="+",
                    help="the log (--engine ray: any number of files, folders or globs)")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint folder")
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder")
     p.add_argument("--out", required=True,
                    help="LINES.csv: one row per input line (--engine ray: a folder for "
                         "Parquet lines/ and sessions/, CSV with --csv, and summary.json)")
@@ -378,14 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-onnx",
                        help="write a checkpoint's model.onnx (scoring without torch) and its "
                             "manifest entry; for checkpoints saved without it")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint folder")
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder")
     p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("evaluate", help="ROC-AUC, PR-AUC and F1 of scores against labels")
     p.add_argument("--scores", required=True, help="SESSIONS.csv (or LINES.csv with --level line)")
     p.add_argument("--labels", help="label CSV: BlockId,Label / session_id,label / line_no,label")
     p.add_argument("--level", choices=["session", "line"], default="session")
-    p.add_argument("--model", default=str(DEFAULT_MODEL),
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
                    help="the model that scored the CSV: its threshold (session, or line with "
                         "--level line) is the one evaluated")
     p.add_argument("--threshold", type=float,

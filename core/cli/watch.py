@@ -21,7 +21,8 @@ from tinylogbert.errors import OutputError
 
 def register(subparsers) -> None:
     """Add ``watch`` to the ``tinylogbert`` command (see ``EXTRA_COMMAND_MODULES``)."""
-    from tinylogbert.cli.main import DEFAULT_MODEL, _add_format_options
+    from tinylogbert.cli.main import _add_format_options
+    from tinylogbert.model.checkpoint import DEFAULT_MODEL_DIR
 
     p = subparsers.add_parser(
         "watch", help="score a growing log live (tail -F) or standard input, one JSON line "
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("logfile", metavar="PATH|-",
                    help="the log to follow (rotation and truncation are followed), or - for "
                         "standard input")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint folder")
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder")
     _add_format_options(p)
     p.add_argument("--threshold", type=float, help="override the model's session threshold")
     p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
