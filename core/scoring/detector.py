@@ -12,7 +12,6 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -259,33 +258,31 @@ class TinyLogBERTDetector(BaseEstimator):
                 param.copy_(param.half().float())
 
     def _line_rarity(self, corpus: SessionCorpus) -> np.ndarray:
-        """``-log p(line)`` per line-table row, from the training log's line frequencies.
-
-        A line outside the vocabulary (new, or seen once) backs off to its words:
-        ``-log p([OTHER]) + mean -log p(word)``, so among new messages those made of words the
-        log never uses rank first (a new BGL alert among new but ordinary messages).
-        """
-        counts = np.asarray(self.line_class_counts_, dtype=np.float64)
-        prob = (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
-        rarity = -np.log(prob[corpus.line_class])
-        words = getattr(self, "word_counts_", None)
-        if words:
-            other = np.flatnonzero(corpus.line_class[N_PSEUDO_LINES:] == OTHER_LINE_CLASS)
-            rarity[N_PSEUDO_LINES + other] += _word_surprisal(
-                [corpus.line_texts[i] for i in other], words
-            )
-        return rarity
+        """``-log p(line)`` per line-table row of ``corpus`` (its pseudo-lines first)."""
+        return self._rarity(corpus.line_class,
+                            [""] * N_PSEUDO_LINES + list(corpus.line_texts))
 
     def line_rarity(self, texts: list[str]) -> np.ndarray:
         """``-log p(line)`` of normalised lines, exactly as scoring computes it (before the
         severity weight): what the templates table shows as a line's rarity."""
         self._check_fitted()
-        classes = [self._line_class.get(t, OTHER_LINE_CLASS) for t in texts]
-        rows = SimpleNamespace(  # the two fields of a corpus that _line_rarity reads
-            line_class=np.array([0] * N_PSEUDO_LINES + classes, dtype=np.int64),
-            line_texts=list(texts),
-        )
-        return self._line_rarity(rows)[N_PSEUDO_LINES:]
+        classes = np.array([self._line_class.get(t, OTHER_LINE_CLASS) for t in texts],
+                           dtype=np.int64)
+        return self._rarity(classes, list(texts))
+
+    def _rarity(self, line_class: np.ndarray, texts: list[str]) -> np.ndarray:
+        """From the training log's line frequencies. A line outside the vocabulary (new, or
+        seen once) backs off to its words: ``-log p([OTHER]) + mean -log p(word)``, so among
+        new messages those made of words the log never uses rank first (a new BGL alert among
+        new but ordinary messages)."""
+        counts = np.asarray(self.line_class_counts_, dtype=np.float64)
+        prob = (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
+        rarity = -np.log(prob[line_class])
+        words = getattr(self, "word_counts_", None)
+        if words:
+            other = np.flatnonzero(line_class == OTHER_LINE_CLASS)
+            rarity[other] += _word_surprisal([texts[i] for i in other], words)
+        return rarity
 
     def _position_signals(
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
