@@ -45,6 +45,7 @@ from .report import package_versions
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 LOGHUB = SAMPLE / "loghub_2k"
+AXES = ("base", "evolution", "faults")
 VERSIONED = ("tinylogbert", "numpy", "scikit-learn", "torch", "transformers", "pyarrow")
 
 
@@ -171,7 +172,187 @@ def judge(train_scores: np.ndarray, test_scores: np.ndarray, labels: np.ndarray 
     return out
 
 
-def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
+def peer_scores(train: Part, test: Part, seed: int, loglead_parts=None) -> dict:
+    """Every peer's (line, session) scores for train and test, fitted on ``train``."""
+    peers = {"Template frequency": template_frequency(train, test),
+             "Word frequency": word_frequency(train, test),
+             "Level only": level_only(train, test),
+             "IsolationForest (template counts)": isolation_forest(train, test, seed)}
+    if loglead_parts is not None:
+        from .loglead_detectors import loglead_unavailable
+
+        if loglead_unavailable() is None:
+            peers.update(loglead_isolation_forests(*loglead_parts, seed))
+    return peers
+
+
+def loglead_isolation_forests(train, test, seed: int) -> dict:
+    """LogLead's IsolationForest on word counts and on Drain events, through its own API
+    (enhancers -> sequences -> ``AnomalyDetector`` with its default ``CountVectorizer``), on
+    the sessions TinyLogBERT uses. ``train``/``test``: (messages, session ids per line)."""
+    import warnings
+
+    import polars as pl
+    from loglead import AnomalyDetector
+    from loglead.enhancers import EventLogEnhancer, SequenceEnhancer
+
+    from .loglead_detectors import _fresh_drain
+
+    def sequences(messages: list[str], ids: list[str]):
+        df = pl.DataFrame({"m_message": [m or "" for m in messages], "seq_id": ids})
+        enhancer = EventLogEnhancer(df)
+        enhancer.mask()
+        enhancer.words("e_message_normalized")
+        df = enhancer.parse_drain()
+        order = pl.DataFrame({"seq_id": list(dict.fromkeys(ids))})
+        seq = SequenceEnhancer(df=df, df_seq=order)
+        seq.tokens("e_words")
+        out = seq.events("e_event_drain_id")
+        return order.join(out, on="seq_id", how="left", maintain_order="left")
+
+    _fresh_drain()  # Drain learns the train part first, then (online) the test part
+    tr, te = sequences(*train), sequences(*test)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, column in (("words", "e_words"), ("Drain events", "e_event_drain_id")):
+            sad = AnomalyDetector(item_list_col=column, print_scores=False, auc_roc=True)
+            sad.train_df, sad.test_df = tr, te
+            sad.prepare_train_test_data()
+            np.random.seed(seed)
+            sad.train_IsolationForest(filter_anos=False)
+            scores = {}
+            for part, frame, x in (("train", tr, sad.X_train), ("test", te, sad.X_test)):
+                sad.test_df, sad.X_test, sad.X_test_no_anos = frame, x, x
+                scores[part] = (None, sad.predict()["pred_ano_proba"].to_numpy().astype(float))
+            out[f"LogLead IsolationForest ({name})"] = scores
+    return out
+
+
+def _loglead_input(result) -> tuple[list[str], list[str]]:
+    """(message, session id) per session member: what LogLead's sequences are built from."""
+    members = result.sessions.members
+    ids = result.session_frame.session_id.to_numpy()
+    per_member = np.repeat(ids, np.diff(result.sessions.offsets))
+    messages = result.line_table["message"].to_pylist()
+    return [messages[i] or "" for i in members], [str(x) for x in per_member]
+
+
+def _labels_of(log: DevLog, result) -> np.ndarray | None:
+    if log.labels is not None:
+        return align_labels(result.session_frame.session_id.to_numpy(), read_labels(log.labels))
+    return result.session_labels
+
+
+def run_axes(det, log: DevLog, seed: int, axes: tuple[str, ...], train, test, train_text,
+             test_text, labels, peers: bool, say) -> list[dict]:
+    """The evolution axis (the scored part reworded, ``evolution.py``) and the fault axis
+    (fault bursts injected, ``faults.py``), for TinyLogBERT and, with ``peers``, every peer.
+    The generators' seed is fixed (0): every model seed meets the same variants."""
+    from tinylogbert import pipeline
+    from tinylogbert.io.log_reader import read_log_lines
+
+    from .evolution import VARIANTS, variant_lines
+    from .faults import inject, plan_bursts
+
+    parsed = pipeline.parse(read_log_lines(test_text, "test"), "auto", det.format_)
+    tr_part = Part.of(train)
+    lead_train = _loglead_input(train) if peers else None
+    rows: list[dict] = []
+
+    def methods(text: list[str]):
+        """(name -> (train session scores, test session scores, threshold)), the result."""
+        result = det.score(read_log_lines(text, "variant"), embeddings=False)
+        det.open_world = False
+        try:
+            closed = det.score(read_log_lines(text, "variant"), embeddings=False)
+        finally:
+            det.open_world = True
+        st = train.session_frame
+        out = {"TinyLogBERT": (st.score.to_numpy(), result.session_frame.score.to_numpy(),
+                               det.threshold_),
+               "TinyLogBERT without line matching": (
+                   st.score.to_numpy(), closed.session_frame.score.to_numpy(), det.threshold_),
+               "TinyLogBERT count-only (z_rarity, exact lines)": (
+                   st.z_rarity.to_numpy(), closed.session_frame.z_rarity.to_numpy(), None),
+               "TinyLogBERT z_context alone": (
+                   st.z_context.to_numpy(), result.session_frame.z_context.to_numpy(), None)}
+        if peers:
+            lead = (lead_train, _loglead_input(result))
+            for name, sc in peer_scores(tr_part, Part.of(result), seed, lead).items():
+                if name != "Level only":
+                    out[name] = (sc["train"][1], sc["test"][1], None)
+        return out, result
+
+    def threshold_of(train_scores, threshold):
+        if threshold is not None:
+            return threshold
+        return label_free_threshold(np.asarray(train_scores, float), None, "auto",
+                                    AUTO_MAX_SESSION_SHARE)
+
+    base = {"log": log.name, "seed": seed, "level": "session"}
+    if "evolution" in axes:
+        for variant in VARIANTS:
+            text, info = variant_lines(test_text, parsed, variant, seed=0)
+            scored, result = methods(text)
+            y = _labels_of(log, result)
+            for name, (tr_s, te_s, thr) in scored.items():
+                rows.append({**base, "axis": "evolution", "variant": variant, "method": name,
+                             "seed": seed if name.startswith("TinyLogBERT") else None,
+                             "line_share_changed": info["line_share_changed"],
+                             "types_reworded": info["types_reworded"],
+                             **judge(tr_s, te_s, y, threshold_of(tr_s, thr)),
+                             **normal_flagged(te_s, y, threshold_of(tr_s, thr))})
+            say(f"    evolution {variant}: {info['types_reworded']} of {info['types']} types, "
+                f"{info['line_share_changed']:.0%} of lines; TinyLogBERT flags "
+                f"{result.n_anomalous_sessions} of {result.n_sessions}")
+    if "faults" in axes:
+        y0 = labels if labels is not None else np.zeros(test.n_sessions, dtype=int)
+        normal_ids = set(test.session_frame.session_id.to_numpy()[y0 == 0])
+        sid = test.line_table["session_id"].to_pylist()
+        ok = test.line_table["parse_ok"].to_numpy(zero_copy_only=False)
+        normal_lines = np.array([i for i, s in enumerate(sid) if ok[i] and s in normal_ids])
+        bursts = plan_bursts(parsed, normal_lines, seed=0)
+        text, where = inject(test_text, parsed, bursts)
+        scored, result = methods(text)
+        frame = result.session_frame
+        line_sid = result.line_table["session_id"].to_pylist()
+        position = {s: k for k, s in enumerate(frame.session_id.to_numpy())}
+        burst_sessions = [sorted({position[x] for i in w for x in str(line_sid[i]).split(";")
+                                  if x in position}) for w in where]
+        hit = np.zeros(len(frame), dtype=bool)
+        hit[[k for b in burst_sessions for k in b]] = True
+        y = _labels_of(log, result)
+        clean = ~hit & ((y == 0) if y is not None else True)
+        grades = frame["grade"].to_numpy()
+        for name, (tr_s, te_s, thr) in scored.items():
+            flagged = np.asarray(te_s) >= threshold_of(tr_s, thr)
+            caught = [bool(flagged[b].any()) for b in burst_sessions if b]
+            row = {**base, "axis": "faults", "variant": "bursts", "method": name,
+                   "seed": seed if name.startswith("TinyLogBERT") else None,
+                   "bursts": len(caught), "caught": int(sum(caught)),
+                   "caught_share": float(np.mean(caught)) if caught else None,
+                   "clean_flagged_share": float(flagged[clean].mean()) if clean.any() else None}
+            if name == "TinyLogBERT":
+                from tinylogbert.scoring.anomaly_score import GRADES
+
+                row["burst_grades"] = [max(grades[b], key=GRADES.index) if b else None
+                                       for b in burst_sessions]
+            rows.append(row)
+        say(f"    faults: TinyLogBERT caught {rows[-len(scored)]['caught']} of "
+            f"{rows[-len(scored)]['bursts']} bursts")
+    return rows
+
+
+def normal_flagged(scores, labels, threshold) -> dict:
+    """The share of sessions labelled normal (all sessions, without labels) that are flagged."""
+    flagged = np.asarray(scores) >= threshold
+    normal = (labels == 0) if labels is not None else np.ones(len(flagged), dtype=bool)
+    return {"normal_flagged_share": float(flagged[normal].mean()) if normal.any() else None}
+
+
+def run_log(log: DevLog, seeds: list[int], quick: bool, say,
+            axes: tuple[str, ...] = ("base",)) -> list[dict]:
     from tinylogbert import TinyLogBERTDetector
     from tinylogbert.io.log_reader import read_log_lines
     from tinylogbert.model.training import TrainConfig
@@ -205,6 +386,11 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
         else:
             labels = test.session_labels
         line_labels = test.line_labels
+        if "base" not in axes:
+            rows += run_axes(det, log, seed, axes, train, test, train_text, test_text, labels,
+                             peers=not peers_done, say=say)
+            peers_done = True
+            continue
         say(f"  {log.name} seed {seed}: trained in {train_s:.0f}s, "
             f"{test.n_anomalous_sessions} of {test.n_sessions} sessions flagged")
         st, ss = train.session_frame, test.session_frame
@@ -219,15 +405,14 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say) -> list[dict]:
         for signal in ("z_rarity", "z_context"):
             rows.append({**base, "method": f"TinyLogBERT {signal} alone", "level": "session",
                          **judge(st[signal].to_numpy(), ss[signal].to_numpy(), labels)})
+        if "evolution" in axes or "faults" in axes:
+            rows += run_axes(det, log, seed, axes, train, test, train_text, test_text, labels,
+                             peers=not peers_done, say=say)
         if peers_done:
             continue
         peers_done = True  # the peers are deterministic (IsolationForest: seeded by the first)
         tr_part, te_part = Part.of(train), Part.of(test)
-        peers = {"Template frequency": template_frequency(tr_part, te_part),
-                 "Word frequency": word_frequency(tr_part, te_part),
-                 "Level only": level_only(tr_part, te_part),
-                 "IsolationForest (template counts)": isolation_forest(tr_part, te_part, seed)}
-        for name, scores in peers.items():
+        for name, scores in peer_scores(tr_part, te_part, seed).items():
             peer = {"log": log.name, "seed": None, "method": name, "lines": test.n_lines}
             rows.append({**peer, "level": "session",
                          **judge(scores["train"][1], scores["test"][1], labels)})
@@ -272,14 +457,21 @@ def grade_shares(grades: np.ndarray, labels: np.ndarray | None) -> dict[str, dic
 
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean and SD over seeds per (log, method, level)."""
-    keys = ("roc_auc", "pr_auc", "f1", "best_f1", "flagged_share")
+    keys = ("roc_auc", "pr_auc", "f1", "best_f1", "flagged_share", "normal_flagged_share",
+            "caught_share", "clean_flagged_share", "line_share_changed")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["log"], r["method"], r["level"]), []).append(r)
+        key = (r["log"], r.get("axis", "base"), r.get("variant"), r["method"], r["level"])
+        groups.setdefault(key, []).append(r)
     out = []
-    for (log, method, level), rs in groups.items():
-        item = {"log": log, "method": method, "level": level, "runs": len(rs),
-                "n": rs[0]["n"], "n_anomalies": rs[0].get("n_anomalies")}
+    for (log, axis, variant, method, level), rs in groups.items():
+        item = {"log": log, "axis": axis, "variant": variant, "method": method, "level": level,
+                "runs": len(rs), "n": rs[0].get("n"), "n_anomalies": rs[0].get("n_anomalies")}
+        if axis == "faults":
+            item["caught"] = sum(r["caught"] for r in rs)
+            item["bursts"] = sum(r["bursts"] for r in rs)
+            if "burst_grades" in rs[0]:
+                item["burst_grades"] = dict(Counter(g for r in rs for g in r["burst_grades"]))
         for k in keys:
             vals = [r[k] for r in rs if r.get(k) is not None]
             if vals:
@@ -306,6 +498,8 @@ def markdown(summary: list[dict], command: str, seeds: list[int]) -> str:
         sd = item.get(key + "_sd", 0.0)
         return f"{item[key]:.3f}" + (f" ± {sd:.3f}" if item["runs"] > 1 else "")
 
+    axes = [item for item in summary if item.get("axis", "base") != "base"]
+    summary = [item for item in summary if item.get("axis", "base") == "base"]
     lines = [f"Development suite (`{command}`), TinyLogBERT over seeds {seeds} (mean ± SD). "
              "F1 and flagged share at the label-free threshold (training scores only); best F1 "
              "is chosen on the labels: an upper bound. Every log here was used to choose the "
@@ -340,11 +534,43 @@ def markdown(summary: list[dict], command: str, seeds: list[int]) -> str:
             e = item["embedding_knn"]
             lines.append(f"| {item['log']} | {e['anomaly_neighbour_share']:.3f} ± "
                          f"{e['anomaly_neighbour_share_sd']:.3f} | {e['random_neighbour_share']:.3f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + axes_markdown(axes, cell)) + "\n"
+
+
+def axes_markdown(items: list[dict], cell) -> list[str]:
+    """The evolution and fault tables."""
+    lines: list[str] = []
+    evolution = [i for i in items if i["axis"] == "evolution"]
+    if evolution:
+        lines += ["", "Evolution axis: the scored part reworded as a newer release would write it "
+                  "(`benchmarks/evolution.py`: the most frequent message type alone, then 5%, 15%, "
+                  "30% of the types drawn by frequency; generator settings fixed before any result "
+                  "was seen). Sessions; `normal flagged` is the share of sessions labelled normal "
+                  "(every session, without labels) over the label-free threshold.", "",
+                  "| log | variant | lines changed | method | ROC-AUC | PR-AUC | F1 | normal flagged |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for i in evolution:
+            lines.append(f"| {i['log']} | {i['variant']} | {i.get('line_share_changed', 0):.0%} | "
+                         f"{i['method']} | {cell(i, 'roc_auc')} | {cell(i, 'pr_auc')} | "
+                         f"{cell(i, 'f1')} | {cell(i, 'normal_flagged_share')} |")
+    faults = [i for i in items if i["axis"] == "faults"]
+    if faults:
+        lines += ["", "Fault axis: bursts of 3 fault lines (`benchmarks/faults.py`: out of memory, "
+                  "disk full, bind failure, disk I/O error, segfault, connection refused; half at "
+                  "an error level, half at the copied line's level) injected into the scored part; "
+                  "caught = bursts whose session is flagged, summed over the seeds; clean flagged = "
+                  "sessions without a burst (and labelled normal) over the threshold.", "",
+                  "| log | method | bursts caught | clean flagged | grades of the burst sessions |",
+                  "|---|---|---|---|---|"]
+        for i in faults:
+            grades = ", ".join(f"{g} {n}" for g, n in sorted(i.get("burst_grades", {}).items()))
+            lines.append(f"| {i['log']} | {i['method']} | {i['caught']} of {i['bursts']} | "
+                         f"{cell(i, 'clean_flagged_share')} | {grades or '–'} |")
+    return lines
 
 
 def run_suite(logs: list[str], seeds: list[int], quick: bool, out_dir: Path, command: str,
-              merge: bool = False) -> dict:
+              merge: bool = False, axes: tuple[str, ...] = ("base",)) -> dict:
     """Run ``logs``; with ``merge``, keep the other logs' runs of an earlier ``suite.json`` in
     ``out_dir`` (same seeds), so one log can be measured again without the others."""
     started = time.perf_counter()
@@ -363,7 +589,8 @@ def run_suite(logs: list[str], seeds: list[int], quick: bool, out_dir: Path, com
     for log in DEV_LOGS:
         if log.name in logs:
             print(f"{log.name}:", file=sys.stderr, flush=True)
-            rows += run_log(log, seeds, quick, lambda m: print(m, file=sys.stderr, flush=True))
+            rows += run_log(log, seeds, quick, lambda m: print(m, file=sys.stderr, flush=True),
+                            axes)
     order = [d.name for d in DEV_LOGS]
     rows = sorted(kept + rows, key=lambda r: order.index(r["log"]))
     summary = summarise(rows)
@@ -387,6 +614,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="tiny model: tests the harness")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--axes", default="base,evolution,faults",
+                        help="comma-separated: base (the log as written), evolution (reworded "
+                             "variants), faults (injected fault bursts); default all")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other logs' runs of the suite.json already in --out-dir")
 
@@ -398,10 +628,15 @@ def run_from_args(args: argparse.Namespace, prog: str) -> int:
         from tinylogbert.errors import TinyLogBERTError
         raise TinyLogBERTError(f"unknown development log(s) {unknown}; "
                                f"choose from {[d.name for d in DEV_LOGS]}")
-    command = f"{prog} --logs {','.join(logs)} --seeds {' '.join(map(str, args.seeds))}"
+    axes = tuple(t.strip() for t in getattr(args, "axes", "base").split(",") if t.strip())
+    if not axes or set(axes) - set(AXES):
+        from tinylogbert.errors import TinyLogBERTError
+        raise TinyLogBERTError(f"--axes: choose from {list(AXES)}")
+    command = (f"{prog} --logs {','.join(logs)} --seeds {' '.join(map(str, args.seeds))} "
+               f"--axes {','.join(axes)}")
     run_suite(logs, args.seeds, args.quick, args.out_dir,
               command + (" --quick" if args.quick else "") + (" --merge" if args.merge else ""),
-              merge=getattr(args, "merge", False))
+              merge=getattr(args, "merge", False), axes=axes)
     return 0
 
 

@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from tinylogbert.errors import CheckpointError
 from tinylogbert.io.log_formats import LogFormat
 
@@ -193,6 +194,21 @@ def check_init_from(source: str) -> Path:
         raise CheckpointError(f"--init-from {source}: needs config.json and {WEIGHTS_FILE} "
                               "(pickled weights such as pytorch_model.bin are not loaded)")
     return folder
+
+
+def load_word_embeddings(folder: Path) -> np.ndarray:
+    """The word-piece embedding matrix alone, as numpy (no torch): what the line matcher reads
+    under ONNX Runtime. The file's sha256 was checked with the folder."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(folder / WEIGHTS_FILE), framework="np") as f:
+            return f.get_tensor(WORD_EMBEDDINGS_KEY).astype(np.float32)
+    except (SafetensorError, KeyError, OSError) as exc:
+        raise CheckpointError(f"{folder / WEIGHTS_FILE}: no word embeddings ({exc})") from None
+
+
+WORD_EMBEDDINGS_KEY = "bert.embeddings.word_embeddings.weight"
 
 
 def load_weights(folder: Path, expected_sha256: str, n_line_classes: int, head_hidden: int) -> TinyLogBERT:

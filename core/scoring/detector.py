@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sklearn.base import BaseEstimator
 from tinylogbert import __version__, pipeline
 from tinylogbert.errors import NotFittedError
@@ -43,6 +44,7 @@ from tinylogbert.scoring.anomaly_score import (
     robust_center_scale,
 )
 from tinylogbert.scoring.feedback import apply as apply_feedback
+from tinylogbert.scoring.line_matching import LineMatcher, OpenVocabulary
 from tinylogbert.scoring.result_tables import build_result
 from tinylogbert.scoring.results import ScoreResult
 from tinylogbert.scoring.severity import line_severity
@@ -90,6 +92,7 @@ class TinyLogBERTDetector(BaseEstimator):
         min_line_count: int = 2,
         contamination: float | str = "auto",
         severity_prior: bool = True,
+        open_world: bool = True,
         init_from: str | None = None,
         num_threads: int | None = None,
     ) -> None:
@@ -103,6 +106,7 @@ class TinyLogBERTDetector(BaseEstimator):
         self.min_line_count = min_line_count
         self.contamination = contamination
         self.severity_prior = severity_prior
+        self.open_world = open_world
         self.init_from = init_from
         self.num_threads = num_threads
 
@@ -136,11 +140,38 @@ class TinyLogBERTDetector(BaseEstimator):
     ) -> tuple[ParsedLog, SessionIndex, SessionCorpus]:
         parsed = self.parse(log, log_format)
         index = build_sessions(parsed, sessions or self.sessions)
-        corpus = build_corpus(
-            parsed.words, index, self.tokenizer_, self.model_config_.max_lines,
-            self._line_class,
-        )
-        return parsed, index, corpus
+        return parsed, index, self._corpus(parsed, index)
+
+    def _corpus(self, parsed: ParsedLog, index: SessionIndex) -> SessionCorpus:
+        """The model input; with ``open_world``, a line outside the vocabulary that closely
+        resembles a known line is scored as that line (``line_matching.py``)."""
+        return build_corpus(parsed.words, index, self.tokenizer_, self.model_config_.max_lines,
+                            self._vocabulary(parsed.words))
+
+    def _vocabulary(self, words: pa.Array) -> dict[str, int] | OpenVocabulary:
+        if not self.open_world or not self._line_class:
+            return self._line_class
+        distinct = pc.unique(words).to_pylist()
+        new = [t for t in distinct if t is not None and t not in self._line_class]
+        if not new:
+            return self._line_class
+        found = self.matcher().match(new)
+        return OpenVocabulary(self._line_class, {t: int(c) for t, c in
+                                                 zip(new, found.line_class) if c != OTHER_LINE_CLASS})
+
+    def matcher(self) -> LineMatcher:
+        """The nearest-known-line matcher of this model (built once per network)."""
+        self._check_fitted()
+        if getattr(self, "_matcher_model", None) is not self.network_:
+            self._matcher = LineMatcher(self._word_embeddings(), self.tokenizer_, self.line_vocab_)
+            self._matcher_model = self.network_
+        return self._matcher
+
+    def _word_embeddings(self) -> np.ndarray:
+        """The word-piece embedding matrix (ONNX Runtime: read from the checkpoint at load)."""
+        if isinstance(self.network_, OnnxTinyLogBERT):
+            return self.word_embeddings_
+        return self.network_.bert.embeddings.word_embeddings.weight.detach().cpu().numpy()
 
     # ---- fit --------------------------------------------------------------------------------------
     def fit(self, log: LogInput, on_progress: ProgressCallback | None = None) -> TinyLogBERTDetector:
@@ -188,6 +219,8 @@ class TinyLogBERTDetector(BaseEstimator):
         trainer = Trainer(self.network_, corpus, self.training, on_progress)
         history = trainer.fit_mlm()
         self._round_weights()
+        if self.open_world:  # calibrate as scoring will read the log: one-off lines matched
+            corpus = self._corpus(parsed, index)
         raw = score_sequences(self.network_, corpus)
         # Contamination-robust step: what the model flags in its own training data is left out
         # of the line frequencies (and of the optional clean epochs), so that an anomaly that
@@ -266,8 +299,8 @@ class TinyLogBERTDetector(BaseEstimator):
         """``-log p(line)`` of normalised lines, exactly as scoring computes it (before the
         severity weight): what the templates table shows as a line's rarity."""
         self._check_fitted()
-        classes = np.array([self._line_class.get(t, OTHER_LINE_CLASS) for t in texts],
-                           dtype=np.int64)
+        vocabulary = self._vocabulary(pa.array(list(texts), type=pa.string()))
+        classes = np.array([vocabulary.get(t, OTHER_LINE_CLASS) for t in texts], dtype=np.int64)
         return self._rarity(classes, list(texts))
 
     def _rarity(self, line_class: np.ndarray, texts: list[str]) -> np.ndarray:
@@ -282,6 +315,16 @@ class TinyLogBERTDetector(BaseEstimator):
         if words:
             other = np.flatnonzero(line_class == OTHER_LINE_CLASS)
             rarity[other] += _word_surprisal([texts[i] for i in other], words)
+        if self.open_world:  # a matched new line: its known line's rarity plus what differs
+            known = self._line_class
+            new = np.flatnonzero((line_class != OTHER_LINE_CLASS)
+                                 & np.array([t not in known for t in texts], dtype=bool))
+            if len(new):
+                texts_new = [texts[i] for i in new]
+                unmatched = -np.log(prob[OTHER_LINE_CLASS]) + (
+                    _word_surprisal(texts_new, words) if words else 0.0)
+                cost = self.matcher().match(texts_new).cost
+                rarity[new] = np.minimum(rarity[new] + cost, unmatched)
         return rarity
 
     def _position_signals(

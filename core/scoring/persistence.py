@@ -22,6 +22,7 @@ from tinylogbert.model.checkpoint import (
     LINE_VOCAB_FILE,
     check_folder,
     load_weights,
+    load_word_embeddings,
     read_json,
     save_weights,
     write_manifest,
@@ -74,6 +75,7 @@ def save_detector(
         "min_line_count": det.min_line_count,
         "contamination": det.contamination,
         "severity_prior": det.severity_prior,
+        "open_world": det.open_world,
         "training_summary": det.training_summary_,
     }
     (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
@@ -107,6 +109,8 @@ def load_detector(
             contamination=meta["contamination"],
             # Checkpoints from before the prior existed keep scoring as they were trained.
             severity_prior=meta.get("severity_prior", False),
+            # Matching new lines to known ones needs nothing a checkpoint lacks: on for all.
+            open_world=meta.get("open_world", True),
             num_threads=num_threads,
         )
         det.format_ = fmt
@@ -130,6 +134,7 @@ def load_detector(
     n_classes = len(line_vocab) + FIRST_LINE_CLASS
     if choose_runtime(folder, runtime) == "onnx":
         det.network_ = load_onnx(folder, sha, n_classes, num_threads)
+        det.word_embeddings_ = load_word_embeddings(folder)  # the line matcher's, without torch
     else:
         det.network_ = load_weights(folder, sha, n_classes, det.model_config.head_hidden)
     det.feedback_ = read_feedback(folder)  # verified with the rest by check_folder
