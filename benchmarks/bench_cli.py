@@ -36,6 +36,9 @@ def register(subparsers) -> None:
                        help="with --suite: comma-separated development logs")
     suite.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                        help="with --suite: TinyLogBERT seeds")
+    suite.add_argument("--axes", default="base,evolution,faults",
+                       help="with --suite: base, evolution (reworded variants), faults "
+                            "(injected fault bursts); default all")
     suite.add_argument("--merge", action="store_true",
                        help="with --suite: keep the other logs' runs of the suite.json in "
                             "--out-dir")

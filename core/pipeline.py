@@ -92,11 +92,13 @@ def score_parsed(
     on_progress: Callable[[float], None] | None = None,
 ) -> PipelineResult:
     """Sessions and scores for an already parsed log, with the warnings to show."""
-    from tinylogbert.scoring.fit_check import score_warnings
+    from tinylogbert.scoring.fit_check import drift_warnings, score_warnings
 
     warnings = score_warnings(detector, parsed, lines)
     result = detector.score(parsed, threshold=options.threshold, sessions=options.sessions,
                             on_progress=on_progress, embeddings=options.embeddings)
+    if not any(w.startswith("the model does not fit") for w in warnings):
+        warnings += drift_warnings(detector, parsed, result)
     return PipelineResult(result=result, parsed=parsed, lines=lines, warnings=warnings)
 
 

@@ -14,7 +14,7 @@ from tinylogbert.io.log_parser import FormatGuess, detect_format
 from tinylogbert.io.log_reader import LogLines, read_log_bytes
 from tinylogbert.reports.templates_table import ModelLines, distinct_lines
 from tinylogbert.scoring.detector import TinyLogBERTDetector
-from tinylogbert.scoring.fit_check import fit_warnings
+from tinylogbert.scoring.fit_check import input_warnings
 
 # Uploads are capped at 200 MB by Streamlit; once decompressed a log may be this large, no more
 # (a small .gz bomb must not exhaust the dashboard's memory).
@@ -63,10 +63,12 @@ def score_upload(
     on_stage("parsing")
     # The same format rule as the CLI and the API: the trained format first under 'auto'.
     parsed = pipeline.parse(upload.lines, settings.log_format, getattr(detector, "format_", None))
-    misfit = tuple(fit_warnings(detector, parsed))
     on_stage("scoring")
     options = pipeline.ScoreOptions(settings.log_format, settings.sessions, embeddings=True)
-    result = pipeline.score_parsed(detector, parsed, upload.lines, options, on_progress).result
+    scored = pipeline.score_parsed(detector, parsed, upload.lines, options, on_progress)
+    result = scored.result
+    # The pipeline's own warnings (fit, drift), less the input repairs the page shows apart.
+    misfit = tuple(w for w in scored.warnings if w not in input_warnings(upload.lines))
     report = ParseReport(
         n_lines=len(parsed),
         n_unparsed=parsed.n_unparsed,

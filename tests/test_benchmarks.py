@@ -213,7 +213,7 @@ def test_bench_subcommand_has_the_same_options():
     standalone = argparse.ArgumentParser()
     hdfs.add_arguments(standalone)
     assert set(vars(standalone.parse_args([]))) == set(vars(args)) - {
-        "command", "func", "suite", "logs", "seeds", "merge"}  # the last four: the suite's
+        "command", "func", "suite", "logs", "seeds", "merge", "axes"}  # the last five: the suite's
     config = hdfs.config_from_args(args)
     assert hdfs.command_line("tinylogbert bench", config) == (
         "tinylogbert bench --methods baselines --quick --seed 3")
@@ -382,7 +382,8 @@ def test_suite_runs_every_development_log_with_its_peers(tmp_path):
     assert suite_main(["--logs", "bgl,thunderbird", "--seeds", "0", "1", "--quick",
                        "--out-dir", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "suite.json").read_text())
-    summary = {(r["log"], r["method"], r["level"]): r for r in payload["summary"]}
+    summary = {(r["log"], r["method"], r["level"]): r for r in payload["summary"]
+               if r["axis"] == "base"}
     for log in ("bgl", "thunderbird"):
         for method in ("TinyLogBERT", "TinyLogBERT z_rarity alone", "TinyLogBERT z_context alone",
                        "Template frequency", "Word frequency", "Level only",
@@ -399,6 +400,23 @@ def test_suite_runs_every_development_log_with_its_peers(tmp_path):
     assert sum(g["anomalies"] for g in grades.values()) == 2 * tlb["n_anomalies"]
     assert "thunderbird" in (tmp_path / "suite.md").read_text()
     assert "QUICK RUN" in (tmp_path / "suite.md").read_text()
+    # The evolution and fault axes: every variant, TinyLogBERT with and without line matching
+    # next to the peers, bursts counted.
+    axes = [r for r in payload["summary"] if r["axis"] != "base"]
+    variants = {(r["log"], r["variant"]) for r in axes if r["axis"] == "evolution"}
+    assert variants == {(log, v) for log in ("bgl", "thunderbird")
+                        for v in ("top1", "5%", "15%", "30%")}
+    methods = {r["method"] for r in axes}
+    assert {"TinyLogBERT", "TinyLogBERT without line matching",
+            "TinyLogBERT count-only (z_rarity, exact lines)", "Template frequency"} <= methods
+    faults = {(r["log"], r["method"]): r for r in axes if r["axis"] == "faults"}
+    tlb_faults = faults[("bgl", "TinyLogBERT")]
+    assert tlb_faults["bursts"] == 2 * 6 and 0 <= tlb_faults["caught"] <= tlb_faults["bursts"]
+    assert sum(tlb_faults["burst_grades"].values()) == tlb_faults["bursts"]
+    changed = [r["line_share_changed"] for r in axes if r["axis"] == "evolution"
+               and r["log"] == "bgl" and r["method"] == "TinyLogBERT"]
+    assert all(0.0 < c <= 1.0 for c in changed)
+    assert "Evolution axis" in (tmp_path / "suite.md").read_text()
     # Measure one log again, keeping the other's runs.
     assert suite_main(["--logs", "thunderbird", "--seeds", "0", "1", "--quick", "--merge",
                        "--out-dir", str(tmp_path)]) == 0
@@ -415,10 +433,11 @@ def test_bench_suite_flag_runs_the_suite(tmp_path, monkeypatch):
     from benchmarks import suite
 
     seen = {}
-    monkeypatch.setattr(suite, "run_suite", lambda logs, seeds, quick, out_dir, command, merge:
-                        seen.update(logs=logs, seeds=seeds, out_dir=out_dir))
+    monkeypatch.setattr(suite, "run_suite", lambda logs, seeds, quick, out_dir, command, merge,
+                        axes: seen.update(logs=logs, seeds=seeds, out_dir=out_dir, axes=axes))
     from tinylogbert.cli.main import main as cli_main
 
     assert cli_main(["bench", "--suite", "--logs", "bgl", "--seeds", "4",
                      "--out-dir", str(tmp_path)]) == 0
-    assert seen == {"logs": ["bgl"], "seeds": [4], "out_dir": tmp_path}
+    assert seen == {"logs": ["bgl"], "seeds": [4], "out_dir": tmp_path,
+                    "axes": ("base", "evolution", "faults")}

@@ -53,7 +53,12 @@ from tinylogbert.batch.batch_inputs import (
 )
 from tinylogbert.errors import LogInputError, TinyLogBERTError
 from tinylogbert.io.log_parser import ParsedLog
-from tinylogbert.scoring.fit_check import fit_warnings
+from tinylogbert.scoring.fit_check import (
+    drift_warnings_for,
+    fit_warnings,
+    measure_drift,
+    new_line_counts,
+)
 from tinylogbert.scoring.results import put_column
 from tinylogbert.sessions.grouping import SessionConfig
 
@@ -569,6 +574,11 @@ def score_files(inputs: Sequence[str], out_dir: str, config: RayScoreConfig) -> 
             raise found from None
     seconds = time.perf_counter() - started
     tally = _tally(out, files)
+    if not warnings:  # drift: new lines judged on the sample, the flagged share on every file
+        drift = measure_drift(detector, new_line_counts(detector, sample.words), len(sample),
+                              tally["sessions"], tally["anomalous_sessions"])
+        warnings += [f"{w} (new lines judged on the first {len(sample):,} lines of "
+                     f"{sample.source})" for w in drift_warnings_for(detector, drift, files[0])]
     summary = RayScoreSummary(
         **tally,
         threshold=detector.threshold_ if config.threshold is None else config.threshold,

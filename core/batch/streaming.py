@@ -69,6 +69,7 @@ from tinylogbert.io.log_reader import (
     check_readable,
     decode_lines,
 )
+from tinylogbert.scoring.fit_check import new_line_counts
 from tinylogbert.sessions.grouping import (
     ORPHAN_GROUP,
     SessionConfig,
@@ -699,11 +700,16 @@ class _Scorer:
             sessions_by=spilled.rule.strategy, chunks=spilled.chunks,
             spill_bytes=spilled.spill_bytes,
         )
-        self.vocab = pa.array(list(detector.line_vocab_), type=pa.large_string())
-        self.known = 0
+        self.new_counts: dict[str, int] = {}  # lines outside the vocabulary, by text
 
     def run(self) -> StreamSummary:
-        from tinylogbert.scoring.fit_check import fit_warnings_for, replaced_bytes_warnings
+        from tinylogbert.scoring.fit_check import (
+            drift_warnings_for,
+            fit_warnings_for,
+            measure_drift,
+            replaced_bytes_warnings,
+            unlike_known_lines,
+        )
 
         cache = self.detector._cache()
         hits, misses = cache.hits, cache.misses
@@ -721,10 +727,13 @@ class _Scorer:
         s = self.summary
         s.sequences = cache.hits + cache.misses - hits - misses
         s.sequences_scored = cache.misses - misses
-        unknown = 1.0 - self.known / self.s.n_lines
+        unknown = unlike_known_lines(self.detector, self.new_counts) / self.s.n_lines
+        misfit = fit_warnings_for(self.detector, self.s.format, unknown, self.s.source)
+        drift = [] if misfit else drift_warnings_for(self.detector, measure_drift(
+            self.detector, self.new_counts, self.s.n_lines, s.sessions, s.anomalous_sessions),
+            self.s.source)
         s.warnings = (replaced_bytes_warnings(self.s.source, self.s.n_lines, self.s.invalid_lines,
-                                              self.s.replaced_bytes)
-                      + fit_warnings_for(self.detector, self.s.format, unknown, self.s.source))
+                                              self.s.replaced_bytes) + misfit + drift)
         return s
 
     def _take(self, batch: pa.RecordBatch) -> None:
@@ -741,8 +750,8 @@ class _Scorer:
             joined[i] = ";".join(ids[offsets[i]:offsets[i + 1]])
         table = pa.Table.from_batches([batch]).drop_columns(["sessions"])
         table = table.append_column("session_id", pa.array(joined, type=pa.large_string()))
-        self.known += int(pc.sum(pc.is_in(batch.column("words"), value_set=self.vocab)).as_py()
-                          or 0)
+        for text, count in new_line_counts(self.detector, batch.column("words")).items():
+            self.new_counts[text] = self.new_counts.get(text, 0) + count
         self.held.append(table)
         self.pair_line = np.concatenate([self.pair_line, line])
         self.pair_code = np.concatenate([self.pair_code, codes])

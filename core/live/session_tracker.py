@@ -424,8 +424,10 @@ class SessionTracker:
             self.detector, parsed, None,
             pipeline.ScoreOptions(self.format, self.config, self.threshold, embeddings=False))
         for message in scored.warnings:
-            if message not in self._warned and self.on_warning:
-                self._warned.add(message)
+            # A drift warning's figures change with every batch: it is said once per run.
+            key = "drift" if message.startswith("drift in ") else message
+            if key not in self._warned and self.on_warning:
+                self._warned.add(key)
                 self.on_warning(message)
         result = scored.result
         rows = result.session_table.to_pylist()

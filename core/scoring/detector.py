@@ -438,10 +438,14 @@ class TinyLogBERTDetector(BaseEstimator):
         return self._result(parsed, index, corpus, raw, threshold)
 
     def _cache(self) -> SequenceCache:
-        """Results for distinct sequences, kept across calls (cleared when the model changes)."""
-        if getattr(self, "_sequence_cache_model", None) is not self.network_:
+        """Results for distinct sequences, kept across calls (cleared when the model or
+        ``open_world`` changes)."""
+        # A sequence is keyed by its lines' text: what a text is scored as depends on the
+        # network and on whether new lines are matched to known ones.
+        key = (self.network_, self.open_world)
+        if getattr(self, "_sequence_cache_key", None) != key:
             self._sequence_cache = SequenceCache()
-            self._sequence_cache_model = self.network_
+            self._sequence_cache_key = key
         return self._sequence_cache
 
     def _result(
