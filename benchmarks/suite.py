@@ -380,7 +380,8 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say,
         # the labelled anomalies (the score is the same with or without them).
         test = det.score(read_log_lines(test_text, str(log.test or log.train)))
         score_s = time.perf_counter() - started
-        train = det.score(read_log_lines(train_text, str(log.train)), embeddings=False)
+        # With embeddings: the anomaly head's estimate (z_head) is measured too (ablation).
+        train = det.score(read_log_lines(train_text, str(log.train)))
         if log.labels is not None:
             labels = align_labels(test.session_frame.session_id.to_numpy(), read_labels(log.labels))
         else:
@@ -402,9 +403,14 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say,
                      "embedding_knn": neighbour_share(test.session_embeddings, labels)})
         rows.append({**base, "method": "TinyLogBERT", "level": "line",
                      **judge(train.line_scores, test.line_scores, line_labels, det.line_threshold_)})
-        for signal in ("z_rarity", "z_context"):
+        for signal in ("z_rarity", "z_context", "z_head"):
             rows.append({**base, "method": f"TinyLogBERT {signal} alone", "level": "session",
                          **judge(st[signal].to_numpy(), ss[signal].to_numpy(), labels)})
+        # The ablation of the anomaly head: the score with the head's estimate added (weight 1)
+        # and its own label-free threshold, against the shipped weight 0.
+        rows.append({**base, "method": "TinyLogBERT + anomaly head (weight 1)", "level": "session",
+                     **judge((st.score + st.z_head).to_numpy(), (ss.score + ss.z_head).to_numpy(),
+                             labels)})
         if "evolution" in axes or "faults" in axes:
             rows += run_axes(det, log, seed, axes, train, test, train_text, test_text, labels,
                              peers=not peers_done, say=say)
@@ -412,7 +418,8 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say,
             continue
         peers_done = True  # the peers are deterministic (IsolationForest: seeded by the first)
         tr_part, te_part = Part.of(train), Part.of(test)
-        for name, scores in peer_scores(tr_part, te_part, seed).items():
+        lead = (_loglead_input(train), _loglead_input(test))
+        for name, scores in peer_scores(tr_part, te_part, seed, lead).items():
             peer = {"log": log.name, "seed": None, "method": name, "lines": test.n_lines}
             rows.append({**peer, "level": "session",
                          **judge(scores["train"][1], scores["test"][1], labels)})
