@@ -9,6 +9,9 @@ Each session has three signals:
   surprisal ``-log p(line | lines before) - H(prediction)``, the end of the session included, so
   a step counts only when the model was sure of something else (an extra, missing or
   out-of-order event);
+- ``top``: the session's highest line score (the line's rarity and surprisal, severity
+  weighted): what one bad line says, undiluted by the session's ordinary lines (a mean over a
+  40-line block, or a 20-line window, hides a burst of three);
 - ``head``: the anomaly head's one-pass estimate of the score (fitted to it, without labels).
 
 Their scales differ, so each is standardised by the median and the MAD of the *training*
@@ -23,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-COMPONENTS = ("rarity", "context", "head")
-DEFAULT_WEIGHTS = {"rarity": 1.0, "context": 1.0, "head": 0.0}
+COMPONENTS = ("rarity", "context", "top", "head")
+DEFAULT_WEIGHTS = {"rarity": 1.0, "context": 1.0, "top": 1.0, "head": 0.0}
 
 
 def robust_center_scale(
@@ -69,9 +72,11 @@ class Calibration:
     train_quantiles: dict[str, float] = field(default_factory=dict)
 
     def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
+        """The weighted sum of the standardised signals a checkpoint was calibrated with (one
+        from before ``top`` existed keeps scoring as it was trained)."""
         total = None
         for name, weight in self.weights.items():
-            if weight == 0.0:
+            if weight == 0.0 or name not in self.center:
                 continue
             z = (components[name] - self.center[name]) / self.scale[name]
             total = weight * z if total is None else total + weight * z

@@ -363,8 +363,11 @@ class TinyLogBERTDetector(BaseEstimator):
         end_excess = signals.end_excess
         last_chunk = np.array([q[-1] for q in corpus.session_seqs], dtype=np.int64)
         context = np.maximum(context, end_excess[last_chunk] if n else context)
+        top = np.full(n, -np.inf)
+        np.maximum.at(top, member_session, signals.line_score)
+        top = np.where(np.isfinite(top), top, 0.0)
         head = np.array([raw.head[q].max() for q in corpus.session_seqs], dtype=np.float64)
-        return {"rarity": rarity, "context": context, "head": head}
+        return {"rarity": rarity, "context": context, "top": top, "head": head}
 
     def _sequence_targets(self, corpus: SessionCorpus, raw: SequenceScores) -> np.ndarray:
         """The calibrated score of each distinct sequence, as if it were a session (the line
@@ -376,9 +379,10 @@ class TinyLogBERTDetector(BaseEstimator):
         off = corpus.seq_offsets
         rarity = np.add.reduceat(position_rarity, off[:-1]) / np.maximum(np.diff(off), 1)
         context = np.maximum(np.maximum.reduceat(excess, off[:-1]), end_excess)
+        top = np.maximum.reduceat(0.5 * (position_rarity + raw.surprisal), off[:-1])
         calib = self.calibration_
-        weights = {k: v for k, v in calib.weights.items() if k != "head"}
-        comps = {"rarity": rarity, "context": context}
+        weights = {k: v for k, v in calib.weights.items() if k != "head" and k in calib.center}
+        comps = {"rarity": rarity, "context": context, "top": top}
         return sum(w * (comps[k] - calib.center[k]) / calib.scale[k] for k, w in weights.items())
 
     def _calibrate(
@@ -465,7 +469,7 @@ class TinyLogBERTDetector(BaseEstimator):
             parsed, index, corpus, raw,
             session_score=session_score, line_score=line_score, member_score=signals.line_score,
             standardised={name: (values - calib.center[name]) / calib.scale[name]
-                          for name, values in comps.items()},
+                          for name, values in comps.items() if name in calib.center},
             threshold=thr, line_threshold=self.line_threshold_,
             scale=calib.train_quantiles.get("scale", 1.0), line_vocab=self.line_vocab_,
             hidden_size=self.network_.config.hidden_size,
