@@ -146,3 +146,34 @@ def test_rewording_keeps_ids_and_edits_every_line_of_a_type(checkpoint, later):
         ("Deleting now block file", None)
     assert apply_edit("Deleting block file", "Svc", Edit("rename_component", 0, "")) == \
         ("Deleting block file", "SvcService")
+
+
+def test_api_answers_with_the_drift_warning(later):
+    from fastapi.testclient import TestClient
+    from tinylogbert.api.anomaly_routes import create_app
+    from tinylogbert.api.settings import ApiSettings
+
+    det = TinyLogBERTDetector.load(CHECKPOINT)
+    reworded, _ = variant_lines(later[:6000], _parsed(det, later[:6000]), "top1", seed=0)
+    settings = ApiSettings(max_body_bytes=5_000_000, max_log_bytes=5_000_000, max_lines=10_000,
+                           max_line_length=1000, torch_threads=1)
+    with TestClient(create_app(str(CHECKPOINT), settings)) as client:
+        response = client.post("/v1/score", json={"lines": reworded})
+        assert response.status_code == 200, response.text
+        drift = [w for w in response.json()["warnings"] if w.startswith("drift in ")]
+        assert len(drift) == 1 and "tinylogbert adapt" in drift[0]
+        plain = client.post("/v1/score", json={"lines": later[:6000]})
+        assert not [w for w in plain.json()["warnings"] if w.startswith("drift in ")]
+
+
+def test_watch_says_once_that_the_log_drifted(checkpoint, later):
+    from tinylogbert.live.session_tracker import SessionTracker
+
+    reworded, _ = variant_lines(later, _parsed(checkpoint, later), "top1", seed=0)
+    said: list[str] = []
+    tracker = SessionTracker(checkpoint, on_warning=said.append, source="release2.log")
+    for start in range(0, len(reworded), 2500):
+        tracker.feed(reworded[start:start + 2500], start + 1)
+    tracker.close_all()
+    drift = [w for w in said if w.startswith("drift in ")]
+    assert len(drift) == 1, said
