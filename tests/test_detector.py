@@ -184,7 +184,7 @@ def test_skipping_embeddings_keeps_the_scores(tiny_detector, small_result):
 
 
 def test_explanation_probability_is_the_models_probability_of_the_line(tiny_detector):
-    from tinylogbert.sessions.session_corpus import next_line_targets, pad_batch
+    from tinylogbert.model.session_corpus import next_line_targets, pad_batch
 
     result = tiny_detector.score(SMALL_LOG)
     session = result.session_frame.sort_values("score").iloc[-1]["session_id"]

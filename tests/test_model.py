@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from tinylogbert.model.log_tokenizer import LogTokenizer
+from tinylogbert.model.session_corpus import next_line_targets, pad_batch
 from tinylogbert.model.tinylogbert_model import (
     CLS_LINE,
     END_LINE_CLASS,
@@ -12,7 +13,6 @@ from tinylogbert.model.tinylogbert_model import (
     build_model,
 )
 from tinylogbert.model.training import mask_lines
-from tinylogbert.sessions.session_corpus import next_line_targets, pad_batch
 
 LINES = [
     "dfs datanode dataxceiver receiving block src dest",

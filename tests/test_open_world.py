@@ -11,14 +11,14 @@ import sys
 
 import numpy as np
 import pytest
-from benchmarks.evolution import Edit, apply_edit, variant_lines
-from benchmarks.faults import FAULTS, inject, plan_bursts
+from conftest import CHECKPOINT, ROOT
 from tinylogbert import TinyLogBERTDetector, pipeline
 from tinylogbert.io.log_reader import read_log_file, read_log_lines
 from tinylogbert.model.configs import FIRST_LINE_CLASS, OTHER_LINE_CLASS
 from tinylogbert.scoring.evaluate import align_labels, read_labels
 
-from conftest import CHECKPOINT, ROOT
+from benchmarks.evolution import Edit, apply_edit, variant_lines
+from benchmarks.faults import FAULTS, inject, plan_bursts
 
 HELDOUT = ROOT / "sample_data" / "HDFS_heldout.log.gz"
 LABELS = ROOT / "sample_data" / "HDFS_heldout_labels.csv"

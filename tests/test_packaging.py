@@ -1,8 +1,9 @@
 """The installed package is the source tree: every subpackage is listed in pyproject."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"tinylogbert": ROOT / "core", "dashboard": ROOT / "dashboard"}

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from conftest import ROOT, tiny_detector_factory
 from tinylogbert.io.log_reader import read_log_file
+from tinylogbert.model.session_corpus import build_line_vocab
 from tinylogbert.scoring.anomaly_score import (
     GRADES,
     grade_columns,
@@ -16,7 +17,6 @@ from tinylogbert.scoring.anomaly_score import (
     robust_center_scale,
 )
 from tinylogbert.scoring.severity import line_severity
-from tinylogbert.sessions.session_corpus import build_line_vocab
 
 BGL = ROOT / "sample_data" / "loghub_2k" / "BGL_2k.log.gz"
 THUNDERBIRD = ROOT / "sample_data" / "loghub_2k" / "Thunderbird_2k.log.gz"
@@ -143,7 +143,7 @@ def test_pyod_and_scikit_learn_contract(tiny_detector):
 
 def test_init_from_in_python_is_offline_and_safetensors_only(tmp_path):
     from tinylogbert.errors import CheckpointError
-    from tinylogbert.model.tinylogbert_model import model_from_pretrained
+    from tinylogbert.model.checkpoint import model_from_pretrained
 
     with pytest.raises(CheckpointError, match="not a local folder"):
         model_from_pretrained("bert-base-uncased", 10, 0, 5)

@@ -229,8 +229,8 @@ def test_onnx_scores_of_a_sequence_do_not_depend_on_its_batch(detector):
     """Why the bytes are equal: each sequence scored alone, or as any row of a batch, gives the
     same values, bit for bit (one length per batch; rows aligned to whole float groups)."""
     from tinylogbert.model.sequence_cache import _sub_corpus
+    from tinylogbert.model.session_corpus import build_corpus
     from tinylogbert.sessions.grouping import build_sessions
-    from tinylogbert.sessions.session_corpus import build_corpus
 
     parsed = pipeline.parse(pipeline.read(SMALL_LOG), "auto", detector.format_)
     index = build_sessions(parsed, detector.sessions)

@@ -9,11 +9,16 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 from tinylogbert import __version__
+from tinylogbert.cli.common import (
+    _in_background,
+    _load_detector,
+    report_scored,
+    warn,
+)
 from tinylogbert.cli.ray_options import add_ray_arguments
 from tinylogbert.errors import OutputError, TinyLogBERTError
 from tinylogbert.model.checkpoint import DEFAULT_MODEL_DIR
@@ -22,11 +27,6 @@ from tinylogbert.reports.display import format_threshold
 # ``tinylogbert bench`` writes here (relative to the working folder, git-ignored), never over the
 # tracked results in benchmarks/results; --out-dir chooses another folder.
 DEFAULT_BENCH_DIR = Path("tinylogbert-bench")
-
-
-def warn(message: str) -> None:
-    """A warning: one line on stderr, the work goes on."""
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def check_output_file(path: str, flag: str) -> None:
@@ -152,35 +152,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_background(function, *args):
-    """Run ``function(*args)`` in a daemon thread; the returned callable waits for its result
-    and re-raises its exception, if any, in the caller's thread."""
-    outcome: dict = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = function(*args)
-        except BaseException as exc:  # noqa: BLE001 -- handed to the caller, not swallowed
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="background", daemon=True)
-    thread.start()
-
-    def result():
-        thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
-
-    return result
-
-
-def _load_detector(folder: str, runtime: str = "auto", threads: int = 0):
-    from tinylogbert.scoring.detector import TinyLogBERTDetector
-
-    return TinyLogBERTDetector.load(folder, runtime=runtime, num_threads=threads or None)
-
-
 def cmd_score(args: argparse.Namespace) -> int:
     from tinylogbert import pipeline
     from tinylogbert.cli.ray_options import check_engine_options, describe_summary, score_with_ray
@@ -235,23 +206,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_scored(s: dict, seconds: float, waited: float, model_sequences: int,
-                  extra: str = "") -> None:
-    """The one line ``score`` prints (both the in-memory and the streaming path)."""
-    # The model loads while the log is parsed; what parsing did not hide is said, not hidden.
-    load = f", {waited:.1f}s of it waiting for the model to load" if waited >= 0.05 else ""
-    print(
-        f"scored {s['lines']:,} lines in {s['sessions']:,} sessions in {seconds:.1f}s "
-        f"({s['lines'] / max(seconds, 1e-9):,.0f} lines/s{load}); format {s['format']}; "
-        f"{s['unparsed_lines']:,} lines did not parse (kept, parse_ok=false); "
-        f"{s['anomalous_sessions']:,} sessions above threshold "
-        f"{format_threshold(s['threshold'])}"
-        + (f"; {s['suppressed_sessions']:,} sessions like ones marked normal (suppressed_by)"
-           if s["suppressed_sessions"] else "")
-        + f"; {model_sequences:,} distinct session sequences went through the model{extra}"
-    )
-
-
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from tinylogbert.model.onnx_runtime import export_checkpoint
 
@@ -265,13 +219,13 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
     from tinylogbert.errors import LabelError
+    from tinylogbert.reports.evaluate_threshold import evaluation_threshold
     from tinylogbert.scoring.evaluate import (
         align_labels,
         coverage_warnings,
         evaluate_scores,
         read_labels,
     )
-    from tinylogbert.scoring.evaluate_threshold import evaluation_threshold
 
     path = Path(args.scores)
     if not path.exists():
@@ -315,7 +269,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
+    """The CLI's parser; ``with_bench=False`` leaves the benchmarks unimported (``bench``
+    then only names itself in ``--help``): they are a tool of the repository, not the library."""
     parser = argparse.ArgumentParser(
         prog="tinylogbert", description="Unsupervised log anomaly detection with a tiny BERT."
     )
@@ -392,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
-    for register in _extra_commands():
+    for register in _extra_commands(with_bench):
         register(sub)
     if "bench" in sub.choices:  # its results go to a folder of their own, not the tracked ones
         bench = sub.choices["bench"]
@@ -408,28 +364,42 @@ def build_parser() -> argparse.ArgumentParser:
 # Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
 EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tinylogbert.cli.formats", "tinylogbert.cli.parse",
                                           "tinylogbert.cli.serve", "tinylogbert.cli.watch",
-                                          "tinylogbert.cli.feedback",
-                                          "benchmarks.bench_cli")
+                                          "tinylogbert.cli.feedback")
+BENCH_MODULE = "benchmarks.bench_cli"
 # The benchmarks are not installed with the library: ``bench`` finds them in the source tree.
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
-def _extra_commands():
+def _extra_commands(with_bench: bool = True):
     import importlib
 
-    out = []
-    for name in EXTRA_COMMAND_MODULES:
-        try:
-            out.append(importlib.import_module(name).register)
-        except ModuleNotFoundError as exc:
-            if not name.startswith("benchmarks.") or exc.name not in ("benchmarks", name):
-                raise
-            if (SOURCE_TREE / "benchmarks" / "__init__.py").is_file():
-                sys.path.append(str(SOURCE_TREE))
-                out.append(importlib.import_module(name).register)
-            else:
-                out.append(_bench_unavailable)
+    out = [importlib.import_module(name).register for name in EXTRA_COMMAND_MODULES]
+    out.append(_bench_register() if with_bench else _bench_placeholder)
     return out
+
+
+def _bench_register():
+    """``benchmarks.bench_cli.register``: imported as it is where the benchmarks are importable
+    (the repository root is the working folder), else loaded from the source tree as the
+    package ``benchmarks`` (its own spec; ``sys.path`` is left alone); outside a checkout, a
+    ``bench`` that says where they are."""
+    import importlib
+    import importlib.util
+
+    try:
+        return importlib.import_module(BENCH_MODULE).register
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", BENCH_MODULE):
+            raise
+    init = SOURCE_TREE / "benchmarks" / "__init__.py"
+    if not init.is_file():
+        return _bench_unavailable
+    spec = importlib.util.spec_from_file_location(
+        "benchmarks", init, submodule_search_locations=[str(init.parent)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarks"] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module(BENCH_MODULE).register
 
 
 def _bench_unavailable(subparsers) -> None:
@@ -439,6 +409,14 @@ def _bench_unavailable(subparsers) -> None:
                                "from a clone of the repository (pip install -e .)")
     parser = subparsers.add_parser("bench", help="the benchmarks (in a source checkout only)")
     parser.set_defaults(func=run)
+
+
+def _bench_placeholder(subparsers) -> None:
+    """``bench`` in ``--help`` without importing the benchmarks (``main`` loads them only to run
+    ``bench``)."""
+    subparsers.add_parser("bench", help="reproduce the HDFS benchmark table (TinyLogBERT vs "
+                                        "baselines vs LogLead), or with --suite every "
+                                        "development log (in a source checkout)")
 
 
 def run_reporting_errors(run, *args) -> int:
@@ -476,7 +454,8 @@ def _silence_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(with_bench="bench" in words).parse_args(argv)
     return run_reporting_errors(args.func, args)
 
 

@@ -39,7 +39,7 @@ def wants_streaming(args: argparse.Namespace, sessions: SessionConfig | None) ->
 def score_streaming(args: argparse.Namespace, sessions: SessionConfig | None) -> int:
     """Passes 0 and 1 (survey, parse, spill) while the model loads, then pass 2."""
     from tinylogbert.batch.streaming import DEFAULT_CHUNK_LINES, StreamConfig, spill
-    from tinylogbert.cli.main import _in_background, _load_detector, report_scored, warn
+    from tinylogbert.cli.common import _in_background, _load_detector, report_scored, warn
 
     started = time.perf_counter()
     loading = _in_background(_load_detector, args.model, args.runtime, args.threads)

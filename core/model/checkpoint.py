@@ -196,6 +196,28 @@ def check_init_from(source: str) -> Path:
     return folder
 
 
+def model_from_pretrained(
+    name_or_path: str, vocab_size: int, pad_token_id: int, n_line_classes: int,
+    head_hidden: int = 64,
+) -> TinyLogBERT:
+    """Start the encoder from a Hugging Face BERT saved in a local folder (``save_pretrained``);
+    the word embeddings are resized to the log vocabulary. Offline and safetensors only, from
+    the CLI and from Python alike: a hub id is not downloaded and pickled weights
+    (``pytorch_model.bin``) are never unpickled (``check_init_from`` says why)."""
+    from tinylogbert.model.tinylogbert_model import TinyLogBERT
+    from transformers import BertModel
+
+    folder = check_init_from(name_or_path)
+    bert = BertModel.from_pretrained(folder, add_pooling_layer=False, local_files_only=True,
+                                     use_safetensors=True)
+    bert.resize_token_embeddings(vocab_size)
+    cfg = bert.config
+    cfg.pad_token_id = pad_token_id
+    model = TinyLogBERT(cfg, n_line_classes, head_hidden)
+    model.bert.load_state_dict(bert.state_dict())
+    return model
+
+
 def load_word_embeddings(folder: Path) -> np.ndarray:
     """The word-piece embedding matrix alone, as numpy (no torch): what the line matcher reads
     under ONNX Runtime. The file's sha256 was checked with the folder."""

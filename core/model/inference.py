@@ -20,8 +20,8 @@ from tinylogbert.model.sequence_scores import (
     length_batches,
     write_positions,
 )
+from tinylogbert.model.session_corpus import SessionCorpus, next_line_targets, pad_batch
 from tinylogbert.model.tinylogbert_model import TinyLogBERT
-from tinylogbert.sessions.session_corpus import SessionCorpus, next_line_targets, pad_batch
 
 
 @torch.inference_mode()

@@ -31,7 +31,7 @@ from tinylogbert.model.sequence_scores import (
     length_batches,
     write_positions,
 )
-from tinylogbert.sessions.session_corpus import SessionCorpus, next_line_targets, pad_batch
+from tinylogbert.model.session_corpus import SessionCorpus, next_line_targets, pad_batch
 
 if TYPE_CHECKING:
     from tinylogbert.model.tinylogbert_model import TinyLogBERT

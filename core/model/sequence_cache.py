@@ -16,7 +16,7 @@ import numpy as np
 from tinylogbert.model.configs import N_PSEUDO_LINES
 from tinylogbert.model.onnx_runtime import OnnxTinyLogBERT
 from tinylogbert.model.sequence_scores import SequenceScores
-from tinylogbert.sessions.session_corpus import SessionCorpus
+from tinylogbert.model.session_corpus import SessionCorpus
 
 if TYPE_CHECKING:
     from tinylogbert.model.tinylogbert_model import TinyLogBERT

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from tinylogbert.model.configs import N_PSEUDO_LINES
-from tinylogbert.sessions.session_corpus import SessionCorpus
+from tinylogbert.model.session_corpus import SessionCorpus
 
 POSITIONS_PER_BATCH = 8192
 

@@ -105,24 +105,3 @@ def build_model(
     return TinyLogBERT(
         config.bert_config(vocab_size, pad_token_id), n_line_classes, config.head_hidden
     )
-
-
-def model_from_pretrained(
-    name_or_path: str, vocab_size: int, pad_token_id: int, n_line_classes: int,
-    head_hidden: int = 64,
-) -> TinyLogBERT:
-    """Start the encoder from a Hugging Face BERT saved in a local folder (``save_pretrained``);
-    the word embeddings are resized to the log vocabulary. Offline and safetensors only, from
-    the CLI and from Python alike: a hub id is not downloaded and pickled weights
-    (``pytorch_model.bin``) are never unpickled (``checkpoint.check_init_from`` says why)."""
-    from tinylogbert.model.checkpoint import check_init_from
-
-    folder = check_init_from(name_or_path)
-    bert = BertModel.from_pretrained(folder, add_pooling_layer=False, local_files_only=True,
-                                     use_safetensors=True)
-    bert.resize_token_embeddings(vocab_size)
-    cfg = bert.config
-    cfg.pad_token_id = pad_token_id
-    model = TinyLogBERT(cfg, n_line_classes, head_hidden)
-    model.bert.load_state_dict(bert.state_dict())
-    return model

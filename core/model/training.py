@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from tinylogbert.model.configs import TrainConfig
+from tinylogbert.model.session_corpus import SessionCorpus, next_line_targets, pad_batch
 from tinylogbert.model.tinylogbert_model import MASK_LINE, N_PSEUDO_LINES, TinyLogBERT
-from tinylogbert.sessions.session_corpus import SessionCorpus, next_line_targets, pad_batch
 from torch.nn import functional as F
 
 

@@ -18,11 +18,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.base import BaseEstimator
-from tinylogbert import __version__, pipeline
+from tinylogbert import __version__
 from tinylogbert.errors import NotFittedError
 from tinylogbert.io.log_formats import LogFormat
 from tinylogbert.io.log_parser import ParsedLog
 from tinylogbert.io.log_reader import LogLines
+from tinylogbert.io.sources import parse, read
 from tinylogbert.model.configs import (
     FIRST_LINE_CLASS,
     N_PSEUDO_LINES,
@@ -34,6 +35,7 @@ from tinylogbert.model.log_tokenizer import LogTokenizer
 from tinylogbert.model.onnx_runtime import OnnxTinyLogBERT
 from tinylogbert.model.sequence_cache import SequenceCache
 from tinylogbert.model.sequence_scores import SequenceScores
+from tinylogbert.model.session_corpus import SessionCorpus, build_corpus, build_line_vocab
 from tinylogbert.scoring.anomaly_score import (
     AUTO_MAX_LINE_SHARE,
     AUTO_MAX_SESSION_SHARE,
@@ -49,7 +51,6 @@ from tinylogbert.scoring.result_tables import build_result
 from tinylogbert.scoring.results import ScoreResult
 from tinylogbert.scoring.severity import line_severity
 from tinylogbert.sessions.grouping import SessionConfig, SessionIndex, build_sessions
-from tinylogbert.sessions.session_corpus import SessionCorpus, build_corpus, build_line_vocab
 
 if TYPE_CHECKING:
     from tinylogbert.model.training import ProgressCallback
@@ -132,7 +133,7 @@ class TinyLogBERTDetector(BaseEstimator):
         if isinstance(log, ParsedLog):
             return log
         prefer = None if training else getattr(self, "format_", None)
-        return pipeline.parse(pipeline.read(log), log_format or self.log_format, prefer)
+        return parse(read(log), log_format or self.log_format, prefer)
 
     def _prepare(
         self, log: LogInput, log_format: str | LogFormat | None = None,
@@ -177,8 +178,9 @@ class TinyLogBERTDetector(BaseEstimator):
     def fit(self, log: LogInput, on_progress: ProgressCallback | None = None) -> TinyLogBERTDetector:
         """Learn tokenizer, model and threshold from an unlabeled log."""
         import torch
+        from tinylogbert.model.checkpoint import model_from_pretrained
         from tinylogbert.model.inference import score_sequences
-        from tinylogbert.model.tinylogbert_model import build_model, model_from_pretrained
+        from tinylogbert.model.tinylogbert_model import build_model
         from tinylogbert.model.training import Trainer
 
         self._threads()

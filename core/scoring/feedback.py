@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 from tinylogbert.errors import CheckpointError, TinyLogBERTError
 from tinylogbert.model.checkpoint import FEEDBACK_FILE
-from tinylogbert.scoring.results import put_column
+from tinylogbert.scoring.results import judge_suppressed, put_column
 
 if TYPE_CHECKING:
     from tinylogbert.scoring.results import ScoreResult
@@ -299,51 +299,12 @@ def apply(result: ScoreResult, feedback: Feedback | None) -> ScoreResult:
     return judge_suppressed(result.replaced(session_table=table, line_table=lines))
 
 
-def judge_suppressed(result: ScoreResult) -> ScoreResult:
-    """Make flags, grades and the lines' verdicts agree with ``suppressed_by`` (after ``_result``
-    or ``with_threshold`` judged the scores alone)."""
-    from tinylogbert.scoring.anomaly_score import severity
-
-    table = result.session_table
-    if "suppressed_by" not in table.column_names:
-        return result
-    suppressed = np.asarray(table["suppressed_by"].to_pylist(), dtype=object) != ""
-    if not suppressed.any():
-        return result
-
-    flags = table["is_anomaly"].to_numpy(zero_copy_only=False) & ~suppressed
-    table = put_column(table, "is_anomaly", pa.array(flags))
-    for name in ("severity", "grade"):
-        if name in table.column_names:
-            values = np.asarray(table[name].to_pylist(), dtype=object)
-            values[suppressed] = "normal"
-            table = put_column(table, name, pa.array(values.astype(str), type=pa.string()))
-    # Lines: flagged when a flagged session holds them; graded by their highest-scoring session
-    # that is not suppressed ('normal' when every session holding them is).
-    index = result.sessions
-    lines = result.line_table
-    member_session = index.member_session()
-    line_flag = np.zeros(lines.num_rows, dtype=bool)
-    np.logical_or.at(line_flag, index.members, flags[member_session])
-    kept = ~suppressed[member_session]
-    best = np.full(lines.num_rows, -np.inf)
-    scores = table["score"].to_numpy()
-    np.maximum.at(best, index.members[kept], scores[member_session][kept])
-    levels = np.full(lines.num_rows, "normal", dtype=object)
-    graded = np.isfinite(best)
-    if graded.any():
-        levels[graded] = severity(best[graded], result.threshold, result.score_scale)
-    lines = put_column(lines, "session_is_anomaly", pa.array(line_flag))
-    lines = put_column(lines, "severity", pa.array(levels.astype(str), type=pa.string()))
-    return result.replaced(session_table=table, line_table=lines)
-
-
 # ---- marking sessions of a log --------------------------------------------------------------------
 def log_sessions(folder: str | Path, log, log_format="auto", sessions=None, name: str = "<input>"):
     """``(parsed, index)`` of ``log`` as scoring with the model in ``folder`` sees them: its
     trained format first under 'auto' and its own session rule unless ``sessions`` is given.
     Reads ``detector.json`` only (no torch, no weights)."""
-    from tinylogbert import pipeline
+    from tinylogbert.io.sources import parse, read
     from tinylogbert.model.checkpoint import (
         DETECTOR_FILE,
         read_json,
@@ -352,8 +313,8 @@ def log_sessions(folder: str | Path, log, log_format="auto", sessions=None, name
     )
     from tinylogbert.sessions.grouping import build_sessions
 
-    lines = pipeline.read(log, name)
-    parsed = pipeline.parse(lines, log_format, trained_format(folder))
+    lines = read(log, name)
+    parsed = parse(lines, log_format, trained_format(folder))
     if sessions is None:
         sessions = trained_sessions(folder)
     if sessions is None:

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow as pa
 from tinylogbert.io.log_parser import ParsedLog
 from tinylogbert.model.sequence_scores import SequenceScores
+from tinylogbert.model.session_corpus import SessionCorpus
 from tinylogbert.scoring.anomaly_score import grade_columns, severity
 from tinylogbert.scoring.results import ScoreResult
 from tinylogbert.sessions.grouping import SessionIndex
-from tinylogbert.sessions.session_corpus import SessionCorpus
 
 
 def build_result(

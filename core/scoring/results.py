@@ -149,8 +149,6 @@ class ScoreResult:
         sessions = judged(self.session_table, "score", "is_anomaly")
         lines = judged(self.line_table, "session_score", "session_is_anomaly")
         out = self.replaced(line_table=lines, session_table=sessions, threshold=float(threshold))
-        from tinylogbert.scoring.feedback import judge_suppressed
-
         return judge_suppressed(out)  # what feedback suppressed stays suppressed
 
     def with_session_labels(self, labels: pd.Series) -> ScoreResult:
@@ -277,3 +275,42 @@ class ScoreResult:
             "format": self.format_description,
             "sessions_by": self.session_strategy,
         }
+
+
+def judge_suppressed(result: ScoreResult) -> ScoreResult:
+    """Make flags, grades and the lines' verdicts agree with ``suppressed_by`` (after ``_result``
+    or ``with_threshold`` judged the scores alone)."""
+    from tinylogbert.scoring.anomaly_score import severity
+
+    table = result.session_table
+    if "suppressed_by" not in table.column_names:
+        return result
+    suppressed = np.asarray(table["suppressed_by"].to_pylist(), dtype=object) != ""
+    if not suppressed.any():
+        return result
+
+    flags = table["is_anomaly"].to_numpy(zero_copy_only=False) & ~suppressed
+    table = put_column(table, "is_anomaly", pa.array(flags))
+    for name in ("severity", "grade"):
+        if name in table.column_names:
+            values = np.asarray(table[name].to_pylist(), dtype=object)
+            values[suppressed] = "normal"
+            table = put_column(table, name, pa.array(values.astype(str), type=pa.string()))
+    # Lines: flagged when a flagged session holds them; graded by their highest-scoring session
+    # that is not suppressed ('normal' when every session holding them is).
+    index = result.sessions
+    lines = result.line_table
+    member_session = index.member_session()
+    line_flag = np.zeros(lines.num_rows, dtype=bool)
+    np.logical_or.at(line_flag, index.members, flags[member_session])
+    kept = ~suppressed[member_session]
+    best = np.full(lines.num_rows, -np.inf)
+    scores = table["score"].to_numpy()
+    np.maximum.at(best, index.members[kept], scores[member_session][kept])
+    levels = np.full(lines.num_rows, "normal", dtype=object)
+    graded = np.isfinite(best)
+    if graded.any():
+        levels[graded] = severity(best[graded], result.threshold, result.score_scale)
+    lines = put_column(lines, "session_is_anomaly", pa.array(line_flag))
+    lines = put_column(lines, "severity", pa.array(levels.astype(str), type=pa.string()))
+    return result.replaced(session_table=table, line_table=lines)

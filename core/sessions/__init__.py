@@ -1,3 +1,3 @@
 """Lines to sessions: the session rules (``grouping``: an id in the line, windows of lines or of
-time) and sessions as model input (``session_corpus``: distinct lines and distinct sequences).
+time). Sessions as model input (distinct lines and sequences) are ``model.session_corpus``.
 """
