@@ -82,6 +82,42 @@ def build_sessions(parsed: ParsedLog, config: SessionConfig = SessionConfig()) -
     return index
 
 
+# Keys that name a request or trace in JSON/logfmt records, most telling first (a trace spans
+# services and requests; a span is only a piece of one).
+TRACE_ID_KEYS = ("trace_id", "traceId", "trace.id", "traceid", "otelTraceID", "request_id",
+                 "requestId", "request.id", "req_id", "x-request-id", "correlation_id",
+                 "correlationId", "span_id", "spanId")
+
+
+@dataclass(frozen=True)
+class IdKeyChoice:
+    """The trace/request id key sessions follow, and the share of lines carrying it."""
+
+    key: str
+    share: float
+
+    def describe(self) -> str:
+        return (f"sessions by <{self.key}>: {self.share:.1%} of the first 5,000 lines carry it "
+                f"(the usual trace/request id key most lines carry; >= {MIN_ID_COVERAGE:.0%} "
+                "needed)")
+
+
+def trace_id_choice(parsed: ParsedLog) -> IdKeyChoice | None:
+    """The usual id key (``TRACE_ID_KEYS``) most lines of a JSON or logfmt log carry, when at
+    least ``MIN_ID_COVERAGE`` do; the first listed wins a tie. Lines without it are grouped as
+    lines without an id always are (runs of ``ORPHAN_GROUP``)."""
+    if parsed.fields is None:
+        return None
+    best: IdKeyChoice | None = None
+    for key in TRACE_ID_KEYS:
+        if parsed.field(key) is None:
+            continue
+        share = _id_coverage(parsed, f"<{key}>")
+        if share >= MIN_ID_COVERAGE and (best is None or share > best.share):
+            best = IdKeyChoice(key, share)
+    return best
+
+
 def resolve_rule(parsed: ParsedLog, config: SessionConfig) -> tuple[str, str | None]:
     """The strategy (``'id'``, ``'window'`` or ``'time'``) and id pattern that ``config`` means
     for ``parsed``: ``'auto'`` is decided on its first 5,000 lines. (``watch`` decides once, on
@@ -89,6 +125,10 @@ def resolve_rule(parsed: ParsedLog, config: SessionConfig) -> tuple[str, str | N
     pattern = config.id_pattern or parsed.format.session_pattern
     if pattern is None and parsed.field("session") is not None:
         pattern = "<session>"  # the format has an explicit session field
+    if pattern is None and config.by in ("auto", "id"):
+        choice = trace_id_choice(parsed)
+        if choice is not None:
+            pattern = f"<{choice.key}>"
     by = config.by
     if by == "auto":
         by = "id" if pattern and _id_coverage(parsed, pattern) >= MIN_ID_COVERAGE else "window"
