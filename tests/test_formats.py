@@ -362,6 +362,28 @@ def test_cri_joins_partial_records_and_reads_json_messages():
     assert mixed.table["parse_ok"].to_pylist() == [True, True, True, False]
 
 
+def test_stack_trace_lines_stay_rows_and_join_their_event_and_its_session():
+    from tinylogbert.sessions.grouping import build_sessions
+
+    parsed = parse_log(fixture("cri"))
+    heads = parsed.event_of
+    rows = np.flatnonzero(heads != np.arange(len(parsed)))
+    messages = parsed.table["message"].to_pylist()
+    assert len(rows) and all(messages[i].startswith("\tat ") for i in rows)
+    assert all("Exception in thread" in messages[heads[i]] for i in rows)
+    sessions = build_sessions(parsed).line_session.to_pylist()
+    assert all(sessions[i] == sessions[heads[i]] != "" for i in rows)
+    assert len(parsed) == 400  # every input line is still a row
+    lines = ['{"msg": "start", "trace_id": "a"}', '{"msg": "fail", "trace_id": "b"}',
+             "Traceback (most recent call last):", '  File "x.py", line 3, in f',
+             "    raise ValueError('boom')", "ValueError: boom", '{"msg": "next", "trace_id": "a"}',
+             "plain text line"]
+    mixed = parse_log(read_log_lines(lines), "jsonl")
+    assert mixed.event_of.tolist() == [0, 1, 1, 1, 1, 1, 6, 7]
+    assert mixed.table["parse_ok"].to_pylist() == [True, True] + [False] * 4 + [True, False]
+    assert build_sessions(mixed).line_session.to_pylist()[:7] == ["a"] + ["b"] * 5 + ["a"]
+
+
 @pytest.mark.parametrize("line, level", [
     ("<0>1 2024-01-01T00:00:00Z h app - - - boom", "emerg"),
     ("<11>1 2024-01-01T00:00:00Z h app 12 ID1 [a@1 k=\"v\"] disk", "err"),

@@ -72,6 +72,9 @@ class ParsedLog:
     fields: pa.Table | None = None
     # Sessions already built from this log, by SessionConfig (``sessions.build_sessions``), so
     # that a caller may build them early (the CLI does, while the model loads) at no extra cost.
+    # Row index of the event each row belongs to (a stack trace's lines: the line they follow),
+    # None when every row is its own event. Rows are never joined: one row per input line.
+    event_of: np.ndarray | None = None
     session_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -484,8 +487,47 @@ def parse_log(
         fields = pa.concat_tables([part[2] for part in parts], promote_options="default")
     return ParsedLog(
         table=table, words=words, format=fmt, detection=detection, source=lines.source,
-        fields=fields,
+        fields=fields, event_of=_continuations(table, fmt, fields),
     )
+
+
+# A line that continues the event before it: a Java frame or 'Caused by:', '... N more', a
+# Python traceback's lines, or (in raw text) any indented line.
+CONTINUATION = (r"^(?:\s*at [\w$.<>/]+\(|\s*\.\.\. \d+ more|Caused by: |\s*Suppressed: |"
+                r"Traceback \(most recent call last\)|\s+File \"|\s+\S)")
+# An exception line ('java.lang.X: msg', 'ValueError: boom') continues an event when a
+# continuation line stands next to it.
+EXCEPTION_LINE = r"^[\w$]+(?:\.[\w$]+)*(?:Exception|Error)(?::|$)"
+
+
+def _continuations(table: pa.Table, fmt: LogFormat, fields: pa.Table | None) -> np.ndarray | None:
+    """Rows that continue the event before them (multi-line stack traces), as ``event_of``.
+
+    Only rows that did not parse are candidates, or every row where messages are raw output
+    (generic, CRI), so a format's own lines never pay for the check."""
+    n = table.num_rows
+    ok = table["parse_ok"].to_numpy(zero_copy_only=False)
+    candidate = np.ones(n, dtype=bool) if fmt.raw_messages else ~ok
+    if fmt.joins_partials and fields is not None:  # a partial record is a fragment, not a line
+        candidate &= ~pc.fill_null(pc.equal(fields["Tag"], "P"), False).to_numpy(
+            zero_copy_only=False)
+    rows = np.flatnonzero(candidate)
+    if len(rows) == 0:
+        return None
+    message = table["message"].combine_chunks().take(pa.array(rows))
+    strong = np.zeros(n, dtype=bool)
+    exception = np.zeros(n, dtype=bool)
+    strong[rows] = _matches(message, CONTINUATION)
+    exception[rows] = _matches(message, EXCEPTION_LINE)
+    near = np.zeros(n, dtype=bool)
+    near[:-1] |= strong[1:]
+    near[1:] |= strong[:-1]
+    cont = strong | (exception & near)
+    cont[0] = False
+    if not cont.any():
+        return None
+    index = np.arange(n)
+    return np.maximum.accumulate(np.where(cont, -1, index))
 
 
 # One slice per core, within these bounds. Few, big slices: every kernel call must take the GIL

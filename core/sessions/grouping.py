@@ -168,7 +168,10 @@ def _id_coverage(parsed: ParsedLog, pattern: str) -> float:
         if parsed.field(field.group(1)) is None:
             return 0.0
         values = _field_column(parsed, field.group(1)).slice(0, 5000)
-        return float(np.mean(_present(values))) if len(values) else 0.0
+        present = _present(values)
+        if parsed.event_of is not None:  # a stack trace's lines follow their event's id
+            present = present[parsed.event_of[:5000] == np.arange(len(present))]
+        return float(np.mean(present)) if len(present) else 0.0
     sample = parsed.table["message"].combine_chunks().slice(0, 5000)
     try:
         hits = pc.match_substring_regex(sample, pattern)
@@ -233,9 +236,30 @@ def id_members(parsed: ParsedLog, pattern: str) -> tuple[np.ndarray, pa.Array | 
     return line_idx, sid, f"id /{pattern}/"
 
 
+def _follow_events(parsed: ParsedLog, line_idx: np.ndarray, sid) -> tuple[np.ndarray, pa.Array]:
+    """Continuation rows (a stack trace's lines) take the session ids of the row they continue,
+    instead of their own (they rarely carry a trace id)."""
+    sid = pc.cast(sid if isinstance(sid, pa.Array) else pa.array(sid), pa.large_string())
+    head = parsed.event_of
+    if head is None:
+        return line_idx, sid
+    rows = np.flatnonzero(head != np.arange(len(head)))
+    keep = np.flatnonzero(head[line_idx] == line_idx)
+    line_idx, sid = line_idx[keep], sid.take(pa.array(keep))
+    order = np.argsort(line_idx, kind="stable")
+    by_line = line_idx[order]
+    lo = np.searchsorted(by_line, head[rows], side="left")
+    counts = np.searchsorted(by_line, head[rows], side="right") - lo
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    take = order[starts + np.arange(int(counts.sum()))]
+    return (np.concatenate([line_idx, np.repeat(rows, counts)]),
+            pa.concat_arrays([sid, sid.take(pa.array(take, type=pa.int64()))]))
+
+
 def _by_id(parsed: ParsedLog, pattern: str) -> SessionIndex:
     n = len(parsed)
     line_idx, sid, strategy = id_members(parsed, pattern)
+    line_idx, sid = _follow_events(parsed, line_idx, sid)
     covered = np.zeros(n, dtype=bool)
     covered[line_idx] = True
     orphans = np.flatnonzero(~covered)
