@@ -516,3 +516,18 @@ def test_train_score_evaluate_by_line_on_inline_labels(run_cli, tmp_path):
                               "--labels", labels_csv, "--json", "--model", model)
     assert code == 0, err
     assert json.loads(out2)["roc_auc"] == pytest.approx(ev["roc_auc"])
+
+
+def test_modern_dev_log_is_logfmt_with_trace_sessions_and_labels(tmp_path):
+    from benchmarks.modern_log import modern_dev_log
+    from tinylogbert.sessions.grouping import build_sessions
+
+    train, test, labels = modern_dev_log(tmp_path, n_train=60, n_test=80)
+    assert train.read_text() == modern_dev_log(tmp_path / "again", 60, 80)[0].read_text()
+    parsed = parse_log(read_log_file(test))
+    index = build_sessions(parsed)
+    assert parsed.format.name == "logfmt" and index.strategy == "id field <trace_id>"
+    truth = pd.read_csv(labels)
+    assert len(index) == len(truth) == 80 and set(truth["session_id"]) == set(index.ids)
+    assert 0 < truth["label"].sum() < 80
+    assert parse_log(read_log_file(train)).table["parse_ok"].to_numpy(zero_copy_only=False).all()
