@@ -62,6 +62,15 @@ EXPECTED = {
                                 "message": "onStandStepChanged 3579"}),
     "jsonl": ("jsonl", {"timestamp": "2024-03-01T12:00:00.120Z", "level": "INFO",
                         "component": "api.http", "message": "GET /v1/orders/8812 200 in 12ms"}),
+    # Modern formats (written by tests/data/formats/make_modern.py).
+    "logfmt": ("logfmt", {"timestamp": "2024-03-01T12:00:00.000Z", "level": "info",
+                          "message": "served in 9549ms"}),
+    "cri": ("cri", {"timestamp": "2024-03-01T12:00:00.000000123Z", "level": "info",
+                    "component": "api", "message": "GET /v1/orders/574 200"}),
+    "rfc5424": ("rfc5424", {"timestamp": "2024-03-01T12:00:00.000Z", "level": "warning",
+                            "component": "api", "message": "cache hit key=user:6712"}),
+    "rfc3164": ("rfc3164", {"timestamp": "Mar 1 12:00:00", "level": "warning",
+                            "component": "api", "message": "cache hit key=user:6712"}),
     # Real loghub slices (tests/data/formats/loghub/, see test_loghub_slice_...).
     "loghub/HPC": ("hpc", {"timestamp": "1077804742", "component": "unix.hw",
                            "message": "Component State Change: Component \\042SCSI-WWID:01000010:"
@@ -110,7 +119,10 @@ def test_auto_detection_names_the_format_and_discriminates(name):
     assert parsed.format.name == fmt_name
     rate = "87.5" if name == "jsonl" else "100.0"
     assert re.fullmatch(rf"{fmt_name}: {rate}% of \d+ sampled lines", parsed.detection.describe())
-    runner_up = rank_formats(fixture(name))[1]
+    ranked = rank_formats(fixture(name))
+    # A CRI line is also a valid RFC 3339 syslog line (host 'stdout'): cri's typed stream and
+    # P/F fields make it the more specific, and detection names it.
+    runner_up = next(g for g in ranked[1:] if not (name == "cri" and g.format.name == "syslog_iso"))
     assert runner_up.match_rate < 0.5, f"{runner_up.describe()} also fits {name}"
 
 
@@ -317,6 +329,88 @@ def test_json_lines_take_message_time_level_from_common_keys():
     assert parsed.words[0].as_py() == "api http get in ms"
 
 
+def test_logfmt_keeps_every_key_and_sessions_follow_the_trace_id():
+    from tinylogbert.sessions.grouping import build_sessions
+
+    parsed = parse_log(fixture("logfmt"))
+    assert parsed.format.name == "logfmt"
+    assert set(parsed.table["level"].to_pylist()) == {"info", "debug", "warn", "error"}
+    assert parsed.field("duration_ms") is not None and parsed.field("service")[1].as_py() == "billing"
+    index = build_sessions(parsed)
+    assert index.strategy == "id field <trace_id>" and len(index) == 80
+    bad = parse_log(read_log_lines(['level=info msg="ok" a=1', 'not "logfmt at all', "x=1 y=2"]))
+    assert bad.table["parse_ok"].to_pylist() == [True, False, True]
+    assert bad.table["message"][1].as_py() == 'not "logfmt at all'  # kept whole
+
+
+def test_cri_joins_partial_records_and_reads_json_messages():
+    parsed = parse_log(fixture("cri"))
+    rows = parsed.table.to_pylist()
+    tags = parsed.field("Tag").to_pylist()
+    first_f = tags.index("P") + 3  # three P records, then their F
+    assert tags[first_f - 3:first_f + 1] == ["P", "P", "P", "F"]
+    assert rows[first_f]["component"] == "worker" and rows[first_f]["message"].endswith("x" * 60)
+    assert parsed.field("trace_id")[first_f].as_py() == "t0000"
+    assert len(parsed) == 400 and parsed.table["parse_ok"].to_numpy(zero_copy_only=False).all()
+    java = [r for r in rows if "IllegalStateException" in r["message"]]
+    assert java and all(r["level"] is None for r in java)  # not JSON: no level invented
+    # A P record whose F is of the other stream stays waiting; the other stream is not joined.
+    lines = read_log_lines(["2024-01-01T00:00:00Z stderr P ab", "2024-01-01T00:00:00Z stdout F x",
+                            "2024-01-01T00:00:01Z stderr F cd", "garbage"])
+    mixed = parse_log(lines, "cri")
+    assert mixed.table["message"].to_pylist() == ["ab", "x", "abcd", "garbage"]
+    assert mixed.table["parse_ok"].to_pylist() == [True, True, True, False]
+
+
+def test_stack_trace_lines_stay_rows_and_join_their_event_and_its_session():
+    from tinylogbert.sessions.grouping import build_sessions
+
+    parsed = parse_log(fixture("cri"))
+    heads = parsed.event_of
+    rows = np.flatnonzero(heads != np.arange(len(parsed)))
+    messages = parsed.table["message"].to_pylist()
+    assert len(rows) and all(messages[i].startswith("\tat ") for i in rows)
+    assert all("Exception in thread" in messages[heads[i]] for i in rows)
+    sessions = build_sessions(parsed).line_session.to_pylist()
+    assert all(sessions[i] == sessions[heads[i]] != "" for i in rows)
+    assert len(parsed) == 400  # every input line is still a row
+    lines = ['{"msg": "start", "trace_id": "a"}', '{"msg": "fail", "trace_id": "b"}',
+             "Traceback (most recent call last):", '  File "x.py", line 3, in f',
+             "    raise ValueError('boom')", "ValueError: boom", '{"msg": "next", "trace_id": "a"}',
+             "plain text line"]
+    mixed = parse_log(read_log_lines(lines), "jsonl")
+    assert mixed.event_of.tolist() == [0, 1, 1, 1, 1, 1, 6, 7]
+    assert mixed.table["parse_ok"].to_pylist() == [True, True] + [False] * 4 + [True, False]
+    assert build_sessions(mixed).line_session.to_pylist()[:7] == ["a"] + ["b"] * 5 + ["a"]
+
+
+@pytest.mark.parametrize("line, level", [
+    ("<0>1 2024-01-01T00:00:00Z h app - - - boom", "emerg"),
+    ("<11>1 2024-01-01T00:00:00Z h app 12 ID1 [a@1 k=\"v\"] disk", "err"),
+    ("<190>1 2024-01-01T00:00:00Z h app - - - ok", "info"),
+    ("<15>Jan  1 00:00:00 h app[1]: ok", "debug"),
+])
+def test_syslog_pri_is_the_level(line, level):
+    parsed = parse_log(read_log_lines([line]))
+    assert parsed.format.name in ("rfc5424", "rfc3164")
+    assert parsed.table["level"][0].as_py() == level
+
+
+def test_journald_json_maps_message_priority_unit_and_time():
+    parsed = parse_log(fixture("journald"))
+    assert parsed.format.name == "jsonl"
+    row = parsed.table.to_pylist()[0]
+    assert row["message"] == "cache hit key=user:4576" and row["component"] == "api.service"
+    assert row["level"] == "warning" and "err" in parsed.table["level"].to_pylist()
+    assert parse_times(parsed)[0] == pytest.approx(1709294400.0)
+
+
+def test_docker_json_file_still_reads_log_stream_time():
+    line = '{"log":"GET / 200\\n","stream":"stdout","time":"2024-01-01T00:00:00.1Z"}'
+    row = parse_log(read_log_lines([line])).table.to_pylist()[0]
+    assert row["message"] == "GET / 200" and row["timestamp"] == "2024-01-01T00:00:00.1Z"
+
+
 def test_json_keys_can_be_named():
     lines = read_log_lines(['{"when": "2024-03-01T12:00:00Z", "text": "a", "what": "disk full"}'])
     parsed = parse_log(lines, "json:message=what,time=when")
@@ -360,6 +454,8 @@ def test_formats_detect_tries_a_users_format(run_cli):
     code, out, _ = run_cli("formats", "--detect", FIXTURES / "spark.log",
                            "--format", "<Date> <Time> <Level> <Component>: <Content>")
     assert code == 0 and out.startswith("custom: 100.0% of 9 sampled lines")
+    code, out, _ = run_cli("formats", "--detect", FIXTURES / "logfmt.log")
+    assert "sessions by <trace_id>: 100.0% of the first 5,000 lines carry it" in out
     code, out, _ = run_cli("formats", "--detect", FIXTURES / "jsonl.log", "--format", "hdfs")
     assert code == 0 and out.startswith("hdfs: 0.0% of 8 sampled lines")
     assert "unparsed line 1:" in out
@@ -420,3 +516,18 @@ def test_train_score_evaluate_by_line_on_inline_labels(run_cli, tmp_path):
                               "--labels", labels_csv, "--json", "--model", model)
     assert code == 0, err
     assert json.loads(out2)["roc_auc"] == pytest.approx(ev["roc_auc"])
+
+
+def test_modern_dev_log_is_logfmt_with_trace_sessions_and_labels(tmp_path):
+    from benchmarks.modern_log import modern_dev_log
+    from tinylogbert.sessions.grouping import build_sessions
+
+    train, test, labels = modern_dev_log(tmp_path, n_train=60, n_test=80)
+    assert train.read_text() == modern_dev_log(tmp_path / "again", 60, 80)[0].read_text()
+    parsed = parse_log(read_log_file(test))
+    index = build_sessions(parsed)
+    assert parsed.format.name == "logfmt" and index.strategy == "id field <trace_id>"
+    truth = pd.read_csv(labels)
+    assert len(index) == len(truth) == 80 and set(truth["session_id"]) == set(index.ids)
+    assert 0 < truth["label"].sum() < 80
+    assert parse_log(read_log_file(train)).table["parse_ok"].to_numpy(zero_copy_only=False).all()

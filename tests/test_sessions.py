@@ -222,7 +222,9 @@ def test_a_json_key_can_name_the_sessions_and_lines_without_it_still_count():
     index = build_sessions(parsed, SessionConfig(by="id", id_pattern="<request_id>"))
     assert list(index.ids[:4]) == ["r-81f2", "r-81f3", "r-81f4", "r-81f5"]
     assert_every_line_covered(index, len(parsed))
-    assert index.ids[-1] == "no-id:7-8"  # the traceback and the line without a request id
+    # The traceback continues the event before it (its request id); line 8 carries none.
+    assert index.line_session.to_pylist()[6] == "r-81f5"
+    assert index.ids[-1] == "no-id:8-8"
 
 
 def test_a_format_with_a_session_field_uses_it():

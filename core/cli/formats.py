@@ -121,9 +121,12 @@ def detection_report(path: str, fmt_spec: str | None = None, top: int = 3,
         labels = parsed.line_is_anomaly_label()
         rows.append(f"inline labels: {int((labels == 1).sum()):,} alert lines, "
                     f"{int((labels == 0).sum()):,} normal (kept out of the model's input)")
-    from tinylogbert.sessions.grouping import build_sessions
+    from tinylogbert.sessions.grouping import build_sessions, trace_id_choice
 
     index = build_sessions(parsed)
+    choice = trace_id_choice(parsed) if parsed.format.session_pattern is None else None
+    if choice is not None:
+        rows.append(choice.describe())
     plural = "" if len(index) == 1 else "s"
     rows.append(f"sessions (--sessions auto): {len(index):,} session{plural}, {index.strategy}")
     for line_no, text in parsed.unparsed_examples(examples):

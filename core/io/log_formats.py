@@ -13,12 +13,19 @@ detection can tell them apart. Group names that matter downstream (case-insensit
 - time fields (``date``, ``time``, ``timestamp``, ``month``, ``day``, ``year``...) – joined, in
   order, into the ``timestamp`` column (``time_fields`` picks which); ``time_format`` (strptime, or
   ``epoch``) lets time windows read it;
-- ``session`` – an explicit session id field.
+- ``session`` – an explicit session id field;
+- ``pri`` – a syslog ``<PRI>``: the level is its severity (``PRI % 8``: emerg ... debug).
 Any other group (``pid``, ``node``...) is parsed and kept aside: it can name sessions
 (``--session-id '<Node>'``) but never reaches the model.
 
 JSON-lines logs are not a regex: a format with ``json_keys`` parses each line as a JSON object and
-takes the message, time, level and component from the first key present of each list.
+takes the message, time, level and component from the first key present of each list; a format
+whose ``record_syntax`` is ``logfmt`` reads ``key=value`` pairs the same way. Numeric levels are
+named: 0-7 as syslog severities (journald's ``PRIORITY``), 10-60 as pino/bunyan levels.
+
+Formats with ``raw_messages`` (generic, Kubernetes CRI) carry a program's output lines as they
+were written, so a stack trace arrives as lines of its own; the parser marks those as
+continuations of the event before them (see ``log_parser``).
 """
 from __future__ import annotations
 
@@ -30,7 +37,12 @@ from tinylogbert.errors import FormatError
 from tinylogbert.io.safe_regex import compile_linear
 
 TIME_FIELDS = ("timestamp", "datetime", "date", "time", "year", "month", "day")
-KNOWN_FIELDS = {"content", "level", "component", "label", "session", *TIME_FIELDS}
+KNOWN_FIELDS = {"content", "level", "component", "label", "session", "pri", *TIME_FIELDS}
+RECORD_SYNTAXES = ("json", "logfmt")
+# Syslog severities by number (RFC 5424 section 6.2.1), as LEVEL_RANKS names them.
+SYSLOG_SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+# pino / bunyan numeric levels.
+NUMERIC_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
 # A session spec of this shape names a parsed field instead of being a regex: ``<Node>``.
 FIELD_REFERENCE = re.compile(r"^<([A-Za-z_][A-Za-z0-9_.@-]*)>$")
 
@@ -39,10 +51,15 @@ FIELD_REFERENCE = re.compile(r"^<([A-Za-z_][A-Za-z0-9_.@-]*)>$")
 class JsonKeys:
     """Where a JSON-lines record keeps its parts: the first key present wins (``a.b`` = nested)."""
 
-    message: tuple[str, ...] = ("message", "msg", "log", "@message", "event", "text")
-    time: tuple[str, ...] = ("timestamp", "@timestamp", "time", "ts", "datetime", "date")
-    level: tuple[str, ...] = ("level", "severity", "lvl", "levelname", "log.level", "loglevel")
-    component: tuple[str, ...] = ("logger", "logger_name", "component", "module", "service")
+    # journald (``journalctl -o json``) last: MESSAGE, __REALTIME_TIMESTAMP (µs), PRIORITY (0-7),
+    # _SYSTEMD_UNIT / SYSLOG_IDENTIFIER.
+    message: tuple[str, ...] = ("message", "msg", "log", "@message", "event", "text", "MESSAGE")
+    time: tuple[str, ...] = ("timestamp", "@timestamp", "time", "ts", "datetime", "date",
+                             "__REALTIME_TIMESTAMP")
+    level: tuple[str, ...] = ("level", "severity", "lvl", "levelname", "log.level", "loglevel",
+                              "PRIORITY")
+    component: tuple[str, ...] = ("logger", "logger_name", "component", "module", "service",
+                                  "_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER")
 
     def __post_init__(self) -> None:  # lists when read back from a checkpoint's JSON
         for f in dataclass_fields(self):
@@ -78,6 +95,12 @@ class LogFormat:
     aliases: tuple[str, ...] = ()
     # Set for JSON-lines formats: the regex is then only a quick "looks like an object" filter.
     json_keys: JsonKeys | None = None
+    # With json_keys: how a line is a record, 'json' (an object) or 'logfmt' (key=value pairs).
+    record_syntax: str = "json"
+    # The message is a program's raw output line (stack traces arrive line by line).
+    raw_messages: bool = False
+    # Kubernetes CRI: 'P' records are joined with the following 'F' record of their stream.
+    joins_partials: bool = False
     groups: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +116,9 @@ class LogFormat:
             )
         if self.session_pattern is not None and not FIELD_REFERENCE.match(self.session_pattern):
             compile_linear(self.session_pattern, f"session pattern of format {self.name!r}")
+        if self.record_syntax not in RECORD_SYNTAXES:
+            raise FormatError(f"format {self.name!r}: record_syntax must be one of "
+                              f"{RECORD_SYNTAXES}")
         if self.window_size <= 0 or self.time_window <= 0:
             raise FormatError(f"format {self.name!r}: window sizes must be positive")
         # In the order they appear (RE2 lists them by name): time fields join in this order.
@@ -286,6 +312,7 @@ GENERIC = LogFormat(
     regex=r"^(?P<Content>.*)$",
     description="Any text: the whole line is the message (the fallback).",
     template="<Content>",
+    raw_messages=True,
 )
 
 JSONL = LogFormat(
@@ -293,11 +320,30 @@ JSONL = LogFormat(
     regex=r"^(?P<Content>\s*\{.*\}\s*)$",
     aliases=("json",),
     description="JSON lines: one object per line; message from message/msg/log/@message/event, "
-    "time from timestamp/@timestamp/time/ts, level from level/severity/lvl.",
+    "time from timestamp/@timestamp/time/ts, level from level/severity/lvl. Also Docker "
+    "json-file ({log, stream, time}) and journalctl -o json (MESSAGE, PRIORITY, _SYSTEMD_UNIT, "
+    "__REALTIME_TIMESTAMP); sessions by trace/request id when most lines carry one.",
     example='{"timestamp": "2024-03-01T12:00:00Z", "level": "ERROR", "logger": "db", '
     '"message": "connection refused"}',
     time_format=None,
     json_keys=JsonKeys(),
+)
+
+# A logfmt line: nothing but key=value pairs (at least two; values bare or double-quoted).
+LOGFMT_KEY = r"[A-Za-z_@][\w.\-/@]*"
+LOGFMT_VALUE = r'(?:"(?:[^"\\]|\\.)*"|[^\s"]*)'
+LOGFMT_LINE = rf"\s*{LOGFMT_KEY}={LOGFMT_VALUE}(?:\s+{LOGFMT_KEY}={LOGFMT_VALUE})+\s*"
+
+LOGFMT = LogFormat(
+    name="logfmt",
+    regex=rf"^(?P<Content>{LOGFMT_LINE})$",
+    description="logfmt (Go logrus/zap/slog, Heroku, Loki): key=value pairs; message from msg/"
+    "message, time from time/ts, level from level/lvl; every key kept as a field; sessions by "
+    "trace/request id when most lines carry one.",
+    example='time=2024-03-01T12:00:00.120Z level=error msg="db timeout" service=api '
+    "request_id=r-81f2",
+    json_keys=JsonKeys(),
+    record_syntax="logfmt",
 )
 
 _REGISTRY: dict[str, LogFormat] = {}
@@ -483,7 +529,47 @@ _builtin(
     "v6.1.7601.23505 with Core: C:\\Windows\\winsxs\\cbscore.dll",
     time_format="%Y-%m-%d %H:%M:%S",
 )
+register(
+    LogFormat(
+        name="cri",
+        regex=r"^(?P<Timestamp>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))"
+        r" (?P<Stream>stdout|stderr) (?P<Tag>[PF])(?: (?P<Content>.*))?$",
+        aliases=("kubernetes", "containerd"),
+        description="Kubernetes CRI container log (/var/log/pods, containerd, CRI-O): time, "
+        "stream, P/F tag; P (partial) records are joined with the following F record of the "
+        "same stream, and a JSON or logfmt message is read one level further (its level, "
+        "logger, message and keys).",
+        example="2024-03-01T12:00:00.123456789Z stderr F panic: runtime error: index out of range",
+        time_format="ISO8601",
+        raw_messages=True,
+        joins_partials=True,
+    )
+)
+register(
+    LogFormat(
+        name="rfc5424",
+        regex=r"^<(?P<Pri>\d{1,3})>1 (?P<Timestamp>\S+) (?P<Host>\S+) (?P<Component>\S+) "
+        r"(?P<ProcId>\S+) (?P<MsgId>\S+) (?P<SD>-|(?:\[(?:[^\]\\]|\\.)*\])+)"
+        r"(?: (?P<Content>.*))?$",
+        aliases=("syslog5424",),
+        description="RFC 5424 syslog: <PRI>1 time host app procid msgid [structured data] msg; "
+        "the level is the PRI's severity (emerg ... debug).",
+        example="<34>1 2024-03-01T12:00:00.003Z host1 su 123 ID47 - 'su root' failed for lonvick",
+        time_format="ISO8601",
+    )
+)
+_builtin(
+    r"[<]<Pri>[>]<Month> <Day> <Time> <Host> (<Component>(\[<PID>\])?: )?<Content>", "rfc3164",
+    {"Pri": r"\d{1,3}", "Month": MONTH, "Day": r"\d{1,2}", "Time": HMS, "Host": r"\S+",
+     "Component": SYSLOG_COMPONENTS, "PID": PID},
+    aliases=("syslog3164",),
+    description="BSD syslog as sent over the wire (RFC 3164, with its <PRI>); the level is the "
+    "PRI's severity.",
+    example="<34>Oct 11 22:14:15 mymachine su[230]: 'su root' failed for lonvick on /dev/pts/8",
+    time_format="%b %d %H:%M:%S",
+)
 register(JSONL)
+register(LOGFMT)
 register(GENERIC)
 
 

@@ -21,6 +21,11 @@ from tinylogbert.io.log_formats import (
     GENERIC,
     LABEL_SUFFIX,
     LABEL_VALUE,
+    LOGFMT_KEY,
+    LOGFMT_LINE,
+    LOGFMT_VALUE,
+    NUMERIC_LEVELS,
+    SYSLOG_SEVERITIES,
     JsonKeys,
     LogFormat,
     available_formats,
@@ -67,6 +72,9 @@ class ParsedLog:
     fields: pa.Table | None = None
     # Sessions already built from this log, by SessionConfig (``sessions.build_sessions``), so
     # that a caller may build them early (the CLI does, while the model loads) at no extra cost.
+    # Row index of the event each row belongs to (a stack trace's lines: the line they follow),
+    # None when every row is its own event. Rows are never joined: one row per input line.
+    event_of: np.ndarray | None = None
     session_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -128,7 +136,8 @@ def _match_rate(sample: pa.Array, fmt: LogFormat) -> float:
     """Share of the non-empty sampled lines that ``fmt`` parses."""
     if len(sample) == 0:
         return 0.0
-    hits = _json_objects(sample) if fmt.is_jsonl else _matches(sample, fmt.regex)
+    json_objects = fmt.is_jsonl and fmt.record_syntax == "json"
+    hits = _json_objects(sample) if json_objects else _matches(sample, fmt.regex)
     if fmt.name.endswith(LABEL_SUFFIX) and not _plausible_labels(sample, hits, fmt):
         return 0.0
     return float(hits.mean())
@@ -269,9 +278,15 @@ def _regex_records(raw: pa.Array, fmt: LogFormat) -> _Records:
         timestamp = pc.if_else(pc.and_(ok, pc.not_equal(joined, "")), joined, _LARGE_NULL)
     else:
         timestamp = time_parts[0] if time_parts else nulls
+    level = by_lower.get("level", nulls)
+    if "pri" in by_lower:  # syslog <PRI>: the severity is PRI % 8
+        pri = pc.cast(by_lower["pri"], pa.int64())
+        severity = pc.if_else(pc.less_equal(pri, 191), pc.bit_wise_and(pri, 7), None)
+        level = pc.cast(pa.array(SYSLOG_SEVERITIES, pa.large_string()).take(severity),
+                        pa.large_string())
     extra = {n: c for n, c in columns.items() if n.lower() not in {"content", "label"}}
     return _Records(
-        ok=ok, message=message, timestamp=timestamp, level=by_lower.get("level", nulls),
+        ok=ok, message=message, timestamp=timestamp, level=level,
         component=by_lower.get("component", nulls), label=label,
         fields=pa.table(extra) if extra else None,
     )
@@ -286,6 +301,37 @@ def _load_object(line: str | None) -> dict | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+_LOGFMT_LINE = compile_linear(LOGFMT_LINE, "logfmt line")
+_LOGFMT_PAIR = compile_linear(rf"({LOGFMT_KEY})=({LOGFMT_VALUE})", "logfmt pair")
+
+
+def _load_logfmt(line: str | None) -> dict | None:
+    """``key=value`` pairs of a logfmt line (quoted values unescaped), None if it is not one."""
+    if not line or _LOGFMT_LINE.fullmatch(line) is None:
+        return None
+    record = {}
+    for match in _LOGFMT_PAIR.finditer(line):
+        value = match.group(2)
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value[1:-1]
+        record[match.group(1)] = value
+    return record
+
+
+def _level_name(value: object) -> str:
+    """A level as a name: numbers 0-7 are syslog severities, 10-60 pino/bunyan levels."""
+    text = _as_text(value)
+    if text.isdigit():
+        number = int(text)
+        if number < len(SYSLOG_SEVERITIES):
+            return SYSLOG_SEVERITIES[number]
+        return NUMERIC_LEVELS.get(number, text)
+    return text
 
 
 def _lookup(record: dict, keys: tuple[str, ...]) -> tuple[str | None, object]:
@@ -312,14 +358,16 @@ def _strings(values: list) -> pa.Array:
     return pa.array(values, type=pa.large_string())
 
 
-def _json_records(raw: pa.Array, keys: JsonKeys) -> _Records:
-    """Parse JSON objects; a record without a message field is scored as ``key=value`` text."""
+def _json_records(raw: pa.Array, keys: JsonKeys, syntax: str = "json") -> _Records:
+    """Parse JSON objects (or logfmt pairs); a record without a message field is scored as
+    ``key=value`` text."""
+    load = _load_logfmt if syntax == "logfmt" else _load_object
     n = len(raw)
     ok = np.zeros(n, dtype=bool)
     parts = {role: [None] * n for role in ("message", "timestamp", "level", "component")}
     extra: dict[str, list] = {}
     for i, line in enumerate(raw.to_pylist()):
-        record = _load_object(line)
+        record = load(line)
         if record is None:
             continue
         ok[i] = True
@@ -328,7 +376,7 @@ def _json_records(raw: pa.Array, keys: JsonKeys) -> _Records:
                                  ("component", keys.component), ("message", keys.message)):
             key, value = _lookup(record, candidates)
             if key is not None:
-                parts[role][i] = _as_text(value)
+                parts[role][i] = _level_name(value) if role == "level" else _as_text(value)
                 used.add(key.split(".")[0])
         if parts["message"][i] is None:
             parts["message"][i] = " ".join(
@@ -352,6 +400,61 @@ def _json_records(raw: pa.Array, keys: JsonKeys) -> _Records:
     )
 
 
+def _cri_records(raw: pa.Array, fmt: LogFormat) -> _Records:
+    """Kubernetes CRI: each F record ends a message, which starts at the P (partial) records of
+    its stream before it; the F row carries the joined message (the P rows keep their own
+    fragment, so every line stays a row). A JSON or logfmt message gives level, component,
+    message and its keys (as fields), one level further."""
+    base = _regex_records(raw, fmt)
+    n = len(raw)
+    ok = base.ok.to_numpy(zero_copy_only=False)
+    tags = base.fields["Tag"].to_pylist()
+    streams = base.fields["Stream"].to_pylist()
+    fragments = base.message.to_pylist()
+    messages = list(fragments)
+    level: list = [None] * n
+    component: list = [None] * n
+    extra: dict[str, list] = {}
+    pending: dict[str, list[int]] = {}
+    keys = JsonKeys()
+    for i in range(n):
+        if not ok[i]:
+            continue
+        if tags[i] == "P":
+            pending.setdefault(streams[i], []).append(i)
+            continue
+        rows = pending.pop(streams[i], None)
+        text = "".join(fragments[j] or "" for j in rows) + (fragments[i] or "") if rows else (
+            fragments[i] or "")
+        messages[i] = text
+        head = text.lstrip()[:1]
+        record = _load_object(text) if head == "{" else (_load_logfmt(text) if "=" in text
+                                                         else None)
+        if not record:
+            continue
+        _, value = _lookup(record, keys.level)
+        level[i] = _level_name(value) if value is not None else None
+        _, value = _lookup(record, keys.component)
+        component[i] = _as_text(value) if value is not None else None
+        _, value = _lookup(record, keys.message)
+        if value is not None:
+            messages[i] = _as_text(value)
+        for key, value in record.items():
+            if key in ("Timestamp", "Stream", "Tag"):
+                continue
+            if isinstance(value, (str, int, float, bool)) and (
+                key in extra or len(extra) < MAX_JSON_FIELDS
+            ):
+                extra.setdefault(key, [None] * n)[i] = str(value)
+    fields = base.fields
+    for key, values in extra.items():
+        fields = fields.append_column(key, _strings(values))
+    return dataclasses.replace(
+        base, message=_strings(messages), level=_strings(level),
+        component=_strings(component), fields=fields,
+    )
+
+
 def parse_log(
     lines: LogLines, fmt: str | LogFormat = "auto", prefer: LogFormat | None = None
 ) -> ParsedLog:
@@ -368,6 +471,8 @@ def parse_log(
     raw = pc.cast(lines.lines, pa.large_string())
     workers = os.cpu_count() or 1
     size = min(max(-(-len(raw) // workers), MIN_PARSE_CHUNK), MAX_PARSE_CHUNK)
+    if fmt.joins_partials:  # partial records join across any slice boundary: one slice
+        size = max(len(raw), 1)
     pieces = [raw.slice(start, size) for start in range(0, len(raw), size)]
     if len(pieces) == 1:
         parts = [_parse_piece(pieces[0], fmt)]
@@ -382,8 +487,47 @@ def parse_log(
         fields = pa.concat_tables([part[2] for part in parts], promote_options="default")
     return ParsedLog(
         table=table, words=words, format=fmt, detection=detection, source=lines.source,
-        fields=fields,
+        fields=fields, event_of=_continuations(table, fmt, fields),
     )
+
+
+# A line that continues the event before it: a Java frame or 'Caused by:', '... N more', a
+# Python traceback's lines, or (in raw text) any indented line.
+CONTINUATION = (r"^(?:\s*at [\w$.<>/]+\(|\s*\.\.\. \d+ more|Caused by: |\s*Suppressed: |"
+                r"Traceback \(most recent call last\)|\s+File \"|\s+\S)")
+# An exception line ('java.lang.X: msg', 'ValueError: boom') continues an event when a
+# continuation line stands next to it.
+EXCEPTION_LINE = r"^[\w$]+(?:\.[\w$]+)*(?:Exception|Error)(?::|$)"
+
+
+def _continuations(table: pa.Table, fmt: LogFormat, fields: pa.Table | None) -> np.ndarray | None:
+    """Rows that continue the event before them (multi-line stack traces), as ``event_of``.
+
+    Only rows that did not parse are candidates, or every row where messages are raw output
+    (generic, CRI), so a format's own lines never pay for the check."""
+    n = table.num_rows
+    ok = table["parse_ok"].to_numpy(zero_copy_only=False)
+    candidate = np.ones(n, dtype=bool) if fmt.raw_messages else ~ok
+    if fmt.joins_partials and fields is not None:  # a partial record is a fragment, not a line
+        candidate &= ~pc.fill_null(pc.equal(fields["Tag"], "P"), False).to_numpy(
+            zero_copy_only=False)
+    rows = np.flatnonzero(candidate)
+    if len(rows) == 0:
+        return None
+    message = table["message"].combine_chunks().take(pa.array(rows))
+    strong = np.zeros(n, dtype=bool)
+    exception = np.zeros(n, dtype=bool)
+    strong[rows] = _matches(message, CONTINUATION)
+    exception[rows] = _matches(message, EXCEPTION_LINE)
+    near = np.zeros(n, dtype=bool)
+    near[:-1] |= strong[1:]
+    near[1:] |= strong[:-1]
+    cont = strong | (exception & near)
+    cont[0] = False
+    if not cont.any():
+        return None
+    index = np.arange(n)
+    return np.maximum.accumulate(np.where(cont, -1, index))
 
 
 # One slice per core, within these bounds. Few, big slices: every kernel call must take the GIL
@@ -396,7 +540,12 @@ MAX_PARSE_CHUNK = 1_048_576
 
 def _parse_piece(raw: pa.Array, fmt: LogFormat) -> tuple[pa.Table, pa.Array, pa.Table | None]:
     """Records and model words of one slice of lines (no ``line_no``: the caller adds it)."""
-    records = _json_records(raw, fmt.json_keys) if fmt.is_jsonl else _regex_records(raw, fmt)
+    if fmt.is_jsonl:
+        records = _json_records(raw, fmt.json_keys, fmt.record_syntax)
+    elif fmt.joins_partials:
+        records = _cri_records(raw, fmt)
+    else:
+        records = _regex_records(raw, fmt)
     table = pa.table(
         {
             "timestamp": records.timestamp,

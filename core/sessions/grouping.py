@@ -82,6 +82,42 @@ def build_sessions(parsed: ParsedLog, config: SessionConfig = SessionConfig()) -
     return index
 
 
+# Keys that name a request or trace in JSON/logfmt records, most telling first (a trace spans
+# services and requests; a span is only a piece of one).
+TRACE_ID_KEYS = ("trace_id", "traceId", "trace.id", "traceid", "otelTraceID", "request_id",
+                 "requestId", "request.id", "req_id", "x-request-id", "correlation_id",
+                 "correlationId", "span_id", "spanId")
+
+
+@dataclass(frozen=True)
+class IdKeyChoice:
+    """The trace/request id key sessions follow, and the share of lines carrying it."""
+
+    key: str
+    share: float
+
+    def describe(self) -> str:
+        return (f"sessions by <{self.key}>: {self.share:.1%} of the first 5,000 lines carry it "
+                f"(the usual trace/request id key most lines carry; >= {MIN_ID_COVERAGE:.0%} "
+                "needed)")
+
+
+def trace_id_choice(parsed: ParsedLog) -> IdKeyChoice | None:
+    """The usual id key (``TRACE_ID_KEYS``) most lines of a JSON or logfmt log carry, when at
+    least ``MIN_ID_COVERAGE`` do; the first listed wins a tie. Lines without it are grouped as
+    lines without an id always are (runs of ``ORPHAN_GROUP``)."""
+    if parsed.fields is None:
+        return None
+    best: IdKeyChoice | None = None
+    for key in TRACE_ID_KEYS:
+        if parsed.field(key) is None:
+            continue
+        share = _id_coverage(parsed, f"<{key}>")
+        if share >= MIN_ID_COVERAGE and (best is None or share > best.share):
+            best = IdKeyChoice(key, share)
+    return best
+
+
 def resolve_rule(parsed: ParsedLog, config: SessionConfig) -> tuple[str, str | None]:
     """The strategy (``'id'``, ``'window'`` or ``'time'``) and id pattern that ``config`` means
     for ``parsed``: ``'auto'`` is decided on its first 5,000 lines. (``watch`` decides once, on
@@ -89,6 +125,10 @@ def resolve_rule(parsed: ParsedLog, config: SessionConfig) -> tuple[str, str | N
     pattern = config.id_pattern or parsed.format.session_pattern
     if pattern is None and parsed.field("session") is not None:
         pattern = "<session>"  # the format has an explicit session field
+    if pattern is None and config.by in ("auto", "id"):
+        choice = trace_id_choice(parsed)
+        if choice is not None:
+            pattern = f"<{choice.key}>"
     by = config.by
     if by == "auto":
         by = "id" if pattern and _id_coverage(parsed, pattern) >= MIN_ID_COVERAGE else "window"
@@ -128,7 +168,10 @@ def _id_coverage(parsed: ParsedLog, pattern: str) -> float:
         if parsed.field(field.group(1)) is None:
             return 0.0
         values = _field_column(parsed, field.group(1)).slice(0, 5000)
-        return float(np.mean(_present(values))) if len(values) else 0.0
+        present = _present(values)
+        if parsed.event_of is not None:  # a stack trace's lines follow their event's id
+            present = present[parsed.event_of[:5000] == np.arange(len(present))]
+        return float(np.mean(present)) if len(present) else 0.0
     sample = parsed.table["message"].combine_chunks().slice(0, 5000)
     try:
         hits = pc.match_substring_regex(sample, pattern)
@@ -193,9 +236,30 @@ def id_members(parsed: ParsedLog, pattern: str) -> tuple[np.ndarray, pa.Array | 
     return line_idx, sid, f"id /{pattern}/"
 
 
+def _follow_events(parsed: ParsedLog, line_idx: np.ndarray, sid) -> tuple[np.ndarray, pa.Array]:
+    """Continuation rows (a stack trace's lines) take the session ids of the row they continue,
+    instead of their own (they rarely carry a trace id)."""
+    sid = pc.cast(sid if isinstance(sid, pa.Array) else pa.array(sid), pa.large_string())
+    head = parsed.event_of
+    if head is None:
+        return line_idx, sid
+    rows = np.flatnonzero(head != np.arange(len(head)))
+    keep = np.flatnonzero(head[line_idx] == line_idx)
+    line_idx, sid = line_idx[keep], sid.take(pa.array(keep))
+    order = np.argsort(line_idx, kind="stable")
+    by_line = line_idx[order]
+    lo = np.searchsorted(by_line, head[rows], side="left")
+    counts = np.searchsorted(by_line, head[rows], side="right") - lo
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    take = order[starts + np.arange(int(counts.sum()))]
+    return (np.concatenate([line_idx, np.repeat(rows, counts)]),
+            pa.concat_arrays([sid, sid.take(pa.array(take, type=pa.int64()))]))
+
+
 def _by_id(parsed: ParsedLog, pattern: str) -> SessionIndex:
     n = len(parsed)
     line_idx, sid, strategy = id_members(parsed, pattern)
+    line_idx, sid = _follow_events(parsed, line_idx, sid)
     covered = np.zeros(n, dtype=bool)
     covered[line_idx] = True
     orphans = np.flatnonzero(~covered)

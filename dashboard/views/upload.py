@@ -243,7 +243,9 @@ def settings_form(upload: LogUpload, expanded: bool) -> None:
                 "Format", options, index=options.index(fields["format_choice"]),
                 key="format_choice",
                 format_func=lambda n: f"auto (detected: {guess.format.name})" if n == "auto" else n,
-                help="Override the detected format if lines do not parse.",
+                help="Override the detected format if lines do not parse (logfmt, cri for "
+                     "Kubernetes container logs, rfc5424/rfc3164 syslog, jsonl for JSON, Docker "
+                     "and journald...).",
             )
             left.text_input(
                 "Custom format (when Format is 'custom')", value=fields["format_custom"],
