@@ -576,8 +576,32 @@ def test_without_a_model_the_app_offers_to_train_one(tmp_path, monkeypatch):
     assert trained.is_relative_to(tmp_path) and (trained / "detector.json").is_file()
     assert workspace(at).model_path == str(trained)
     assert metric(at, "Lines") == "7,481"
+    # Keep it: a bad folder is a one-line error; a good one gets a verified copy that the
+    # Download page's command then names, and the .zip carries the integrity manifest.
+    at.text_input(key="save_model_folder").input(str(tmp_path / "no" / "such" / "dir")).run()
+    at.button(key="save_model").click().run()
+    no_traceback(at)
+    assert any("no such folder to save into" in e.value for e in at.error)
+    saved = tmp_path / "kept"
+    at.text_input(key="save_model_folder").input(str(saved)).run()
+    at.button(key="save_model").click().run()
+    assert not errors(at)
+    assert (saved / "checkpoint.sha256.json").is_file() and (saved / "detector.json").is_file()
+    assert at.session_state["saved_model_path"] == str(saved.resolve())
+    from tinylogbert.model.checkpoint import archive_bytes, check_folder
+    import io, zipfile
+    names = zipfile.ZipFile(io.BytesIO(archive_bytes(trained))).namelist()
+    assert "model/checkpoint.sha256.json" in names and "model/detector.json" in names
+    check_folder(saved)
+    at.switch_page("views/download.py").run()
+    no_traceback(at)
+    assert f"--model {saved.resolve()}" in at.code[0].value
+    assert str(trained) not in at.code[0].value
+    at.switch_page("views/upload.py").run()
     at.button(key="use_default_model").click().run()
     assert "trained_model_path" not in at.session_state
+    assert "saved_model_path" not in at.session_state
+    assert (saved / "detector.json").is_file()  # the saved copy outlives the temporary folder
 
 
 # ---- helpers behind the pages ---------------------------------------------------------------
