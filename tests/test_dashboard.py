@@ -108,6 +108,8 @@ def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatc
 
     at.switch_page("views/distribution.py").run()
     assert metric(at, "Sessions flagged") == f"{expected:,}"
+    caption = " ".join(c.value for c in at.caption)
+    assert "times the weight of its severity level" in caption
     at.switch_page("views/roc_pr.py").run()
     labels = workspace(at).session_labels
     recall = ((scores >= threshold) & (labels == 1)).sum() / (labels == 1).sum()
@@ -301,7 +303,7 @@ def test_timeline_page_counts_periods_and_explains_their_sessions(app, tiny_chec
     # Lines the model never learned, each marked where it first appears.
     words = pd.Series(ws.scored.line_words.to_pylist())
     new = words[~words.isin(_line_vocab(tiny_checkpoint)["lines"])].drop_duplicates()
-    assert metric(at, "Lines never seen in training") == f"{len(new):,}"
+    assert metric(at, "Lines not known by name") == f"{len(new):,}"
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     marks = next(t for t in spec["data"] if t["name"].startswith("new lines"))
     assert marks["name"] == f"new lines ({len(new)})"
@@ -350,7 +352,7 @@ def test_templates_page_lists_every_line_and_the_sessions_holding_one(app, tiny_
     assert table["count"].to_dict() == words.value_counts().to_dict()
     assert metric(at, "Distinct lines here") == f"{words.nunique():,}"
     new = int((~words.drop_duplicates().isin(vocab["lines"])).sum())
-    assert metric(at, "Never seen in training") == f"{new:,}" and new > 0
+    assert metric(at, "Not known by name") == f"{new:,}" and new > 0
     for i, line in enumerate(vocab["lines"]):
         assert table.loc[line, "train_count"] == vocab["class_counts"][2 + i]
     assert metric(at, "Vocabulary lines absent here") == "0"

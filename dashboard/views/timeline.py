@@ -63,9 +63,10 @@ if workspace is not None:
                    help=f"{plural(int(busy['flagged_sessions']), 'flagged session')}")
     cols[2].metric("Lines over the line threshold", f"{int(counts['anomalous_lines'].sum()):,}",
                    help=f"line threshold {format_threshold(result.line_threshold)} (the model's)")
-    cols[3].metric("Lines never seen in training", f"{len(new):,}",
-                   help="Distinct lines outside the model's line vocabulary: each is marked "
-                        "where it first appears.")
+    cols[3].metric("Lines not known by name", f"{len(new):,}",
+                   help="Distinct lines outside the model's line vocabulary: never in its "
+                        "training log, or too rare there to learn by name (the model pools "
+                        "them with new ones). Each is marked where it first appears.")
     event = st.plotly_chart(
         timeline_figure(counts, buckets.mode, buckets.width, new, new_x, threshold), key=CHART,
         on_select="rerun", selection_mode=("points", "box"),
@@ -78,7 +79,7 @@ if workspace is not None:
         st.session_state[BUCKET] = default_bucket(counts)
 
     if len(new):
-        with st.expander(f"{plural(len(new), 'line')} never seen in training, where each first "
+        with st.expander(f"{plural(len(new), 'line')} not known by name, where each first "
                          "appears", icon=":material/fiber_new:"):
             st.dataframe(new.assign(period=[labels[b] for b in new["bucket"]])
                          [["line_no", "timestamp", "period", "count", "template"]],
