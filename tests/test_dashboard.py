@@ -685,3 +685,16 @@ def test_line_level_labels_mark_their_sessions(tiny_detector):
     assert (labels.level, labels.n_labelled, labels.n_anomalous) == ("line", 7481, 1)
     its_sessions = set(ws.scored.lines["session_id"].iloc[anomalous_line - 1].split(";"))
     assert set(ws.scored.sessions.ids[ws.session_labels == 1]) == its_sessions
+
+
+def test_syslog_times_without_a_year_get_one_with_roll_over():
+    import pandas as pd
+    from tinylogbert.reports.timeline import lacks_year, line_times
+
+    stamps = pd.Series(["Dec 31 23:59:00", "Jan 01 00:01:00", None, "Jun 14 12:00:00"])
+    seconds = line_times(stamps, "%b %d %H:%M:%S", year=2026)
+    times = pd.to_datetime(seconds[[0, 1, 3]], unit="s")
+    assert [t.year for t in times] == [2025, 2026, 2026]  # December comes before January
+    assert str(times[1]) == "2026-01-01 00:01:00" and pd.isna(seconds[2])
+    assert lacks_year("%b %d %H:%M:%S") and not lacks_year("%a %b %d %H:%M:%S %Y")
+    assert pd.to_datetime(line_times(stamps, "%b %d %H:%M:%S")[0], unit="s").year == 1900

@@ -47,7 +47,12 @@ if workspace is not None:
             f"{plural(buckets.n, 'period')} of {unit} (chosen from the log's span), "
             f"{labels[0]} to {labels[-1]}; empty periods are kept."
             + (f" {plural(buckets.n_untimed, 'line')} without a readable time count with the "
-               "line before them." if buckets.n_untimed else ""))
+               "line before them." if buckets.n_untimed else "")
+            + (f" The log's timestamps have no year: its last line is taken as "
+               f"{workspace.assumed_year} ("
+               + ("the file's modification year" if workspace.source_path else "this year")
+               + "), a year earlier before each place the months go backwards."
+               if workspace.assumed_year else ""))
         new_x = pd.to_datetime(workspace.line_seconds[new["line_no"].to_numpy() - 1]
                                if len(new) else [], unit="s")
     else:
