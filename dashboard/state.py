@@ -25,6 +25,7 @@ SHARE = "threshold_share"  # the slider: % of sessions flagged
 VALUE = "threshold_value"  # the number input: the threshold itself
 WIDGETS_STALE = "threshold_widgets_stale"
 TRAINED_MODEL = "trained_model_path"
+SAVED_MODEL = "saved_model_path"  # where the user saved the trained model (outlives the session)
 
 UPLOAD_PAGE = "views/upload.py"
 SHARE_STEP = 0.1  # percent of sessions per slider step
@@ -74,12 +75,22 @@ def use_trained_model(path: Path | None) -> None:
     """Switch to a model trained in this session (``None``: back to the default model). The
     previous one is no longer used by this session: its temporary folder is deleted."""
     previous = st.session_state.get(TRAINED_MODEL)
+    if previous != (str(path) if path else None):
+        st.session_state.pop(SAVED_MODEL, None)
     if path is None:
         st.session_state.pop(TRAINED_MODEL, None)
     else:
         st.session_state[TRAINED_MODEL] = str(path)
     if previous and previous != str(path):
         remove_trained_folder(previous)
+
+
+def command_model_path(path: str | Path) -> str | Path:
+    """The model a suggested command should name: the saved copy of a dashboard-trained model
+    when there is one (the temporary folder is gone once Streamlit stops)."""
+    saved = st.session_state.get(SAVED_MODEL)
+    trained = st.session_state.get(TRAINED_MODEL)
+    return saved if saved and trained and str(path) == trained else path
 
 
 def describe_model(path: Path) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from datetime import datetime
+from pathlib import Path
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -18,7 +20,13 @@ import pyarrow as pa
 from tinylogbert.errors import LabelError, LogInputError
 from tinylogbert.io.log_reader import GZIP_MAGIC, gunzip_bounded
 from tinylogbert.reports.templates_table import ModelLines, TemplateIndex, template_index
-from tinylogbert.reports.timeline import Buckets, first_appearances, line_times, make_buckets
+from tinylogbert.reports.timeline import (
+    Buckets,
+    first_appearances,
+    lacks_year,
+    line_times,
+    make_buckets,
+)
 from tinylogbert.scoring.evaluate import labels_from_rows
 from tinylogbert.scoring.results import ScoreResult
 
@@ -114,7 +122,18 @@ class Workspace:
     @cached_property
     def line_seconds(self) -> np.ndarray:
         """Seconds since the epoch per line (NaN where unreadable)."""
-        return line_times(self.scored.line_table["timestamp"].to_pandas(), self.time_format)
+        return line_times(self.scored.line_table["timestamp"].to_pandas(), self.time_format,
+                          self.assumed_year)
+
+    @property
+    def assumed_year(self) -> int | None:
+        """The year given to timestamps that have none: the file's modification year when it
+        is on this machine, else this year (``None`` when the format has a year)."""
+        if not lacks_year(self.time_format):
+            return None
+        if self.source_path and Path(self.source_path).exists():
+            return datetime.fromtimestamp(Path(self.source_path).stat().st_mtime).year
+        return datetime.now().year
 
     @cached_property
     def templates(self) -> TemplateIndex:

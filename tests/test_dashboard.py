@@ -108,6 +108,8 @@ def test_moving_the_slider_rejudges_every_page_without_rescoring(app, monkeypatc
 
     at.switch_page("views/distribution.py").run()
     assert metric(at, "Sessions flagged") == f"{expected:,}"
+    caption = " ".join(c.value for c in at.caption)
+    assert "times the weight of its severity level" in caption
     at.switch_page("views/roc_pr.py").run()
     labels = workspace(at).session_labels
     recall = ((scores >= threshold) & (labels == 1)).sum() / (labels == 1).sum()
@@ -301,7 +303,7 @@ def test_timeline_page_counts_periods_and_explains_their_sessions(app, tiny_chec
     # Lines the model never learned, each marked where it first appears.
     words = pd.Series(ws.scored.line_words.to_pylist())
     new = words[~words.isin(_line_vocab(tiny_checkpoint)["lines"])].drop_duplicates()
-    assert metric(at, "Lines never seen in training") == f"{len(new):,}"
+    assert metric(at, "Lines not known by name") == f"{len(new):,}"
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     marks = next(t for t in spec["data"] if t["name"].startswith("new lines"))
     assert marks["name"] == f"new lines ({len(new)})"
@@ -350,7 +352,7 @@ def test_templates_page_lists_every_line_and_the_sessions_holding_one(app, tiny_
     assert table["count"].to_dict() == words.value_counts().to_dict()
     assert metric(at, "Distinct lines here") == f"{words.nunique():,}"
     new = int((~words.drop_duplicates().isin(vocab["lines"])).sum())
-    assert metric(at, "Never seen in training") == f"{new:,}" and new > 0
+    assert metric(at, "Not known by name") == f"{new:,}" and new > 0
     for i, line in enumerate(vocab["lines"]):
         assert table.loc[line, "train_count"] == vocab["class_counts"][2 + i]
     assert metric(at, "Vocabulary lines absent here") == "0"
@@ -576,8 +578,32 @@ def test_without_a_model_the_app_offers_to_train_one(tmp_path, monkeypatch):
     assert trained.is_relative_to(tmp_path) and (trained / "detector.json").is_file()
     assert workspace(at).model_path == str(trained)
     assert metric(at, "Lines") == "7,481"
+    # Keep it: a bad folder is a one-line error; a good one gets a verified copy that the
+    # Download page's command then names, and the .zip carries the integrity manifest.
+    at.text_input(key="save_model_folder").input(str(tmp_path / "no" / "such" / "dir")).run()
+    at.button(key="save_model").click().run()
+    no_traceback(at)
+    assert any("no such folder to save into" in e.value for e in at.error)
+    saved = tmp_path / "kept"
+    at.text_input(key="save_model_folder").input(str(saved)).run()
+    at.button(key="save_model").click().run()
+    assert not errors(at)
+    assert (saved / "checkpoint.sha256.json").is_file() and (saved / "detector.json").is_file()
+    assert at.session_state["saved_model_path"] == str(saved.resolve())
+    from tinylogbert.model.checkpoint import archive_bytes, check_folder
+    import io, zipfile
+    names = zipfile.ZipFile(io.BytesIO(archive_bytes(trained))).namelist()
+    assert "model/checkpoint.sha256.json" in names and "model/detector.json" in names
+    check_folder(saved)
+    at.switch_page("views/download.py").run()
+    no_traceback(at)
+    assert f"--model {saved.resolve()}" in at.code[0].value
+    assert str(trained) not in at.code[0].value
+    at.switch_page("views/upload.py").run()
     at.button(key="use_default_model").click().run()
     assert "trained_model_path" not in at.session_state
+    assert "saved_model_path" not in at.session_state
+    assert (saved / "detector.json").is_file()  # the saved copy outlives the temporary folder
 
 
 # ---- helpers behind the pages ---------------------------------------------------------------
@@ -659,3 +685,16 @@ def test_line_level_labels_mark_their_sessions(tiny_detector):
     assert (labels.level, labels.n_labelled, labels.n_anomalous) == ("line", 7481, 1)
     its_sessions = set(ws.scored.lines["session_id"].iloc[anomalous_line - 1].split(";"))
     assert set(ws.scored.sessions.ids[ws.session_labels == 1]) == its_sessions
+
+
+def test_syslog_times_without_a_year_get_one_with_roll_over():
+    import pandas as pd
+    from tinylogbert.reports.timeline import lacks_year, line_times
+
+    stamps = pd.Series(["Dec 31 23:59:00", "Jan 01 00:01:00", None, "Jun 14 12:00:00"])
+    seconds = line_times(stamps, "%b %d %H:%M:%S", year=2026)
+    times = pd.to_datetime(seconds[[0, 1, 3]], unit="s")
+    assert [t.year for t in times] == [2025, 2026, 2026]  # December comes before January
+    assert str(times[1]) == "2026-01-01 00:01:00" and pd.isna(seconds[2])
+    assert lacks_year("%b %d %H:%M:%S") and not lacks_year("%a %b %d %H:%M:%S %Y")
+    assert pd.to_datetime(line_times(stamps, "%b %d %H:%M:%S")[0], unit="s").year == 1900

@@ -147,6 +147,30 @@ def test_anomalous_only_by_default_and_no_follow_equals_batch(tmp_path, tiny_che
     assert {e["closed"] for e in events} <= {"end", "signal"}
 
 
+def test_lines_adds_an_event_per_line_over_the_line_threshold(tmp_path, tiny_checkpoint, loaded):
+    log = tmp_path / "done.log"
+    append(log, LINES)
+    watch = Watch(tmp_path, tiny_checkpoint, str(log), "--from-start", "--no-follow", "--lines")
+    assert watch.wait_exit() == 0
+    events = watch.events()
+    text = "\n".join(LINES) + "\n"
+    from tinylogbert import pipeline
+
+    result = pipeline.run(loaded, text, pipeline.ScoreOptions()).result
+    table = result.line_table.to_pandas()
+    over = table[table.score > result.line_threshold]
+    line_events = [e for e in events if e["event"] == "line"]
+    assert {e["event"] for e in events} == {"session", "line"}
+    assert sorted(e["first_line_no"] for e in line_events) == sorted(over.line_no)
+    assert all(e["score"] > e["threshold"] == result.line_threshold for e in line_events)
+    # Same shape as a session event: the keys a reader relies on are there.
+    session = next(e for e in events if e["event"] == "session")
+    common = {"event", "session_id", "score", "is_anomaly", "threshold", "n_lines",
+              "first_line_no", "last_line_no", "first_time", "last_time", "closed",
+              "top_line_no", "source"}
+    assert common <= set(session) and common <= set(line_events[0])
+
+
 # ---- (2) rotation and truncation -----------------------------------------------------------------
 def test_rotation_and_truncation_are_followed(tmp_path, tiny_checkpoint):
     log = tmp_path / "app.log"

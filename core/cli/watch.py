@@ -43,6 +43,9 @@ def register(subparsers) -> None:
                         "standard output)")
     p.add_argument("--all", action="store_true", help="write every closed session, not only "
                                                       "the anomalous ones")
+    p.add_argument("--lines", action="store_true",
+                   help="also write an event (\"event\": \"line\") for every line over the "
+                        "model's line threshold, even when its session is not anomalous")
     p.add_argument("--from-start", action="store_true",
                    help="read the file from its first line (default: from its end, like tail -F)")
     p.add_argument("--no-follow", action="store_true",
@@ -125,7 +128,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     tracker = SessionTracker(
         detector, args.format, sessions, args.threshold, args.idle_timeout,
         args.max_open_sessions, args.max_session_lines, emit_all=args.all,
-        top_lines=args.top_lines, source=source_name, on_warning=warn,
+        top_lines=args.top_lines, source=source_name, on_warning=warn, emit_lines=args.lines,
     )
     stop = _Stop()
     out = sys.stdout if args.out == "-" else open(Path(args.out), "a", encoding="utf-8")  # noqa: SIM115

@@ -83,6 +83,7 @@ class SessionTracker:
         max_open_sessions: int = DEFAULT_MAX_OPEN_SESSIONS,
         max_session_lines: int = DEFAULT_MAX_SESSION_LINES,
         emit_all: bool = False, top_lines: int = 3, source: str = "<input>",
+        emit_lines: bool = False,
         clock: Callable[[], float] = time.monotonic,
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
@@ -98,6 +99,7 @@ class SessionTracker:
         self.max_open_sessions = max_open_sessions
         self.max_session_lines = max_session_lines
         self.emit_all = emit_all
+        self.emit_lines = emit_lines  # also an event per line over the line threshold
         self.top_lines = top_lines
         self.source = source
         self.clock = clock
@@ -449,6 +451,7 @@ class SessionTracker:
             first, last = int(np.searchsorted(globals_, s.lines[0])), \
                 int(np.searchsorted(globals_, s.lines[-1]))
             event = {
+                "event": "session",
                 "session_id": s.sid,
                 "score": row["score"],
                 "is_anomaly": bool(row["is_anomaly"]),
@@ -475,7 +478,41 @@ class SessionTracker:
                 "source": self.source,
             }
             events.append(event)
+        if self.emit_lines:
+            events.extend(self._line_events(result, sessions, stamps))
         self.stats.emitted += len(events)
+        return events
+
+
+    def _line_events(self, result, sessions: list[_Session], stamps) -> list[dict]:
+        """One event per line over the model's line threshold, whatever its session's score: a
+        single bad line (``fatal: Cannot bind any address.``) in an ordinary session is still
+        reported. Same keys as a session event, with ``"event": "line"`` and the line threshold."""
+        table = result.line_table
+        over = np.flatnonzero(table["score"].to_numpy() > result.line_threshold)
+        closed = {s.sid: s.reason for s in sessions}
+        events = []
+        for i in over.tolist():
+            row = {name: table[name][i].as_py() for name in
+                   ("line_no", "session_id", "score", "message", "session_score")}
+            sid = str(row["session_id"]) if row["session_id"] is not None else None
+            events.append({
+                "event": "line",
+                "session_id": sid,
+                "score": round(float(row["score"]), 6),
+                "is_anomaly": True,
+                "threshold": result.line_threshold,
+                "session_score": row["session_score"],
+                "n_lines": 1,
+                "first_line_no": int(row["line_no"]),
+                "last_line_no": int(row["line_no"]),
+                "first_time": stamps[i].as_py(),
+                "last_time": stamps[i].as_py(),
+                "closed": closed.get(sid),
+                "top_line_no": int(row["line_no"]),
+                "message": row["message"],
+                "source": self.source,
+            })
         return events
 
 

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
+import shutil
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,6 +124,43 @@ def check_folder(folder: str | Path, optional_files: bool = True) -> Path:
         raise CheckpointError(f"{folder}: not a TinyLogBERT checkpoint (missing {', '.join(missing)})")
     verify_manifest(folder, optional_files)
     return folder
+
+
+def save_copy(folder: str | Path, destination: str | Path) -> Path:
+    """Copy a verified checkpoint to ``destination`` (a new or empty folder) and verify the copy,
+    so that a model trained in a temporary folder (the dashboard's) outlives it."""
+    source = check_folder(folder)
+    target = Path(destination).expanduser()
+    if not str(destination).strip():
+        raise CheckpointError("name a folder to save the model to")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CheckpointError(f"{target}: exists and is not an empty folder; name a new one")
+    if not target.parent.is_dir():
+        raise CheckpointError(f"{target.parent}: no such folder to save into")
+    try:
+        target.mkdir(exist_ok=True)
+        for path in sorted(source.iterdir()):
+            if path.is_file():
+                shutil.copy2(path, target / path.name)
+    except OSError as exc:
+        raise CheckpointError(f"{target}: cannot save the model ({one_line(exc)})") from exc
+    if not (target / MANIFEST_FILE).exists():
+        write_manifest(target)
+    return check_folder(target)
+
+
+def archive_bytes(folder: str | Path, name: str = "model") -> bytes:
+    """The checkpoint as a .zip (its files under ``name/``, the integrity manifest included),
+    verified first so that an archive never carries a changed file."""
+    source = check_folder(folder)
+    if not (source / MANIFEST_FILE).exists():
+        raise CheckpointError(f"{source}: has no manifest; save it again to add one")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(source.iterdir()):
+            if path.is_file():
+                archive.write(path, f"{name}/{path.name}")
+    return buffer.getvalue()
 
 
 def write_manifest(folder: str | Path) -> Path:

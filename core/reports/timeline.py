@@ -40,10 +40,42 @@ COUNT_COLUMNS = ["bucket", "start", "end", "label", "lines", "anomalous_lines", 
                  "sessions", "flagged_sessions", "new_templates"]
 
 
-def line_times(timestamps: pd.Series, time_format: str | None = None) -> np.ndarray:
+def line_times(timestamps: pd.Series, time_format: str | None = None,
+               year: int | None = None) -> np.ndarray:
     """Seconds since the epoch per line (NaN where unreadable), read as time windows read them
-    (``sessions.timestamps_to_seconds``; naive times taken as they are)."""
-    return timestamps_to_seconds(timestamps, time_format)
+    (``sessions.timestamps_to_seconds``; naive times taken as they are). A format without a
+    year (syslog's ``%b %d %H:%M:%S``) reads as 1900: with ``year``, the log's last line is put
+    in that year and each earlier line a year back for every time the months go backwards."""
+    seconds = timestamps_to_seconds(timestamps, time_format)
+    if year is None or not time_format or not lacks_year(time_format):
+        return seconds
+    return with_year(seconds, year)
+
+
+def lacks_year(time_format: str | None) -> bool:
+    """Whether a strptime format has no year, so that its times read as 1900."""
+    return bool(time_format) and time_format not in ("epoch", "ISO8601", "mixed") and \
+        "%Y" not in time_format and "%y" not in time_format
+
+
+def with_year(seconds: np.ndarray, year: int) -> np.ndarray:
+    """Times read without a year (as 1900) moved to ``year``, rolling back a year before each
+    place where the month goes backwards (December, then January: a new year)."""
+    valid = np.flatnonzero(~np.isnan(seconds))
+    if not len(valid):
+        return seconds
+    times = pd.to_datetime(seconds[valid], unit="s")
+    months = np.asarray(times.month)
+    rollovers = np.concatenate([[0], np.cumsum(np.diff(months) < 0)])
+    years = year - (rollovers[-1] - rollovers) - np.asarray(times.year)
+    out = seconds.copy()
+    shifted = np.empty(len(valid))
+    for shift in np.unique(years):
+        pick = years == shift
+        moved = pd.Series(times[pick]) + pd.DateOffset(years=int(shift))
+        shifted[pick] = (moved - pd.Timestamp(0)) / pd.Timedelta(seconds=1)
+    out[valid] = shifted
+    return out
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ if workspace is not None:
         key="line_histogram",
     )
     st.caption(
-        "A line's score is how surprising it is in its session (in nats); lines are judged at the "
+        "A line's score is how surprising it is in its session (its surprisal in nats, times "
+        "the weight of its severity level); lines are judged at the "
         "model's line threshold, sessions at the threshold in the sidebar."
     )

@@ -28,7 +28,8 @@ def score_command(workspace, threshold: float, stem: str) -> str:
     path on this machine (the browser sent its bytes), so its path is left for the user to set."""
     log = from_repo_root(workspace.source_path) if workspace.source_path else "$LOG"
     command = [
-        "tinylogbert", "score", log, "--model", from_repo_root(workspace.model_path),
+        "tinylogbert", "score", log, "--model",
+        from_repo_root(state.command_model_path(workspace.model_path)),
         "--threshold", repr(threshold), *workspace.settings.cli_options(),
         "--out", f"{stem}.lines.csv", "--sessions-out", f"{stem}.sessions.csv",
     ]
@@ -64,6 +65,11 @@ if workspace is not None:
     st.markdown(f"The same files from the command line, run from the repository root "
                 f"(`{REPO_ROOT}`):")
     st.code(score_command(workspace, threshold, stem), language="bash", wrap_lines=True)
+    if (st.session_state.get(state.TRAINED_MODEL) == str(workspace.model_path)
+            and not st.session_state.get(state.SAVED_MODEL)):
+        st.warning("This model was trained in the dashboard and lives in a temporary folder, "
+                   "deleted when the dashboard stops: save it (Upload page, *Save the model*) "
+                   "and the command above names the saved folder.", icon=":material/save:")
     st.caption(
         "One row per input line (in order, unparsed lines included) and one per session. "
         "is_anomaly in the lines file uses the model's line threshold; session_is_anomaly and the "

@@ -37,9 +37,9 @@ elif workspace is not None:
     cols = st.columns(4)
     cols[0].metric("Distinct lines here", f"{len(present):,}",
                    help="After masking ids, numbers and paths: what the model reads.")
-    cols[1].metric("Never seen in training", f"{int(present['new'].sum()):,}",
+    cols[1].metric("Not known by name", f"{int(present['new'].sum()):,}",
                    help=f"Outside the model's line vocabulary: never in its training log, or "
-                        f"fewer than {model.min_count} times.")
+                        f"fewer than {model.min_count} times there (pooled with new lines).")
     cols[2].metric("Model's vocabulary", f"{len(model.vocabulary):,}",
                    help="Distinct lines the model learned by name.")
     cols[3].metric("Vocabulary lines absent here",

@@ -47,7 +47,12 @@ if workspace is not None:
             f"{plural(buckets.n, 'period')} of {unit} (chosen from the log's span), "
             f"{labels[0]} to {labels[-1]}; empty periods are kept."
             + (f" {plural(buckets.n_untimed, 'line')} without a readable time count with the "
-               "line before them." if buckets.n_untimed else ""))
+               "line before them." if buckets.n_untimed else "")
+            + (f" The log's timestamps have no year: its last line is taken as "
+               f"{workspace.assumed_year} ("
+               + ("the file's modification year" if workspace.source_path else "this year")
+               + "), a year earlier before each place the months go backwards."
+               if workspace.assumed_year else ""))
         new_x = pd.to_datetime(workspace.line_seconds[new["line_no"].to_numpy() - 1]
                                if len(new) else [], unit="s")
     else:
@@ -63,9 +68,10 @@ if workspace is not None:
                    help=f"{plural(int(busy['flagged_sessions']), 'flagged session')}")
     cols[2].metric("Lines over the line threshold", f"{int(counts['anomalous_lines'].sum()):,}",
                    help=f"line threshold {format_threshold(result.line_threshold)} (the model's)")
-    cols[3].metric("Lines never seen in training", f"{len(new):,}",
-                   help="Distinct lines outside the model's line vocabulary: each is marked "
-                        "where it first appears.")
+    cols[3].metric("Lines not known by name", f"{len(new):,}",
+                   help="Distinct lines outside the model's line vocabulary: never in its "
+                        "training log, or too rare there to learn by name (the model pools "
+                        "them with new ones). Each is marked where it first appears.")
     event = st.plotly_chart(
         timeline_figure(counts, buckets.mode, buckets.width, new, new_x, threshold), key=CHART,
         on_select="rerun", selection_mode=("points", "box"),
@@ -78,7 +84,7 @@ if workspace is not None:
         st.session_state[BUCKET] = default_bucket(counts)
 
     if len(new):
-        with st.expander(f"{plural(len(new), 'line')} never seen in training, where each first "
+        with st.expander(f"{plural(len(new), 'line')} not known by name, where each first "
                          "appears", icon=":material/fiber_new:"):
             st.dataframe(new.assign(period=[labels[b] for b in new["bucket"]])
                          [["line_no", "timestamp", "period", "count", "template"]],

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from tinylogbert.errors import LabelError, TinyLogBERTError
+from tinylogbert.errors import CheckpointError, LabelError, TinyLogBERTError
 from tinylogbert.io.log_formats import available_formats
+from tinylogbert.model.checkpoint import archive_bytes, save_copy
 from tinylogbert.reports.display import format_threshold, plural
 
 from dashboard import state
@@ -37,6 +38,8 @@ LABELS_INPUT = "labels_input"  # (name, bytes) of the labels to use, SAMPLE, or 
 LABELS_APPLIED = "_labels_applied"  # (what was applied, error message or None)
 FORM_FIELDS = ("format_choice", "format_custom", "sessions_by", "session_id", "window_size",
                "window_step", "time_window", "time_step")
+SAVE_FOLDER = "save_model_folder"
+SAVE_RESULT = "_save_model_result"  # ("ok" | "error", message) of the last save
 PROGRESS_INTERVAL_S = 0.3
 
 
@@ -319,10 +322,47 @@ def training_section(upload: LogUpload | None, missing: bool, misfit: bool = Fal
         st.rerun()
 
 
+def _save_model(model_path: Path) -> None:
+    """Copy the temporary checkpoint to the folder the user named (from the button's callback)."""
+    try:
+        saved = save_copy(model_path, st.session_state.get(SAVE_FOLDER, ""))
+    except CheckpointError as exc:
+        st.session_state[SAVE_RESULT] = ("error", str(exc))
+        return
+    st.session_state[state.SAVED_MODEL] = str(saved.resolve())
+    st.session_state[SAVE_RESULT] = ("ok", f"Saved to {saved.resolve()}: score with "
+                                           f"tinylogbert score LOG --model {saved.resolve()}")
+
+
+def save_model_controls(model_path: Path) -> None:
+    """Keep a dashboard-trained model: its folder is temporary, deleted when Streamlit stops."""
+    with st.expander("Save the model", icon=":material/save:"):
+        st.caption("The trained model lives in a temporary folder, deleted when the dashboard "
+                   "stops. Save it to a folder of your own (new or empty), or download it as a "
+                   ".zip with its integrity manifest (checkpoint.sha256.json, checked on load).")
+        st.text_input("Folder on this machine", key=SAVE_FOLDER,
+                      placeholder="e.g. models/my-log")
+        st.button("Save the model", on_click=_save_model, args=(model_path,), key="save_model")
+        kind, message = st.session_state.get(SAVE_RESULT, (None, ""))
+        if kind == "error":
+            st.error(message, icon=":material/error:")
+        elif kind == "ok":
+            st.success(message, icon=":material/check:")
+        try:
+            data = archive_bytes(model_path)
+        except CheckpointError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            st.download_button("Download the model (.zip)", data=data, file_name="model.zip",
+                               mime="application/zip", on_click="ignore",
+                               key="download_model", icon=":material/download:")
+
+
 def model_notice(model_path: Path, missing: bool) -> None:
     if st.session_state.get(state.TRAINED_MODEL):
         st.info(f"Scoring with a model trained in this session ({model_path}).",
                 icon=":material/science:")
+        save_model_controls(model_path)
         st.button("Switch back to the default model", on_click=state.use_trained_model,
                   args=(None,), key="use_default_model")
     elif missing:
