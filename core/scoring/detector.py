@@ -266,6 +266,13 @@ class TinyLogBERTDetector(BaseEstimator):
         }
         return self
 
+    def adapt(self, log: LogInput, epochs: int = 1,
+              on_progress: ProgressCallback | None = None) -> TinyLogBERTDetector:
+        """A new detector updated to a newer ``log`` without labels (``adapt.py``)."""
+        from tinylogbert.scoring.adapt import adapt
+
+        return adapt(self, log, epochs, on_progress)
+
     def _refit_prior(
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
         raw: SequenceScores, encoded: pa.DictionaryArray, texts: list[str], flagged: np.ndarray,

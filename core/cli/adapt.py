@@ -1,0 +1,69 @@
+"""``tinylogbert adapt``: update a trained model to a newer log without labels (``scoring/adapt.py``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``adapt`` to the ``tinylogbert`` command (see ``EXTRA_COMMAND_MODULES``)."""
+    from tinylogbert.model.checkpoint import DEFAULT_MODEL_DIR
+
+    p = subparsers.add_parser(
+        "adapt", help="update a trained model to a newer log (no labels), keeping what it knew",
+        description="Keeps the tokenizer, adds the new log's frequent lines to the line "
+        "vocabulary (each starts as the known line it resembles), fine-tunes the network and "
+        "recalibrates the threshold; writes a new checkpoint.",
+    )
+    p.add_argument("logfile", help="the newer log")
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (read)")
+    p.add_argument("--out", required=True, help="folder for the adapted checkpoint")
+    p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs (default 1)")
+    p.add_argument("--force", action="store_true", help="allow --out to be the --model folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_adapt)
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from tinylogbert.cli.main import check_output_folder
+    from tinylogbert.errors import OutputError, TinyLogBERTError
+    from tinylogbert.model.checkpoint import check_folder
+    from tinylogbert.reports.display import format_threshold
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+    from tqdm import tqdm
+
+    if args.epochs < 1:
+        raise TinyLogBERTError(f"--epochs {args.epochs}: must be at least 1")
+    folder = check_folder(args.model)
+    if Path(args.out).resolve() == Path(folder).resolve() and not args.force:
+        raise OutputError(f"--out {args.out}: is the --model folder; give another folder "
+                          "(or --force to replace the model)")
+    check_output_folder(args.out, "--out")
+    log = Path(args.logfile)
+    if not log.is_file():
+        raise TinyLogBERTError(f"{args.logfile}: no such log file")
+    if log.stat().st_size == 0:
+        raise TinyLogBERTError(f"{args.logfile}: the log is empty")
+    detector = TinyLogBERTDetector.load(folder)
+    bar = tqdm(total=None, unit="step", desc="adapting", disable=args.quiet, file=sys.stderr)
+    phase = [""]
+
+    def progress(p) -> None:
+        if p.phase != phase[0]:
+            phase[0] = p.phase
+            bar.set_description(p.phase, refresh=False)
+            bar.reset(total=p.total_steps)
+        bar.update(p.step - bar.n)
+
+    started = time.perf_counter()
+    adapted = detector.adapt(str(log), epochs=args.epochs, on_progress=progress)
+    bar.close()
+    out = adapted.save(args.out)
+    info = adapted.training_summary_["adapted_from"]
+    print(f"adapted to {info['lines']:,} lines in {time.perf_counter() - started:.1f}s; "
+          f"line classes {len(detector.line_vocab_)} -> {len(adapted.line_vocab_)} "
+          f"({info['new_line_classes']} new, {info['new_line_classes_matched']} matched to a "
+          f"known line); threshold {format_threshold(adapted.threshold_)}; saved to {out}")
+    return 0

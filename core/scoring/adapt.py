@@ -1,0 +1,155 @@
+"""Follow a release without labels: update a trained detector to a newer log, keeping what it knew.
+
+Why not retrain: a full ``fit`` learns a tokenizer, a line vocabulary and a network from scratch
+(five epochs). A release mostly rewords a few messages and adds some; the old network already
+reads them through their words. So ``adapt`` keeps the tokenizer (a new word falls back to its
+word pieces or ``[UNK]``), appends the new log's frequent lines to the line vocabulary (old lines
+keep their class ids), starts each new class's output row as the known line it matches in the
+word-piece space (a reworded line starts as the line it rewords; an unmatched one as
+``[OTHER]``), fine-tunes one epoch at the clean-epoch learning rate, and recalibrates as ``fit``
+does. Line counts are the old counts plus the new log's, so old messages stay common.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tinylogbert.errors import TinyLogBERTError
+from tinylogbert.model.configs import FIRST_LINE_CLASS, OTHER_LINE_CLASS
+from tinylogbert.model.onnx_runtime import OnnxTinyLogBERT
+from tinylogbert.sessions.grouping import build_sessions
+from tinylogbert.sessions.session_corpus import build_corpus, build_line_vocab
+
+if TYPE_CHECKING:
+    from tinylogbert.model.training import ProgressCallback
+    from tinylogbert.scoring.detector import LogInput, TinyLogBERTDetector
+
+
+class AdaptError(TinyLogBERTError):
+    """The detector or the log cannot be adapted (the message says why)."""
+
+
+def _grow_head(network, sources: list[int]) -> None:
+    """Append one output row per new class to ``network.mlm_head[1]``, copied from the class
+    in ``sources`` (weight and bias)."""
+    import torch
+
+    old = network.mlm_head[1]
+    if not sources:
+        return
+    grown = torch.nn.Linear(old.in_features, old.out_features + len(sources))
+    with torch.no_grad():
+        grown.weight[: old.out_features] = old.weight
+        grown.bias[: old.out_features] = old.bias
+        index = torch.tensor(sources, dtype=torch.long)
+        grown.weight[old.out_features:] = old.weight[index]
+        grown.bias[old.out_features:] = old.bias[index]
+    network.mlm_head[1] = grown
+    network.n_line_classes = grown.out_features
+
+
+def adapt(
+    detector: TinyLogBERTDetector, log: LogInput, epochs: int = 1,
+    on_progress: ProgressCallback | None = None,
+) -> TinyLogBERTDetector:
+    """A new detector: ``detector`` updated to ``log`` (``detector`` itself is left untouched)."""
+    from tinylogbert.model.inference import score_sequences
+    from tinylogbert.model.training import Trainer
+    from tinylogbert.scoring.detector import _class_counts, _word_counts
+
+    detector._check_fitted()
+    if isinstance(detector.network_, OnnxTinyLogBERT):
+        raise AdaptError("adapt needs the torch model: load the checkpoint with runtime='torch'")
+    if epochs < 1:
+        raise AdaptError(f"epochs must be at least 1, got {epochs}")
+    started = time.perf_counter()
+    old_matcher = detector.matcher()
+    new = copy.deepcopy(detector)
+    for cached in ("_matcher", "_matcher_model", "_sequence_cache", "_sequence_cache_model",
+                   "decision_scores_", "labels_"):
+        new.__dict__.pop(cached, None)
+    new._threads()
+    parsed = new.parse(log)
+    if len(parsed) == 0:
+        raise AdaptError("the log has no lines to adapt to")
+    index = build_sessions(parsed, new.sessions)
+    encoded = parsed.words.dictionary_encode()
+    texts = encoded.dictionary.to_pylist()
+    line_ids = encoded.indices.to_numpy(zero_copy_only=False)
+    counts = np.bincount(line_ids, minlength=len(texts))
+
+    # Line vocabulary: old lines keep their ids; the new log's frequent lines are appended.
+    known = set(new.line_vocab_)
+    room = max(new.max_line_classes - FIRST_LINE_CLASS - len(new.line_vocab_), 0)
+    frequent = build_line_vocab(texts, counts, new.max_line_classes, new.min_line_count)
+    added = [t for t in frequent if t not in known][:room]
+    sources = [int(c) for c in old_matcher.match(added).line_class] if added else []
+    _grow_head(new.network_, sources)
+    new.line_vocab_ = list(new.line_vocab_) + added
+    new._line_class = {t: i + FIRST_LINE_CLASS for i, t in enumerate(new.line_vocab_)}
+    n_classes = len(new.line_vocab_) + FIRST_LINE_CLASS
+    old_counts = np.zeros(n_classes, dtype=np.int64)
+    old_counts[: len(detector.line_class_counts_)] = detector.line_class_counts_
+
+    def merged(new_counts: np.ndarray) -> list[int]:
+        """Old counts plus the new log's (``fit``'s counts are of one log; here, of both)."""
+        return (old_counts + np.asarray(_class_counts(texts, new_counts, new._line_class,
+                                                      n_classes))).tolist()
+
+    new.line_class_counts_ = merged(counts)
+    words = dict(detector.word_counts_ or {})
+    for word, count in _word_counts(texts, counts).items():
+        words[word] = words.get(word, 0) + count
+    new.word_counts_ = dict(sorted(words.items()))
+
+    # Fine-tune: ``epochs`` passes at the clean-epoch learning rate (the model is trained).
+    config = dataclasses.replace(new.training, epochs=epochs,
+                                 learning_rate=new.training.clean_learning_rate)
+    corpus = build_corpus(parsed.words, index, new.tokenizer_, new.model_config_.max_lines,
+                          new._line_class)
+    trainer = Trainer(new.network_, corpus, config, on_progress)
+    history = trainer.fit_mlm()
+    new._round_weights()
+    if new.open_world:
+        corpus = new._corpus(parsed, index)
+    raw = score_sequences(new.network_, corpus)
+    flagged = new._calibrate(parsed, index, corpus, raw) >= new.threshold_
+    if new.training.robust_prior and flagged.any() and not flagged.all():
+        # As ``fit``'s robust prior, but on top of the old counts (``_refit_prior`` replaces them).
+        keep_line = np.ones(len(parsed), dtype=bool)
+        keep_line[index.members[flagged[index.member_session()]]] = False
+        new.line_class_counts_ = merged(np.bincount(line_ids[keep_line], minlength=len(texts)))
+        new._calibrate(parsed, index, corpus, raw)
+    per_seq = new._sequence_targets(corpus, raw)
+    trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
+    new._round_weights()
+    raw = score_sequences(new.network_, corpus)
+    new.decision_scores_ = np.round(new._calibrate(parsed, index, corpus, raw), 6)
+    new.labels_ = (new.decision_scores_ >= new.threshold_).astype(int)
+    seconds = time.perf_counter() - started
+    matched = sum(c != OTHER_LINE_CLASS for c in sources)
+    new.training_summary_ = {
+        **{k: v for k, v in detector.training_summary_.items() if k != "adapted_from"},
+        "source": parsed.source,
+        "lines": len(parsed),
+        "sessions": len(index),
+        "distinct_sessions": len(corpus.sequences),
+        "distinct_lines": len(texts),
+        "flagged_training_sessions": int(flagged.sum()),
+        "steps": len(history),
+        "final_mlm_loss": next((h["loss"] for h in reversed(history) if h["phase"] == "mlm"), None),
+        "train_seconds": round(seconds, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "adapted_from": {
+            "summary": detector.training_summary_,
+            "adapt_seconds": round(seconds, 1),
+            "lines": len(parsed),
+            "epochs": epochs,
+            "new_line_classes": len(added),
+            "new_line_classes_matched": int(matched),
+        },
+    }
+    return new
