@@ -20,8 +20,8 @@ import numpy as np
 from tinylogbert.errors import TinyLogBERTError
 from tinylogbert.model.configs import FIRST_LINE_CLASS, OTHER_LINE_CLASS
 from tinylogbert.model.onnx_runtime import OnnxTinyLogBERT
+from tinylogbert.model.session_corpus import build_corpus, build_line_vocab
 from tinylogbert.sessions.grouping import build_sessions
-from tinylogbert.sessions.session_corpus import build_corpus, build_line_vocab
 
 if TYPE_CHECKING:
     from tinylogbert.model.training import ProgressCallback
@@ -58,7 +58,7 @@ def adapt(
     """A new detector: ``detector`` updated to ``log`` (``detector`` itself is left untouched)."""
     from tinylogbert.model.inference import score_sequences
     from tinylogbert.model.training import Trainer
-    from tinylogbert.scoring.detector import _class_counts, _word_counts
+    from tinylogbert.scoring.line_prior import _class_counts, _word_counts
 
     detector._check_fitted()
     if isinstance(detector.network_, OnnxTinyLogBERT):

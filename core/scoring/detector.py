@@ -7,7 +7,6 @@ already parsed log.
 """
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from tinylogbert.scoring.anomaly_score import (
 )
 from tinylogbert.scoring.feedback import apply as apply_feedback
 from tinylogbert.scoring.line_matching import LineMatcher, OpenVocabulary
+from tinylogbert.scoring.line_prior import _class_counts, _word_counts, _word_surprisal
 from tinylogbert.scoring.result_tables import build_result
 from tinylogbert.scoring.results import ScoreResult
 from tinylogbert.scoring.severity import line_severity
@@ -545,36 +545,6 @@ class TinyLogBERTDetector(BaseEstimator):
             "model": self.model_config_.to_dict(),
             "training_summary": self.training_summary_,
         }
-
-
-def _class_counts(
-    texts: list[str], counts: np.ndarray, line_class: dict[str, int], n_classes: int
-) -> list[int]:
-    """Training occurrences per line class (lines outside the vocabulary pool in OTHER)."""
-    out = np.zeros(n_classes, dtype=np.int64)
-    for text, count in zip(texts, counts):
-        out[line_class.get(text, OTHER_LINE_CLASS)] += int(count)
-    return out.tolist()
-
-
-def _word_counts(texts: list[str], counts: np.ndarray) -> dict[str, int]:
-    """Training occurrences of each word of the normalised lines (the back-off of new lines)."""
-    out: dict[str, int] = {}
-    for text, count in zip(texts, counts):
-        for word in text.split():
-            out[word] = out.get(word, 0) + int(count)
-    return dict(sorted(out.items()))
-
-
-def _word_surprisal(texts: list[str], word_counts: dict[str, int]) -> np.ndarray:
-    """Mean ``-log p(word)`` per text (add-half smoothed: an unseen word is the rarest)."""
-    total = sum(word_counts.values()) + 0.5 * (len(word_counts) + 1)
-    out = np.zeros(len(texts))
-    for i, text in enumerate(texts):
-        words = text.split()
-        if words:
-            out[i] = np.mean([-math.log((word_counts.get(w, 0) + 0.5) / total) for w in words])
-    return out
 
 
 def _sequences_of(corpus: SessionCorpus, sessions: np.ndarray) -> np.ndarray:
