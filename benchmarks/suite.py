@@ -14,6 +14,7 @@ the same rule for every peer); ``best F1`` is chosen on the labels and only an u
 | ``hdfs`` | ``HDFS_sample`` trains, the later ``HDFS_heldout`` blocks are scored | block ids | block labels |
 | ``bgl`` | ``BGL_2k`` (loghub), first 1,000 lines train, last 1,000 scored | the format's windows | inline alert labels, per window and per line |
 | ``thunderbird`` | ``Thunderbird_2k``, no alerts, trains and scores itself | windows | share flagged (sessions, lines) |
+| ``zookeeper`` … ``hadoop`` | loghub's 2k samples of seven more systems, first 1,500 lines train, last 500 scored | windows | share flagged; faults caught |
 
 Peers, fitted on the same training lines and sessions: a plain template-frequency table (mean
 ``-log p(line)``), word frequency (mean word surprisal), the level alone (max level rank), an
@@ -65,6 +66,11 @@ DEV_LOGS = (
     DevLog("bgl", LOGHUB / "BGL_2k.log.gz", LOGHUB / "BGL_2k.log.gz",
            train_lines=slice(0, 1000), test_lines=slice(1000, None)),
     DevLog("thunderbird", LOGHUB / "Thunderbird_2k.log.gz", None),
+    # A new user's first run on a small log of a new system: the first 1,500 lines train with
+    # defaults, the last 500 are scored (no labels: what is flagged, and which faults are caught).
+    *(DevLog(name.lower(), LOGHUB / f"{name}_2k.log.gz", LOGHUB / f"{name}_2k.log.gz",
+             train_lines=slice(0, 1500), test_lines=slice(1500, None))
+      for name in ("Zookeeper", "OpenSSH", "Linux", "Spark", "Apache", "HPC", "Hadoop")),
 )
 
 

@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         log_format=args.format, sessions=_session_config(args), model_config=model,
         training=training,
         vocab_size=args.vocab_size, contamination=contamination, init_from=args.init_from,
-        num_threads=args.threads,
+        masks=tuple(args.mask or ()), num_threads=args.threads,
     )
     bar = tqdm(total=None, unit="step", desc="training", disable=args.quiet, file=sys.stderr)
 
@@ -300,6 +300,9 @@ def build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--init-from", metavar="HF_FOLDER",
                    help="start the encoder from a local Hugging Face BERT folder holding "
                         "config.json and model.safetensors (offline; no pickled weights)")
+    p.add_argument("--mask", action="append", metavar="PATTERN[=>REPLACEMENT]",
+                   help="a masking rule of your own over the normalised words (RE2), e.g. "
+                        "'user \\w+=>user'; repeatable, saved with the model")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

@@ -116,7 +116,8 @@ def adapt(
     if new.open_world:
         corpus = new._corpus(parsed, index)
     raw = score_sequences(new.network_, corpus)
-    flagged = new._calibrate(parsed, index, corpus, raw) >= new.threshold_
+    new._calibrate(parsed, index, corpus, raw)
+    flagged = new._own_flags
     if new.training.robust_prior and flagged.any() and not flagged.all():
         # As ``fit``'s robust prior, but on top of the old counts (``_refit_prior`` replaces them).
         keep_line = np.ones(len(parsed), dtype=bool)

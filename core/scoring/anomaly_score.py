@@ -19,6 +19,14 @@ sessions (robust to the anomalies hidden in unlabeled training data) and the ses
 their weighted sum. Measured on the HDFS dev split, rarity carries most of the ranking and the
 context term the explanation (see README's benchmark); the head is a variant, weight 0 by
 default. The threshold comes from the training score distribution alone.
+
+The **line alarm**: a session is also flagged when it holds a line more surprising than all but
+``ALARM_LINE_SHARE`` of the training lines (never below the second highest). A weighted sum over
+a 20-line window, standardised by a spread that a window's one rare line already widens, cannot
+see a burst of three fault lines (a disk-full FATAL among ordinary lines): measured on ten
+development logs, the sum alone caught 24 of 60 injected bursts, the sum or the alarm 56. The
+session score is the larger of the two, on one scale (``Calibration.session_score``), so the
+slider, the grades and every front end see one number.
 """
 from __future__ import annotations
 
@@ -70,6 +78,19 @@ class Calibration:
     line_threshold: float = 0.0
     contamination: float = 0.0  # share of training sessions above the threshold
     train_quantiles: dict[str, float] = field(default_factory=dict)
+    # Session-score units per nat of line score over ``line_threshold`` (0: no line alarm, as in
+    # checkpoints calibrated before it existed).
+    alarm_gain: float = 0.0
+
+    def session_score(self, components: dict[str, np.ndarray]) -> np.ndarray:
+        """The weighted sum, or where the session's top line is over the line threshold, that
+        line's excess put on the session scale if it is larger: flagged exactly when the sum
+        crosses ``threshold`` or a line crosses ``line_threshold``."""
+        total = self.combine(components)
+        if self.alarm_gain <= 0.0 or "top" not in components:
+            return total
+        alarm = self.threshold + self.alarm_gain * (components["top"] - self.line_threshold)
+        return np.maximum(total, alarm)
 
     def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
         """The weighted sum of the standardised signals a checkpoint was calibrated with (one
@@ -136,7 +157,21 @@ def _below(scores: np.ndarray, quantile: float) -> float:
     return 0.5 * (quantile + float(lower.max())) if len(lower) else quantile
 
 
+def line_alarm_threshold(line_scores: np.ndarray) -> float:
+    """The training line score that only ``ALARM_LINE_SHARE`` of the training lines reach, and
+    at least the second highest: the training log may hold a fault or two of its own, so its
+    single most surprising line does not set the bar. Halfway below that score, so that lines
+    tying with it (one message, several times) are treated alike."""
+    scores = np.sort(np.asarray(line_scores, dtype=np.float64))[::-1]
+    if len(scores) == 0:
+        return 0.0
+    k = 1 + int(np.ceil(ALARM_LINE_SHARE * len(scores)))
+    return _below(scores, scores[min(k, len(scores)) - 1])
+
+
 AUTO_DEVIATIONS = 4.0
+# The line alarm: lines over the score only this share of the training lines reach.
+ALARM_LINE_SHARE = 0.001
 # 'auto' at most flags this share of the training sessions, and of the training lines.
 AUTO_MAX_SESSION_SHARE = 0.10
 AUTO_MAX_LINE_SHARE = 0.05

@@ -7,6 +7,8 @@ already parsed log.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import platform
 import time
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from sklearn.base import BaseEstimator
 from tinylogbert import __version__
 from tinylogbert.errors import NotFittedError
 from tinylogbert.io.log_formats import LogFormat
+from tinylogbert.io.user_masks import apply_masks, check_masks
 from tinylogbert.io.log_parser import ParsedLog
 from tinylogbert.io.log_reader import LogLines
 from tinylogbert.io.sources import parse, read
@@ -42,6 +45,7 @@ from tinylogbert.scoring.anomaly_score import (
     GRADES,
     Calibration,
     label_free_threshold,
+    line_alarm_threshold,
     robust_center_scale,
 )
 from tinylogbert.scoring.feedback import apply as apply_feedback
@@ -94,6 +98,7 @@ class TinyLogBERTDetector(BaseEstimator):
         contamination: float | str = "auto",
         severity_prior: bool = True,
         open_world: bool = True,
+        masks: tuple[str, ...] = (),
         init_from: str | None = None,
         num_threads: int | None = None,
     ) -> None:
@@ -108,6 +113,7 @@ class TinyLogBERTDetector(BaseEstimator):
         self.contamination = contamination
         self.severity_prior = severity_prior
         self.open_world = open_world
+        self.masks = check_masks(masks)
         self.init_from = init_from
         self.num_threads = num_threads
 
@@ -130,10 +136,19 @@ class TinyLogBERTDetector(BaseEstimator):
         self, log: LogInput, log_format: str | LogFormat | None = None, training: bool = False
     ) -> ParsedLog:
         """Detection ('auto') tries the trained model's own format first, except for training."""
-        if isinstance(log, ParsedLog):
-            return log
-        prefer = None if training else getattr(self, "format_", None)
-        return parse(read(log), log_format or self.log_format, prefer)
+        if not isinstance(log, ParsedLog):
+            prefer = None if training else getattr(self, "format_", None)
+            log = parse(read(log), log_format or self.log_format, prefer)
+        return self.masked(log)
+
+    def masked(self, parsed: ParsedLog) -> ParsedLog:
+        """``parsed`` with the model's own masking rules applied to its words
+        (``io/user_masks.py``); the same object when there are none, or they are applied."""
+        if not self.masks or getattr(parsed, "masks_applied", ()) == self.masks:
+            return parsed
+        out = dataclasses.replace(parsed, words=apply_masks(parsed.words, self.masks))
+        object.__setattr__(out, "masks_applied", self.masks)
+        return out
 
     def _prepare(
         self, log: LogInput, log_format: str | LogFormat | None = None,
@@ -227,13 +242,15 @@ class TinyLogBERTDetector(BaseEstimator):
         # Contamination-robust step: what the model flags in its own training data is left out
         # of the line frequencies (and of the optional clean epochs), so that an anomaly that
         # recurs in the training log does not make its own lines look common.
-        flagged = self._calibrate(parsed, index, corpus, raw) >= self.threshold_
+        self._calibrate(parsed, index, corpus, raw)
+        flagged = self._own_flags
         self._refit_prior(parsed, index, corpus, raw, encoded, texts, flagged)
         if self.training.clean_epochs > 0:
             history = trainer.fit_clean(~_sequences_of(corpus, flagged))
             self._round_weights()
             raw = score_sequences(self.network_, corpus)
-            flagged = self._calibrate(parsed, index, corpus, raw) >= self.threshold_
+            self._calibrate(parsed, index, corpus, raw)
+            flagged = self._own_flags
             self._refit_prior(parsed, index, corpus, raw, encoded, texts, flagged)
         # The head learns the score itself, from the [CLS] vector alone (a one-pass estimate).
         per_seq = self._sequence_targets(corpus, raw)
@@ -404,17 +421,26 @@ class TinyLogBERTDetector(BaseEstimator):
         for name, values in comps.items():
             center[name], scale[name] = robust_center_scale(values)
         calib = Calibration(center=center, scale=scale, weights=dict(DEFAULT_WEIGHTS))
-        scores = calib.combine(comps)
-        calib.threshold = label_free_threshold(scores, None, self.contamination,
+        own = calib.combine(comps)  # what the session says as a whole
+        calib.threshold = label_free_threshold(own, None, self.contamination,
                                                AUTO_MAX_SESSION_SHARE)
         line_scores = self._line_scores(parsed, index, corpus, signals)
-        calib.line_threshold = label_free_threshold(line_scores, None, self.contamination,
-                                                    AUTO_MAX_LINE_SHARE, second_mode=False)
+        _, session_spread = robust_center_scale(own)
+        if self.contamination == "auto":  # the line alarm (anomaly_score.py)
+            calib.line_threshold = line_alarm_threshold(line_scores)
+            _, line_spread = robust_center_scale(line_scores, upper=True)
+            calib.alarm_gain = float(session_spread / line_spread)
+        else:  # a share of sessions to flag, exactly: no alarm on top of it
+            calib.line_threshold = label_free_threshold(line_scores, None, self.contamination,
+                                                        AUTO_MAX_LINE_SHARE, second_mode=False)
+        scores = calib.session_score(comps)
         calib.contamination = float(np.mean(scores >= calib.threshold))
         calib.train_quantiles = {
             f"q{q}": float(np.quantile(scores, q / 100)) for q in (50, 90, 95, 99, 99.9)
         }
-        _, calib.train_quantiles["scale"] = robust_center_scale(scores)
+        calib.train_quantiles["scale"] = session_spread
+        # The robust prior leaves out what the sessions say as a whole, not the alarm's lines.
+        self._own_flags = own >= calib.threshold
         self.calibration_ = calib
         self.threshold_ = calib.threshold
         self.line_threshold_ = calib.line_threshold
@@ -472,7 +498,7 @@ class TinyLogBERTDetector(BaseEstimator):
         signals = self._position_signals(parsed, index, corpus, raw)
         comps = self._components(corpus, index, raw, signals)
         # Rounded as written, so that flags computed here and by ``with_threshold`` agree.
-        session_score = np.round(calib.combine(comps), 6)
+        session_score = np.round(calib.session_score(comps), 6)
         line_score = np.round(self._line_scores(parsed, index, corpus, signals), 6)
         result = build_result(
             parsed, index, corpus, raw,

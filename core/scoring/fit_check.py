@@ -63,7 +63,7 @@ def unknown_line_share(detector: TinyLogBERTDetector, parsed: ParsedLog) -> floa
     line vocabulary and (with ``open_world``) not close to a line that is."""
     if len(parsed) == 0:
         return 0.0
-    return unlike_known_lines(detector, new_line_counts(detector, parsed.words)) / len(parsed)
+    return unlike_known_lines(detector, new_line_counts(detector, detector.masked(parsed).words)) / len(parsed)
 
 
 def unlike_known_lines(detector: TinyLogBERTDetector, new_counts: dict[str, int]) -> int:
@@ -186,7 +186,7 @@ def new_line_counts(detector: TinyLogBERTDetector, words: pa.Array) -> dict[str,
 
 def drift_warnings(detector: TinyLogBERTDetector, parsed: ParsedLog, result) -> list[str]:
     """``drift_warnings_for`` an in-memory score."""
-    drift = measure_drift(detector, new_line_counts(detector, parsed.words), len(parsed),
+    drift = measure_drift(detector, new_line_counts(detector, detector.masked(parsed).words), len(parsed),
                           result.n_sessions, result.n_anomalous_sessions)
     return drift_warnings_for(detector, drift, parsed.source)
 

@@ -76,6 +76,7 @@ def save_detector(
         "contamination": det.contamination,
         "severity_prior": det.severity_prior,
         "open_world": det.open_world,
+        "masks": list(det.masks),
         "training_summary": det.training_summary_,
     }
     (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
@@ -111,6 +112,7 @@ def load_detector(
             severity_prior=meta.get("severity_prior", False),
             # Matching new lines to known ones needs nothing a checkpoint lacks: on for all.
             open_world=meta.get("open_world", True),
+            masks=tuple(meta.get("masks", ())),
             num_threads=num_threads,
         )
         det.format_ = fmt
