@@ -14,6 +14,7 @@ the same rule for every peer); ``best F1`` is chosen on the labels and only an u
 | ``hdfs`` | ``HDFS_sample`` trains, the later ``HDFS_heldout`` blocks are scored | block ids | block labels |
 | ``bgl`` | ``BGL_2k`` (loghub), first 1,000 lines train, last 1,000 scored | the format's windows | inline alert labels, per window and per line |
 | ``thunderbird`` | ``Thunderbird_2k``, no alerts, trains and scores itself | windows | share flagged (sessions, lines) |
+| ``modern`` | synthetic logfmt of four services (``modern_log.py``): 800 traces train, 400 later ones scored, 5% with a fault | trace ids | trace labels |
 | ``zookeeper`` … ``hadoop`` | loghub's 2k samples of seven more systems, first 1,500 lines train, last 500 scored | windows | share flagged; faults caught |
 
 Peers, fitted on the same training lines and sessions: a plain template-frequency table (mean
@@ -29,7 +30,7 @@ import json
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,7 @@ class DevLog:
     labels: Path | None = None  # session labels CSV (else inline labels, if any)
     train_lines: slice | None = None  # a slice of ``train`` (with ``test`` None: the rest scores)
     test_lines: slice | None = None
+    generated: bool = False  # written by ``modern_log.modern_dev_log`` when the suite runs
 
 
 DEV_LOGS = (
@@ -71,6 +73,11 @@ DEV_LOGS = (
     *(DevLog(name.lower(), LOGHUB / f"{name}_2k.log.gz", LOGHUB / f"{name}_2k.log.gz",
              train_lines=slice(0, 1500), test_lines=slice(1500, None))
       for name in ("Zookeeper", "OpenSSH", "Linux", "Spark", "Apache", "HPC", "Hadoop")),
+    # Today's kind of log: logfmt lines of four services, sessions by trace id, stack traces
+    # joined to their event; synthetic (``benchmarks/modern_log.py``, seed fixed), faults in 5%
+    # of the scored traces, labelled per trace.
+    DevLog("modern", Path("modern_train.log"), Path("modern_test.log"),
+           Path("modern_test_labels.csv"), generated=True),
 )
 
 
@@ -363,6 +370,13 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say,
     from tinylogbert.io.log_reader import read_log_lines
     from tinylogbert.model.training import TrainConfig
 
+    if log.generated:
+        import tempfile
+
+        from .modern_log import modern_dev_log
+
+        train, test, labels = modern_dev_log(Path(tempfile.mkdtemp(prefix="tinylogbert-suite-")))
+        log = replace(log, train=train, test=test, labels=labels)
     train_text = _read(log.train, log.train_lines)
     test_text = train_text if log.test is None else _read(log.test, log.test_lines)
     rows: list[dict] = []
