@@ -351,6 +351,10 @@ def test_cri_joins_partial_records_and_reads_json_messages():
     assert tags[first_f - 3:first_f + 1] == ["P", "P", "P", "F"]
     assert rows[first_f]["component"] == "worker" and rows[first_f]["message"].endswith("x" * 60)
     assert parsed.field("trace_id")[first_f].as_py() == "t0000"
+    # Its P records carry the message's keys, so they join its trace's session.
+    assert parsed.field("trace_id").to_pylist()[first_f - 3:first_f] == ["t0000"] * 3
+    from tinylogbert.sessions.grouping import build_sessions
+    assert set(build_sessions(parsed).line_session.to_pylist()[first_f - 3:first_f + 1]) == {"t0000"}
     assert len(parsed) == 400 and parsed.table["parse_ok"].to_numpy(zero_copy_only=False).all()
     java = [r for r in rows if "IllegalStateException" in r["message"]]
     assert java and all(r["level"] is None for r in java)  # not JSON: no level invented
@@ -382,6 +386,20 @@ def test_stack_trace_lines_stay_rows_and_join_their_event_and_its_session():
     assert mixed.event_of.tolist() == [0, 1, 1, 1, 1, 1, 6, 7]
     assert mixed.table["parse_ok"].to_pylist() == [True, True] + [False] * 4 + [True, False]
     assert build_sessions(mixed).line_session.to_pylist()[:7] == ["a"] + ["b"] * 5 + ["a"]
+
+
+def test_a_stack_trace_cut_by_a_window_end_stays_in_its_events_window():
+    from tinylogbert.sessions.grouping import SessionConfig, build_sessions
+
+    lines = [f'{{"msg": "step {i}"}}' for i in range(4)] + [
+        '{"msg": "failed"}', "java.lang.IllegalStateException: boom",
+        "\tat a.B.c(B.java:1)", "\tat a.B.d(B.java:2)", '{"msg": "after"}']
+    parsed = parse_log(read_log_lines(lines), "jsonl")
+    assert parsed.event_of.tolist() == [0, 1, 2, 3, 4, 4, 4, 4, 8]
+    index = build_sessions(parsed, SessionConfig(by="window", window_size=5))
+    sessions = index.line_session.to_pylist()
+    assert sessions[4:8] == ["L1-5"] * 4 and sessions[8] == "L6-9"  # the trace follows line 5
+    assert sorted(index.members.tolist()) == list(range(9))  # every line in one session
 
 
 @pytest.mark.parametrize("line, level", [

@@ -445,7 +445,11 @@ def _cri_records(raw: pa.Array, fmt: LogFormat) -> _Records:
             if isinstance(value, (str, int, float, bool)) and (
                 key in extra or len(extra) < MAX_JSON_FIELDS
             ):
-                extra.setdefault(key, [None] * n)[i] = str(value)
+                column = extra.setdefault(key, [None] * n)
+                # The P rows of the message carry its keys too (a trace id puts them in the
+                # message's session, not in one of their own).
+                for j in [*(rows or ()), i]:
+                    column[j] = str(value)
     fields = base.fields
     for key, values in extra.items():
         fields = fields.append_column(key, _strings(values))

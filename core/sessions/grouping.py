@@ -358,7 +358,11 @@ def _by_count(n: int, size: int, step: int, parsed: ParsedLog) -> SessionIndex:
     lens = ends - starts + 1
     line_idx = np.concatenate([np.arange(a, b + 1) for a, b in zip(starts, ends)])
     sid = np.repeat(ids, lens)
-    return _from_membership(line_idx, sid, n, f"windows of {size} lines (step {step})")
+    # A stack trace cut by a window's end stays with its event: its lines join the window(s) of
+    # the line they continue (time windows need nothing: untimed lines follow the line above).
+    line_idx, sid = _follow_events(parsed, line_idx, sid)
+    return _from_membership(line_idx.astype(np.int64), sid, n,
+                            f"windows of {size} lines (step {step})")
 
 
 def parse_times(parsed: ParsedLog) -> np.ndarray:
