@@ -118,12 +118,8 @@ def adapt(
     raw = score_sequences(new.network_, corpus)
     new._calibrate(parsed, index, corpus, raw)
     flagged = new._own_flags
-    if new.training.robust_prior and flagged.any() and not flagged.all():
-        # As ``fit``'s robust prior, but on top of the old counts (``_refit_prior`` replaces them).
-        keep_line = np.ones(len(parsed), dtype=bool)
-        keep_line[index.members[flagged[index.member_session()]]] = False
-        new.line_class_counts_ = merged(np.bincount(line_ids[keep_line], minlength=len(texts)))
-        new._calibrate(parsed, index, corpus, raw)
+    # As ``fit``'s robust prior, on top of the old counts.
+    new._refit_prior(parsed, index, corpus, raw, encoded, texts, flagged, prior_base=old_counts)
     per_seq = new._sequence_targets(corpus, raw)
     trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
     new._round_weights()

@@ -293,17 +293,22 @@ class TinyLogBERTDetector(BaseEstimator):
     def _refit_prior(
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
         raw: SequenceScores, encoded: pa.DictionaryArray, texts: list[str], flagged: np.ndarray,
+        prior_base: np.ndarray | None = None,
     ) -> None:
         """With ``robust_prior``, count line frequencies again without the lines of the
-        ``flagged`` training sessions, and recalibrate."""
+        ``flagged`` training sessions (on top of ``prior_base``: ``adapt``'s old counts), and
+        recalibrate."""
         if not self.training.robust_prior or not flagged.any() or flagged.all():
             return
         keep_line = np.ones(len(parsed), dtype=bool)
         keep_line[index.members[flagged[index.member_session()]]] = False
         kept = np.bincount(encoded.indices.to_numpy(zero_copy_only=False)[keep_line],
                            minlength=len(texts))
-        self.line_class_counts_ = _class_counts(texts, kept, self._line_class,
-                                                len(self.line_vocab_) + FIRST_LINE_CLASS)
+        counts = _class_counts(texts, kept, self._line_class,
+                               len(self.line_vocab_) + FIRST_LINE_CLASS)
+        if prior_base is not None:
+            counts = (np.asarray(prior_base) + np.asarray(counts)).tolist()
+        self.line_class_counts_ = counts
         self._calibrate(parsed, index, corpus, raw)
 
     # ---- scoring ----------------------------------------------------------------------------------

@@ -173,9 +173,20 @@ def measure_drift(detector: TinyLogBERTDetector, new_counts: dict[str, int], lin
                        if getattr(detector, "calibration_", None) else 0.0), examples)
 
 
+def _vocabulary_array(detector: TinyLogBERTDetector) -> pa.Array:
+    """The line vocabulary as one Arrow array, built once per vocabulary (streaming asks for
+    every chunk)."""
+    cached = getattr(detector, "_vocabulary_array", None)
+    if cached is None or cached[0] is not detector.line_vocab_:
+        cached = (detector.line_vocab_,
+                  pa.array(list(detector.line_vocab_), type=pa.large_string()))
+        detector._vocabulary_array = cached
+    return cached[1]
+
+
 def new_line_counts(detector: TinyLogBERTDetector, words: pa.Array) -> dict[str, int]:
     """Counts of the normalised lines of ``words`` that are not in the line vocabulary."""
-    vocab = pa.array(list(detector.line_vocab_), type=pa.large_string())
+    vocab = _vocabulary_array(detector)
     words = pc.cast(words, pa.large_string())
     new = pc.filter(words, pc.invert(pc.is_in(words, value_set=vocab)))
     if len(new) == 0:
