@@ -392,3 +392,32 @@ def test_ray_engine_warns_when_the_model_does_not_fit(ray_instance, tiny_checkpo
     assert "warning: the model does not fit" in err and "judged on the first 400 lines" in err
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["warnings"]) == 1 and "does not fit" in summary["warnings"][0]
+
+
+@pytest.mark.ray
+def test_ray_engine_says_the_log_drifted(ray_instance, tmp_path, capsys):
+    """A release that rewords the most common message, scored on Ray with the shipped model:
+    the drift line, with the known message it resembles and the fix, as the local engine says."""
+    from tinylogbert import TinyLogBERTDetector, pipeline
+    from tinylogbert.cli.main import main
+    from tinylogbert.io.log_reader import read_log_lines
+
+    from benchmarks.evolution import variant_lines
+
+    checkpoint = Path(__file__).parent.parent / "checkpoint"
+    with gzip.open(Path(__file__).parent.parent / "sample_data/HDFS_heldout.log.gz",
+                   "rt") as handle:
+        later = handle.read().splitlines()[:6000]
+    det = TinyLogBERTDetector.load(checkpoint)
+    parsed = pipeline.parse(read_log_lines(later, "later"), "auto", det.format_)
+    reworded, _ = variant_lines(later, parsed, "top1", seed=0)
+    folder = tmp_path / "release2"
+    folder.mkdir()
+    (folder / "release2.log").write_text("\n".join(reworded) + "\n")
+    out = tmp_path / "out"
+    assert main(["score", str(folder), "--engine", "ray", "--model", str(checkpoint),
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: drift in" in err and "tinylogbert adapt --model MODEL_DIR" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert any(w.startswith("drift in") for w in summary["warnings"])
