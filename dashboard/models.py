@@ -172,3 +172,24 @@ def train_model(
         shutil.rmtree(folder, ignore_errors=True)
         _TEMP_FOLDERS.discard(folder)
         raise
+
+
+def adapt_model(
+    lines: LogLines,
+    base: str | Path,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    limits: TrainingLimits | None = None,
+) -> Path:
+    """The model at ``base`` followed to an uploaded newer log (``TinyLogBERTDetector.adapt``:
+    one epoch, keeping what it knew), saved to a temporary folder as ``train_model`` does."""
+    detector = TinyLogBERTDetector.load(base, runtime="torch")
+    (limits or TrainingLimits.from_env()).check(len(lines), TrainConfig(epochs=1, head_epochs=1))
+    adapted = detector.adapt(lines, on_progress=on_progress)
+    folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    _TEMP_FOLDERS.add(folder)
+    try:
+        return adapted.save(folder / "model")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        _TEMP_FOLDERS.discard(folder)
+        raise

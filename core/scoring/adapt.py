@@ -123,7 +123,7 @@ def adapt(
     per_seq = new._sequence_targets(corpus, raw)
     trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
     new._round_weights()
-    raw = score_sequences(new.network_, corpus)
+    raw = new._with_head(raw)
     new.decision_scores_ = np.round(new._calibrate(parsed, index, corpus, raw), 6)
     new.labels_ = (new.decision_scores_ >= new.threshold_).astype(int)
     seconds = time.perf_counter() - started

@@ -256,7 +256,7 @@ class TinyLogBERTDetector(BaseEstimator):
         per_seq = self._sequence_targets(corpus, raw)
         trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
         self._round_weights()
-        raw = score_sequences(self.network_, corpus)
+        raw = self._with_head(raw)
         # PyOD's contract: the training sessions' scores and flags, in order of first appearance.
         self.decision_scores_ = np.round(self._calibrate(parsed, index, corpus, raw), 6)
         self.labels_ = (self.decision_scores_ >= self.threshold_).astype(int)
@@ -282,6 +282,16 @@ class TinyLogBERTDetector(BaseEstimator):
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         return self
+
+    def _with_head(self, raw: SequenceScores) -> SequenceScores:
+        """``raw`` with the head's estimate of the trained head: the head reads only the [CLS]
+        vectors, which fitting it leaves as they were, so no second encoder pass is needed."""
+        import torch
+
+        with torch.no_grad():
+            vectors = torch.from_numpy(np.ascontiguousarray(raw.embedding, dtype=np.float32))
+            head = self.network_.anomaly_head(vectors).squeeze(-1).numpy()
+        return dataclasses.replace(raw, head=head.astype(raw.head.dtype))
 
     def adapt(self, log: LogInput, epochs: int = 1,
               on_progress: ProgressCallback | None = None) -> TinyLogBERTDetector:
