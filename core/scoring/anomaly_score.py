@@ -165,8 +165,16 @@ def line_alarm_threshold(line_scores: np.ndarray) -> float:
     scores = np.sort(np.asarray(line_scores, dtype=np.float64))[::-1]
     if len(scores) == 0:
         return 0.0
-    k = 1 + int(np.ceil(ALARM_LINE_SHARE * len(scores)))
-    return _below(scores, scores[min(k, len(scores)) - 1])
+    k = min(1 + int(np.ceil(ALARM_LINE_SHARE * len(scores))), len(scores))
+    at = scores[k - 1]
+    if np.count_nonzero(scores >= at) <= k:
+        return _below(scores, at)
+    # ``at`` is a routine line's score, tied by many (one message in every session, as in a log
+    # of identical requests): the bar goes above it, not below, or that message would flag every
+    # session. Halfway to the next higher score; above the highest by a margin wider than the
+    # runtimes' differences (ONNX Runtime vs torch: within 1e-4).
+    higher = scores[scores > at]
+    return 0.5 * (at + float(higher.min())) if len(higher) else at + max(1e-3, 1e-3 * abs(at))
 
 
 AUTO_DEVIATIONS = 4.0
