@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,14 +59,15 @@ from tinylogbert.io.log_parser import (
     _preferred_format,
     detect_format,
 )
+from tinylogbert.io import log_reader
 from tinylogbert.io.log_reader import (
     _BINARY_SAMPLE,
     GZIP_MAGIC,
-    MAX_GZIP_MEMBERS,
     LogLines,
     _looks_binary,
     check_readable,
     decode_lines,
+    gunzip_blocks,
 )
 from tinylogbert.scoring.fit_check import new_line_counts
 from tinylogbert.sessions.grouping import (
@@ -152,51 +152,9 @@ def worth_streaming(path: str | Path) -> bool:
 
 # ---- reading --------------------------------------------------------------------------------------
 def _gunzip_blocks(handle: BinaryIO, source: str) -> Iterator[bytes]:
-    """``log_reader.gunzip_bounded``'s rules (members, zero padding, truncation, nesting), in
-    blocks of at most ``READ_BLOCK`` bytes; no size bound: nothing is held."""
-    pending = b""
-    members = 0
-    stream = None
-    first = True
-    while True:
-        if stream is None:  # a member starts here, or the data ends
-            while len(pending) < 2:
-                more = handle.read(READ_BLOCK)
-                if not more:
-                    break
-                pending += more
-            if not pending:
-                return
-            if pending[:2] != GZIP_MAGIC:
-                rest = pending + handle.read()
-                if members and not rest.strip(b"\x00"):
-                    return  # zero padding after the last member
-                raise LogInputError(f"{source}: unexpected data after the gzip stream")
-            members += 1
-            if members > MAX_GZIP_MEMBERS:
-                raise LogInputError(f"{source}: the gzip file has more than "
-                                    f"{MAX_GZIP_MEMBERS:,} members; decompress it and send the "
-                                    "plain log")
-            stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        if not pending:
-            pending = handle.read(READ_BLOCK)
-            if not pending:
-                raise LogInputError(f"{source}: the gzip data is truncated")
-        try:
-            out = stream.decompress(pending, READ_BLOCK)
-        except zlib.error as exc:
-            raise LogInputError(
-                f"{source}: looks like gzip but cannot be decompressed ({exc})") from None
-        pending = stream.unconsumed_tail
-        if stream.eof:
-            pending = stream.unused_data + pending
-            stream = None
-        if out:
-            if first and out.startswith(GZIP_MAGIC):
-                raise LogInputError(f"{source}: gzip inside gzip is not supported; decompress "
-                                    "it once")
-            first = False
-            yield out
+    """``log_reader.gunzip_blocks`` (the in-memory path's decoder and rules, its decompressed-size
+    bound included: a bomb is refused, not spilled to disk), in blocks of ``READ_BLOCK``."""
+    return gunzip_blocks(handle.read, source, log_reader.DEFAULT_MAX_LOG_BYTES, block=READ_BLOCK)
 
 
 def _raw_blocks(path: Path) -> Iterator[bytes]:
