@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,14 +59,15 @@ from tinylogbert.io.log_parser import (
     _preferred_format,
     detect_format,
 )
+from tinylogbert.io import log_reader
 from tinylogbert.io.log_reader import (
     _BINARY_SAMPLE,
     GZIP_MAGIC,
-    MAX_GZIP_MEMBERS,
     LogLines,
     _looks_binary,
     check_readable,
     decode_lines,
+    gunzip_blocks,
 )
 from tinylogbert.scoring.fit_check import new_line_counts
 from tinylogbert.sessions.grouping import (
@@ -85,6 +85,7 @@ if TYPE_CHECKING:
 
 READ_BLOCK = 1 << 24  # bytes read (decompressed) at a time
 RULE_LINES = 5000  # what ``resolve_rule`` decides 'auto' on
+DEFAULT_SCORE_LINES = 262_144  # a model call's sub-log: ~300 MB at most, whatever the log's size
 DEFAULT_CHUNK_LINES = 32_768  # measured on 1M HDFS lines: as fast as 131,072, 25% less peak RSS
 # ``tinylogbert score --stream auto`` streams files above this size on disk (gzip: a tenth of
 # it): below it the in-memory path is as fast and its memory is a few hundred MB at most.
@@ -99,10 +100,13 @@ class StreamConfig:
 
     chunk_lines: int = DEFAULT_CHUNK_LINES  # lines parsed, spilled and scored per step
     spill_dir: str | Path | None = None  # the parsed chunks' temporary file (None: TMPDIR)
+    score_lines: int = DEFAULT_SCORE_LINES  # most lines per model call (sessions finishing at once)
 
     def __post_init__(self) -> None:
         if self.chunk_lines < 1:
             raise FormatError("--chunk-lines must be at least 1")
+        if self.score_lines < 1:
+            raise FormatError("score_lines must be at least 1")
 
 
 @dataclass
@@ -125,6 +129,7 @@ class StreamSummary:
     spill_bytes: int = 0
     sequences: int = 0  # session sequences (chunks of sessions) the scoring calls looked up
     sequences_scored: int = 0  # of those, the ones the model ran on (the rest: cache hits)
+    merged_runs: int = 0  # model calls whose lines went through the on-disk merge
 
     def summary(self) -> dict:
         keys = ("lines", "sessions", "anomalous_sessions", "anomalous_lines",
@@ -152,51 +157,9 @@ def worth_streaming(path: str | Path) -> bool:
 
 # ---- reading --------------------------------------------------------------------------------------
 def _gunzip_blocks(handle: BinaryIO, source: str) -> Iterator[bytes]:
-    """``log_reader.gunzip_bounded``'s rules (members, zero padding, truncation, nesting), in
-    blocks of at most ``READ_BLOCK`` bytes; no size bound: nothing is held."""
-    pending = b""
-    members = 0
-    stream = None
-    first = True
-    while True:
-        if stream is None:  # a member starts here, or the data ends
-            while len(pending) < 2:
-                more = handle.read(READ_BLOCK)
-                if not more:
-                    break
-                pending += more
-            if not pending:
-                return
-            if pending[:2] != GZIP_MAGIC:
-                rest = pending + handle.read()
-                if members and not rest.strip(b"\x00"):
-                    return  # zero padding after the last member
-                raise LogInputError(f"{source}: unexpected data after the gzip stream")
-            members += 1
-            if members > MAX_GZIP_MEMBERS:
-                raise LogInputError(f"{source}: the gzip file has more than "
-                                    f"{MAX_GZIP_MEMBERS:,} members; decompress it and send the "
-                                    "plain log")
-            stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        if not pending:
-            pending = handle.read(READ_BLOCK)
-            if not pending:
-                raise LogInputError(f"{source}: the gzip data is truncated")
-        try:
-            out = stream.decompress(pending, READ_BLOCK)
-        except zlib.error as exc:
-            raise LogInputError(
-                f"{source}: looks like gzip but cannot be decompressed ({exc})") from None
-        pending = stream.unconsumed_tail
-        if stream.eof:
-            pending = stream.unused_data + pending
-            stream = None
-        if out:
-            if first and out.startswith(GZIP_MAGIC):
-                raise LogInputError(f"{source}: gzip inside gzip is not supported; decompress "
-                                    "it once")
-            first = False
-            yield out
+    """``log_reader.gunzip_blocks`` (the in-memory path's decoder and rules, its decompressed-size
+    bound included: a bomb is refused, not spilled to disk), in blocks of ``READ_BLOCK``."""
+    return gunzip_blocks(handle.read, source, log_reader.DEFAULT_MAX_LOG_BYTES, block=READ_BLOCK)
 
 
 def _raw_blocks(path: Path) -> Iterator[bytes]:
@@ -441,6 +404,8 @@ class SpilledLog:
     folder: Path
     chunks: int
     spill_bytes: int
+    chunk_lines: int = DEFAULT_CHUNK_LINES  # lines written per step of a merge
+    score_lines: int = DEFAULT_SCORE_LINES
 
     def __enter__(self) -> Self:
         return self
@@ -495,10 +460,13 @@ def spill(
         chunk = _piece_size(survey.n_lines)
     folder = Path(tempfile.mkdtemp(prefix="tinylogbert-stream-", dir=config.spill_dir))
     try:
-        return _spill(path, source, fmt, detection, sessions, rule, survey.n_lines, chunk, folder)
+        spilled = _spill(path, source, fmt, detection, sessions, rule, survey.n_lines, chunk,
+                         folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    spilled.chunk_lines, spilled.score_lines = config.chunk_lines, config.score_lines
+    return spilled
 
 
 def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | None,
@@ -672,8 +640,129 @@ def _batch_log(table: pa.Table, words: pa.Array, spilled: SpilledLog) -> _BatchL
 
 
 # ---- pass 2 ---------------------------------------------------------------------------------------
+_KEPT = ("level", "label", "words")  # what scoring reads of a held line (as codes), beside parse_ok
+_RESTORED = ("timestamp", "level", "component", "message", "parse_ok")  # read again at writing
+_RUN_BATCH = 8192  # rows per record batch of a scored run on disk
+
+
+class _Growing:
+    """A numpy column that grows at its end and is dropped from its start in amortised
+    constant time per element (a held log of millions of lines is not copied per chunk)."""
+
+    def __init__(self, dtype) -> None:
+        self._buf = np.zeros(1024, dtype=dtype)
+        self._lo = self._hi = 0
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._buf[self._lo:self._hi]
+
+    def extend(self, new: np.ndarray) -> None:
+        n = len(new)
+        if self._hi + n > len(self._buf):
+            live = self.values
+            buf = np.empty(int(1.25 * (len(live) + n)) + 1024, dtype=self._buf.dtype)
+            buf[:len(live)] = live
+            self._buf, self._lo, self._hi = buf, 0, len(live)
+        self._buf[self._hi:self._hi + n] = new
+        self._hi += n
+
+    def drop(self, n: int) -> None:
+        self._lo += n
+
+
+class _Codes:
+    """The distinct values of a column, numbered: a held line keeps a code, not its text (a
+    log's lines repeat a few thousand normalised texts)."""
+
+    def __init__(self) -> None:
+        self.code: dict = {}
+        self.values: list = []
+        self.type: pa.DataType | None = None
+        self._array: pa.Array | None = None
+
+    def encode(self, column: pa.Array) -> np.ndarray:
+        if self.type is None:
+            self.type = column.type
+        encoded = pc.dictionary_encode(column, null_encoding="encode")
+        local = np.array([self._code(key) for key in encoded.dictionary.to_pylist()],
+                         dtype=np.int32)
+        return local[encoded.indices.to_numpy(zero_copy_only=False)]
+
+    def _code(self, key) -> int:
+        code = self.code.get(key)
+        if code is None:
+            code = self.code[key] = len(self.values)
+            self.values.append(key)
+            self._array = None
+        return code
+
+    def decode(self, codes: np.ndarray) -> pa.Array:
+        if self._array is None:
+            self._array = pa.array(self.values, type=self.type)
+        return self._array.take(pa.array(codes))
+
+
+class _SpillCursor:
+    """The spilled lines once more, in order: the columns written as they were read, which
+    the held state does not keep."""
+
+    def __init__(self, spilled: SpilledLog) -> None:
+        self._batches = spilled.batches()
+        self._held: list[pa.Table] = []
+        self._n = 0
+
+    def take(self, n: int) -> pa.Table:
+        while self._n < n:
+            table = pa.Table.from_batches([next(self._batches)]).select(list(_RESTORED))
+            self._held.append(table)
+            self._n += table.num_rows
+        table = pa.concat_tables(self._held) if len(self._held) > 1 else self._held[0]
+        rest = table.slice(n)
+        self._held, self._n = ([rest] if rest.num_rows else []), rest.num_rows
+        return table.slice(0, n)
+
+    def close(self) -> None:
+        self._batches.close()
+
+
+class _RunCursor:
+    """One scored run on disk (rows in line order), read forward batch by batch."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = pa.OSFile(str(path), "rb")
+        self._reader = pa.ipc.open_file(self._file)
+        self._next = 0
+        self._buf: pa.Table | None = None
+
+    def upto(self, line_no: int) -> list[pa.Table]:
+        """The next rows whose line number is at most ``line_no``."""
+        parts = []
+        while True:
+            if self._buf is None:
+                if self._next == self._reader.num_record_batches:
+                    break
+                self._buf = pa.Table.from_batches([self._reader.get_batch(self._next)])
+                self._next += 1
+            numbers = self._buf["line_no"].to_numpy()
+            k = int(np.searchsorted(numbers, line_no, side="right"))
+            parts.append(self._buf.slice(0, k))
+            if k < len(numbers):
+                self._buf = self._buf.slice(k)
+                break
+            self._buf = None
+        return parts
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class _Scorer:
-    """Holds the lines not yet final (and those that sessions still to be scored need)."""
+    """Holds, per line not yet final (and per line that sessions still to be scored need), only
+    what scoring reads: codes of its level, label and normalised text, and its sessions."""
 
     def __init__(self, spilled: SpilledLog, detector: TinyLogBERTDetector, lines_out,
                  sessions_out, threshold: float | None) -> None:
@@ -681,16 +770,21 @@ class _Scorer:
         self.detector = detector
         self.lines_out, self.sessions_out = lines_out, sessions_out
         self.threshold = threshold
-        self.held: list[pa.Table] = []  # lines base .. read, as spilled chunks (sliced)
+        self.codes = {name: _Codes() for name in _KEPT}
+        self.kept = {name: _Growing(np.int32) for name in _KEPT}  # per held line
+        self.parse_ok = _Growing(np.bool_)
+        self.schema: pa.Schema | None = None
         self.base = 0  # global index of the first held line
         self.read = 0  # lines read from the spill
         self.done = 0  # lines written
-        self.pair_line = np.zeros(0, dtype=np.int64)  # (line, session) pairs of held lines
-        self.pair_code = np.zeros(0, dtype=np.int64)
+        self.pair_line = _Growing(np.int64)  # (line, session) pairs of held lines, in line order
+        self.pair_code = _Growing(np.int64)
         self.scored = np.zeros(len(spilled.ids), dtype=bool)  # session rows made
         self.waiting: list[tuple[np.ndarray, pa.Table]] = []  # session rows not yet written
         self.next_session = 0  # sessions written
         self.line_writer = self.session_writer = None
+        self.origin = _SpillCursor(spilled)
+        self.runs = 0
         self.summary = StreamSummary(
             lines=0, sessions=0, anomalous_sessions=0, anomalous_lines=0,
             suppressed_sessions=0, unparsed_lines=spilled.n_unparsed,
@@ -719,6 +813,7 @@ class _Scorer:
                 self._flush(final=False)
             self._flush(final=True)
         finally:
+            self.origin.close()
             for writer in (self.line_writer, self.session_writer):
                 if writer is not None:
                     writer.close()
@@ -737,24 +832,20 @@ class _Scorer:
         return s
 
     def _take(self, batch: pa.RecordBatch) -> None:
-        """Hold one spilled chunk, with its lines' ';'-joined session ids."""
+        """Hold one spilled chunk as codes, with its (line, session) pairs."""
         m = batch.num_rows
+        self.schema = self.schema or batch.schema
         sessions = batch.column("sessions")
         offsets = sessions.offsets.to_numpy()
         codes = sessions.values.to_numpy().astype(np.int64)
-        counts = np.diff(offsets)
-        line = np.repeat(np.arange(self.read, self.read + m, dtype=np.int64), counts)
-        ids = self.s.ids[codes]
-        joined = ids[offsets[:-1]].copy()  # the first id of each line
-        for i in np.flatnonzero(counts > 1):  # lines of several sessions (few)
-            joined[i] = ";".join(ids[offsets[i]:offsets[i + 1]])
-        table = pa.Table.from_batches([batch]).drop_columns(["sessions"])
-        table = table.append_column("session_id", pa.array(joined, type=pa.large_string()))
+        line = np.repeat(np.arange(self.read, self.read + m, dtype=np.int64), np.diff(offsets))
+        for name in _KEPT:
+            self.kept[name].extend(self.codes[name].encode(batch.column(name)))
+        self.parse_ok.extend(batch.column("parse_ok").to_numpy(zero_copy_only=False))
         for text, count in new_line_counts(self.detector, batch.column("words")).items():
             self.new_counts[text] = self.new_counts.get(text, 0) + count
-        self.held.append(table)
-        self.pair_line = np.concatenate([self.pair_line, line])
-        self.pair_code = np.concatenate([self.pair_code, codes])
+        self.pair_line.extend(line)
+        self.pair_code.extend(codes)
         self.read += m
         self.summary.max_held_lines = max(self.summary.max_held_lines, self.read - self.base)
 
@@ -762,35 +853,91 @@ class _Scorer:
         """Score what is complete, write what is final, drop what no later batch needs."""
         if not len(self.pair_code):
             return
-        pending = self.pair_line >= self.done
-        open_pending = pending & (self.s.last[self.pair_code] >= self.read)
+        pair_line, pair_code = self.pair_line.values, self.pair_code.values
+        pending = pair_line >= self.done
+        open_pending = pending & (self.s.last[pair_code] >= self.read)
         until = self.read if final or not open_pending.any() else \
-            int(self.pair_line[open_pending].min())
+            int(pair_line[open_pending].min())
         # The sessions of the lines that are final now (all complete). A complete session
         # whose lines all wait is scored later, with them: once, not twice.
-        wanted = _distinct(self.pair_code[pending & (self.pair_line < until)])
+        wanted = _distinct(pair_code[pending & (pair_line < until)])
         if len(wanted):
             self._score(wanted, wanted[~self.scored[wanted]], until)
         self.done = until
-        later = self.pair_line >= until
+        later = pair_line >= until
         keep_from = until
         if later.any():
-            keep_from = min(until, int(self.s.first[self.pair_code[later]].min()))
+            keep_from = min(until, int(self.s.first[pair_code[later]].min()))
         self._drop_before(keep_from)
 
     def _score(self, wanted: np.ndarray, fresh: np.ndarray, until: int) -> None:
-        """Score the sessions ``wanted`` (sorted codes) on a sub-log of exactly their lines;
-        write lines ``done .. until`` and queue the rows of the ``fresh`` sessions."""
+        """Score the sessions ``wanted`` (sorted codes), at most ``score_lines`` lines per model
+        call; write lines ``done .. until`` and queue the rows of the ``fresh`` sessions."""
         lo_code = int(wanted[0])
         chosen = np.zeros(int(wanted[-1]) - lo_code + 1, dtype=bool)
         chosen[wanted - lo_code] = True
-        shifted = self.pair_code - lo_code
+        shifted = self.pair_code.values - lo_code
         member = (shifted >= 0) & (shifted < len(chosen))
         member[member] = chosen[shifted[member]]
-        p_line, p_code = self.pair_line[member], self.pair_code[member]
+        p_line, p_code = self.pair_line.values[member], self.pair_code.values[member]
+        group = self._groups(wanted, p_line, p_code)
+        if group is None:
+            self._write_lines(self._score_group(wanted, fresh, p_line, p_code, until))
+            return
+        # Sessions that share no line, scored apart; each call's lines go to a run on disk, and
+        # the runs are merged in line order (a line's sessions are all in one call).
+        session_group = group[np.searchsorted(wanted, p_code)]
+        fresh_group = group[np.searchsorted(wanted, fresh)]
+        runs = []
+        try:
+            for g in range(int(group.max()) + 1):
+                pairs = session_group == g
+                rows = self._score_group(wanted[group == g], fresh[fresh_group == g],
+                                         p_line[pairs], p_code[pairs], until)
+                runs.append(self.s.folder / f"run-{self.runs}.arrow")
+                self.runs += 1
+                self.summary.merged_runs += 1
+                with pa.OSFile(str(runs[-1]), "wb") as sink, \
+                        pa.ipc.new_file(sink, rows.schema) as writer:
+                    writer.write_table(rows, max_chunksize=_RUN_BATCH)
+            self._merge(runs, until)
+        finally:
+            for path in runs:
+                path.unlink(missing_ok=True)
+
+    def _groups(self, wanted: np.ndarray, p_line: np.ndarray,
+                p_code: np.ndarray) -> np.ndarray | None:
+        """A group per session of ``wanted`` (None: one call is small enough): sessions joined
+        by a shared line stay together; groups hold about ``score_lines`` lines each."""
+        budget = self.s.score_lines
+        if len(p_line) <= budget:
+            return None
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        n = len(wanted)
+        rank = np.searchsorted(wanted, p_code)
+        shared = np.flatnonzero(p_line[1:] == p_line[:-1])
+        graph = coo_matrix((np.ones(len(shared), dtype=np.int8),
+                            (rank[shared], rank[shared + 1])), shape=(n, n))
+        n_parts, part = connected_components(graph, directed=False)
+        if n_parts == 1:
+            return None
+        first = np.full(n_parts, n, dtype=np.int64)  # parts in order of their first session
+        np.minimum.at(first, part, np.arange(n))
+        order = np.argsort(first, kind="stable")
+        size = np.bincount(part[rank], minlength=n_parts)[order]
+        part_group = np.empty(n_parts, dtype=np.int64)
+        part_group[order] = (np.cumsum(size) - size) // budget
+        _, dense = np.unique(part_group, return_inverse=True)
+        return dense[part]
+
+    def _score_group(self, wanted: np.ndarray, fresh: np.ndarray, p_line: np.ndarray,
+                     p_code: np.ndarray, until: int) -> pa.Table:
+        """Score the sessions ``wanted`` on a sub-log of exactly their lines (``p_line``,
+        ``p_code``: their pairs); returns the rows of its lines ``done .. until``, queues the
+        rows of the ``fresh`` sessions."""
         lines = p_line[np.r_[True, p_line[1:] != p_line[:-1]]]  # pairs are in line order
-        held = pa.concat_tables(self.held)
-        table = held.take(pa.array(lines - self.base)).combine_chunks()
         order = np.argsort(p_code, kind="stable")  # by session, line order kept within each
         rank = np.searchsorted(wanted, p_code[order])
         index = SessionIndex(
@@ -798,22 +945,15 @@ class _Scorer:
             offsets=np.concatenate([[0], np.cumsum(np.bincount(rank, minlength=len(wanted)))]
                                    ).astype(np.int64),
             members=np.searchsorted(lines, p_line[order]).astype(np.int64),
-            line_session=table["session_id"].combine_chunks(),
+            line_session=self._joined_ids(lines),
             strategy=self.s.rule.strategy,
         )
-        log = _batch_log(table.select(list(LINE_COLUMNS)), table["words"].combine_chunks(),
-                         self.s)
+        table, words = self._sub_table(lines)
+        log = _batch_log(table, words, self.s)
         log.session_cache[self.s.config] = index
         result = self.detector.score(log, threshold=self.threshold, sessions=self.s.config,
                                      embeddings=False)
-        lo = int(np.searchsorted(lines, self.done))
-        out = result.line_table.slice(lo, until - self.done)
-        if out.num_rows:
-            if self.line_writer is None:
-                self.line_writer = pacsv.CSVWriter(str(self.lines_out), out.schema)
-            self.line_writer.write_table(out)
-            self.summary.lines += out.num_rows
-            self.summary.anomalous_lines += int(pc.sum(out["is_anomaly"]).as_py() or 0)
+        lo, hi = np.searchsorted(lines, [self.done, until])
         new = np.searchsorted(wanted, fresh)
         self.scored[fresh] = True
         rows = result._session_csv_table().take(pa.array(new))
@@ -826,6 +966,64 @@ class _Scorer:
         if self.sessions_out is not None:
             self.waiting.append((fresh, rows))
             self._write_sessions()
+        return result.line_table.slice(int(lo), int(hi - lo))
+
+    def _joined_ids(self, lines: np.ndarray) -> pa.Array:
+        """Each line's session ids, ';'-joined, from all its held pairs."""
+        pair_line, pair_code = self.pair_line.values, self.pair_code.values
+        lo = np.searchsorted(pair_line, lines, side="left")
+        hi = np.searchsorted(pair_line, lines, side="right")
+        ids = self.s.ids
+        joined = ids[pair_code[lo]]
+        for i in np.flatnonzero(hi - lo > 1):  # lines of several sessions (few)
+            joined[i] = ";".join(ids[pair_code[lo[i]:hi[i]]])
+        return pa.array(joined, type=pa.large_string())
+
+    def _sub_table(self, lines: np.ndarray) -> tuple[pa.Table, pa.Array]:
+        """The held ``lines`` as a parsed table; the columns scoring does not read are null
+        here and put back from the spill when the lines are written."""
+        at = lines - self.base
+        n = len(lines)
+        columns = {
+            "line_no": pa.array(lines + 1),
+            "level": self.codes["level"].decode(self.kept["level"].values[at]),
+            "label": self.codes["label"].decode(self.kept["label"].values[at]),
+            "parse_ok": pa.array(self.parse_ok.values[at]),
+        }
+        schema = self.schema
+        table = pa.table([columns[name] if name in columns else
+                          pa.nulls(n, schema.field(name).type) for name in LINE_COLUMNS],
+                         names=list(LINE_COLUMNS))
+        return table, self.codes["words"].decode(self.kept["words"].values[at])
+
+    def _merge(self, runs: list[Path], until: int) -> None:
+        """Write lines ``done .. until`` from sorted runs, a chunk of lines at a time."""
+        cursors = [_RunCursor(path) for path in runs]
+        try:
+            at = self.done
+            while at < until:
+                end = min(at + self.s.chunk_lines, until)
+                parts = [part for cursor in cursors for part in cursor.upto(end) if part.num_rows]
+                table = pa.concat_tables(parts)
+                self._write_lines(table.take(pc.sort_indices(table["line_no"])))
+                at = end
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
+    def _write_lines(self, rows: pa.Table) -> None:
+        """Write the next lines' rows, with their own columns as the spill holds them."""
+        if not rows.num_rows:
+            return
+        origin = self.origin.take(rows.num_rows)
+        for name in _RESTORED:
+            rows = rows.set_column(rows.schema.get_field_index(name), name,
+                                   origin[name])
+        if self.line_writer is None:
+            self.line_writer = pacsv.CSVWriter(str(self.lines_out), rows.schema)
+        self.line_writer.write_table(rows)
+        self.summary.lines += rows.num_rows
+        self.summary.anomalous_lines += int(pc.sum(rows["is_anomaly"]).as_py() or 0)
 
     def _write_sessions(self) -> None:
         """Session rows in order of first appearance: the run that follows the last written."""
@@ -844,12 +1042,12 @@ class _Scorer:
         self.waiting = [(codes[run:], rows.slice(run))] if run < len(codes) else []
 
     def _drop_before(self, line: int) -> None:
-        keep = self.pair_line >= line
-        self.pair_line, self.pair_code = self.pair_line[keep], self.pair_code[keep]
-        while self.held and self.base + self.held[0].num_rows <= line:
-            self.base += self.held.pop(0).num_rows
-        if self.held and line > self.base:
-            self.held[0] = self.held[0].slice(line - self.base)
+        drop = int(np.searchsorted(self.pair_line.values, line))
+        self.pair_line.drop(drop)
+        self.pair_code.drop(drop)
+        if line > self.base:
+            for column in (*self.kept.values(), self.parse_ok):
+                column.drop(line - self.base)
             self.base = line
 
 

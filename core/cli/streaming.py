@@ -58,5 +58,5 @@ def score_streaming(args: argparse.Namespace, sessions: SessionConfig | None) ->
     report_scored(summary.summary(), time.perf_counter() - started, waited,
                   summary.sequences_scored,
                   f"; streamed in {summary.chunks:,} chunks, at most "
-                  f"{summary.max_held_lines:,} lines held in memory")
+                  f"{summary.max_held_lines:,} lines held at once (as codes)")
     return 0

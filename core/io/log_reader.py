@@ -7,6 +7,7 @@ what lets scoring keep up with >100k lines/s on two cores. Lines are cut at ``\\
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,29 +57,80 @@ DEFAULT_MAX_LOG_BYTES = 8 * 2**30
 MAX_GZIP_MEMBERS = 100_000
 _FIRST_CHUNK = 1024
 _MAX_CHUNK = 1 << 20
+_READ_BLOCK = 1 << 24  # compressed bytes read at a time from a stream
 
 
 def gunzip_bounded(data: bytes | bytearray | memoryview, source: str = "<input>",
                    max_bytes: int | None = None, max_members: int | None = None) -> bytes:
-    """Decompress every member of a gzip stream in linear time, stopping at ``max_bytes``.
+    """Decompress every member of a gzip stream in linear time, stopping at ``max_bytes``
+    (``gunzip_blocks`` on bytes already in memory, joined).
 
     Why not ``gzip.decompress``: it has no output bound (a 1 MB bomb becomes gigabytes), and it,
     like a ``decompressobj`` loop over ``unused_data``, copies the rest of the input once per
-    member, which made 80,000 empty members cost seconds and 32 MiB of them minutes. Here input
-    goes in through a memoryview in chunks that start small and grow within a member, so each
-    member copies at most one chunk. Nested gzip is refused rather than unpacked again.
+    member, which made 80,000 empty members cost seconds and 32 MiB of them minutes.
     Raises ``LogTooLargeError`` over ``max_bytes``, ``LogInputError`` for anything corrupt.
+    """
+    view = memoryview(data).cast("B")
+    fed = [False]
+
+    def read(_: int) -> bytes | memoryview:
+        if fed[0]:
+            return b""
+        fed[0] = True
+        return view
+
+    return b"".join(gunzip_blocks(read, source, max_bytes, max_members))
+
+
+def gunzip_blocks(read: Callable[[int], bytes | memoryview], source: str = "<input>",
+                  max_bytes: int | None = None, max_members: int | None = None,
+                  block: int = 1 << 24) -> Iterator[bytes]:
+    """The one gzip decoder (``gunzip_bounded`` and the streaming scorer): every member of the
+    stream ``read(n)`` returns, decompressed, in blocks of at most ``block`` bytes, with the
+    rules for members, zero padding, truncation, nesting and the decompressed size
+    (``max_bytes``, default ``DEFAULT_MAX_LOG_BYTES``).
+
+    Input goes in through a memoryview in pieces that start small and grow within a member, so
+    each member copies at most one piece (many tiny members stay linear); input the decoder did
+    not take (its output bound was hit) is fed again from the same view, without a copy.
     """
     max_bytes = DEFAULT_MAX_LOG_BYTES if max_bytes is None else max_bytes
     max_members = MAX_GZIP_MEMBERS if max_members is None else max_members
-    view = memoryview(data).cast("B")
-    total = len(view)
-    out = bytearray()
-    pos = members = 0
-    while pos < total:
+    buffer: bytes | memoryview = b""
+    view = memoryview(b"")
+    pos = members = total = 0
+    ended = False
+    head: bytearray | None = bytearray()
+
+    def fill() -> bool:
+        """More input after ``pos``; False at the end of the data."""
+        nonlocal buffer, view, pos, ended
+        if ended:
+            return False
+        more = read(_READ_BLOCK)
+        if not len(more):
+            ended = True
+            return False
+        rest = view[pos:]
+        buffer = bytes(rest) + bytes(more) if len(rest) else more
+        view, pos = memoryview(buffer).cast("B"), 0
+        return True
+
+    while True:
+        while len(view) - pos < 2 and fill():
+            pass
+        if len(view) - pos == 0:
+            if head:
+                yield bytes(head)
+            return
         if view[pos:pos + 2] != GZIP_MAGIC:
+            while fill():
+                if bytes(view[pos:]).strip(b"\x00"):
+                    break
             if members and not bytes(view[pos:]).strip(b"\x00"):
-                break  # zero padding after the last member (tape and block devices add it)
+                if head:
+                    yield bytes(head)
+                return  # zero padding after the last member (tape and block devices add it)
             raise LogInputError(f"{source}: unexpected data after the gzip stream")
         members += 1
         if members > max_members:
@@ -87,23 +139,30 @@ def gunzip_bounded(data: bytes | bytearray | memoryview, source: str = "<input>"
         stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         chunk = _FIRST_CHUNK
         while not stream.eof:
-            if pos >= total:
+            if pos >= len(view) and not fill():
                 raise LogInputError(f"{source}: the gzip data is truncated")
             piece = view[pos:pos + chunk]
-            pos += len(piece)
             try:
-                out += stream.decompress(piece, max_bytes - len(out) + 1)
+                out = stream.decompress(piece, min(block, max_bytes - total + 1))
             except zlib.error as exc:
                 raise LogInputError(
                     f"{source}: looks like gzip but cannot be decompressed ({exc})") from None
-            if len(out) > max_bytes:
+            pos += len(piece) - len(stream.unconsumed_tail) - len(stream.unused_data)
+            total += len(out)
+            if total > max_bytes:
                 raise LogTooLargeError(
                     f"{source} decompresses to more than {max_bytes:,} bytes", max_bytes)
+            if head is not None:  # the first two bytes out say whether it is gzip again
+                head += out
+                if len(head) < 2:
+                    continue
+                if head.startswith(GZIP_MAGIC):
+                    raise LogInputError(f"{source}: gzip inside gzip is not supported; "
+                                        "decompress it once")
+                out, head = bytes(head), None
+            if out:
+                yield out
             chunk = min(chunk * 2, _MAX_CHUNK)
-        pos -= len(stream.unused_data)
-    if out.startswith(GZIP_MAGIC):
-        raise LogInputError(f"{source}: gzip inside gzip is not supported; decompress it once")
-    return bytes(out)
 
 
 def read_log_bytes(data: bytes, source: str = "<input>",
