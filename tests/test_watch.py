@@ -135,11 +135,17 @@ def test_ten_bursts_match_batch_score(tmp_path, tiny_checkpoint, loaded):
     assert "stopped (SIGTERM)" in watch.stderr() and "7,481 lines" in watch.stderr()
 
 
-def test_anomalous_only_by_default_and_no_follow_equals_batch(tmp_path, tiny_checkpoint, loaded):
+@pytest.mark.parametrize("start", [["--from-start"], []])
+def test_anomalous_only_by_default_and_no_follow_equals_batch(tmp_path, tiny_checkpoint, loaded,
+                                                             start):
+    """--no-follow reads the file from line 1 with or without --from-start (from its end it
+    would read nothing)."""
     log = tmp_path / "done.log"
     append(log, LINES)
-    watch = Watch(tmp_path, tiny_checkpoint, str(log), "--from-start", "--no-follow")
+    watch = Watch(tmp_path, tiny_checkpoint, str(log), *start, "--no-follow")
     assert watch.wait_exit() == 0
+    assert "from its first line, to its end" in watch.stderr()
+    assert f"{len(LINES):,} lines" in watch.stderr()
     batch = batch_sessions(loaded, LINES)
     events = watch.events()
     assert events and all(e["is_anomaly"] for e in events)
@@ -296,6 +302,10 @@ def test_tracker_equals_batch_for_windows(loaded, config):
     (["{tmp}", "--from-start"], "is a folder"),
     (["{log}", "--format", "no-such-format"], "unknown format"),
     (["{log}", "--format", "bgl", "--from-start", "--no-follow"], "no line matches format 'bgl'"),
+    # the same check in every mode: from the end, following, or --no-follow alone
+    (["{log}", "--format", "bgl"], "no line matches format 'bgl'"),
+    (["{log}", "--format", "bgl", "--no-follow"], "no line matches format 'bgl'"),
+    (["{log}", "--format", "bgl", "--from-start"], "no line matches format 'bgl'"),
     (["{log}", "--idle-timeout", "0"], "--idle-timeout must be positive"),
     (["{log}", "--out", "{tmp}/no/such/dir/e.jsonl"], "does not exist"),
 ])

@@ -189,6 +189,14 @@ class SessionTracker:
         self._close_orphans(reason)
         return self._score_closed()
 
+    def check_format(self, lines: list[str]) -> None:
+        """Fail now (one-line ``FormatError``) when ``lines`` (a file's first lines) do not parse
+        with the chosen format, whichever line the watch then starts from; nothing is decided
+        or kept, the format is still decided on the first lines fed."""
+        if lines:
+            pipeline.parse(_log_lines(lines, self.source), self.log_format,
+                           getattr(self.detector, "format_", None))
+
     # ---- grouping ----
     def _decide(self, now: float) -> None:
         """The format and the session rule, once, on the first lines (as batch decides)."""
