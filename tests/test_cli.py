@@ -157,3 +157,26 @@ def test_evaluate_reports_the_threshold_it_used(scored, tiny_checkpoint, tmp_pat
     _assert_one_line_error(run(*again, check=False), "--threshold with the threshold given")
     ev = json.loads(run(*again, "--json", "--threshold", repr(other)).stdout)
     assert ev["threshold"] == other and ev["n_flagged"] == int((frame["score"] >= other).sum())
+
+
+def test_train_prints_no_empty_bar_and_init_from_no_load_report(tmp_path):
+    """No ``training: 0step`` bar before the work (nor before an empty log's error); a BERT
+    with a pooler and MLM head (UNEXPECTED keys for the encoder) loads without transformers'
+    LOAD REPORT table; under --quiet nothing at all is written to stderr."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    _assert_one_line_error(run("train", str(empty), "--out", str(tmp_path / "e"), check=False),
+                           "empty")
+    BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=256)).save_pretrained(tmp_path / "bert")
+    small = ["--epochs", "1", "--head-epochs", "1", "--steps-per-epoch", "2", "--hidden", "32",
+             "--layers", "1", "--heads", "2", "--init-from", str(tmp_path / "bert")]
+    quiet = run("train", str(SMALL_LOG), "--out", str(tmp_path / "q"), *small, "--quiet")
+    assert quiet.stderr == "", quiet.stderr
+    loud = run("train", str(SMALL_LOG), "--out", str(tmp_path / "l"), *small)
+    assert "LOAD REPORT" not in loud.stderr and "UNEXPECTED" not in loud.stderr
+    assert "training:" not in loud.stderr and "0step [00:00, ?step/s]" not in loud.stderr
+    assert "mlm" in loud.stderr  # the bars themselves still show
