@@ -191,14 +191,19 @@ def test_rotation_and_truncation_are_followed(tmp_path, tiny_checkpoint):
     append(log, LINES[100:115])
     events = watch.wait_events(4)
     assert events[2]["session_id"] == "L21-25" and events[2]["closed"] == "rotated"
-    assert events[3]["session_id"] == "L1-10" and events[3]["closed"] == "full"
+    # the new file's line numbers start at 1 again: its ids say which file of the run they are in
+    assert events[3]["session_id"] == "file2:L1-10" and events[3]["closed"] == "full"
     assert events[3]["top_lines"][0]["message"] in {m.split(": ", 1)[1] for m in LINES[100:110]}
     log.write_text("".join(line + "\n" for line in LINES[200:205]))  # truncated in place
     events = watch.wait_events(5)
-    assert events[4]["session_id"] == "L11-15" and events[4]["closed"] == "truncated"
+    assert events[4]["session_id"] == "file2:L11-15" and events[4]["closed"] == "truncated"
     assert watch.stop() == 0
     last = watch.events()[5]
-    assert (last["session_id"], last["closed"], last["n_lines"]) == ("L1-5", "signal", 5)
+    assert (last["session_id"], last["closed"], last["n_lines"]) == ("file3:L1-5", "signal", 5)
+    ids = [e["session_id"] for e in watch.events()]
+    assert len(set(ids)) == len(ids), ids  # unique within the run
+    names = set(watch.events()[0]["components"])  # as SESSIONS.csv and README name them
+    assert names and names <= {"z_rarity", "z_context", "z_top"}, names
     assert "rotated" in watch.stderr() and "truncated" in watch.stderr()
 
 

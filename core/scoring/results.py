@@ -88,6 +88,7 @@ class ScoreResult:
     end_expected: np.ndarray = field(repr=False)  # per session: what was expected instead
     session_labels: np.ndarray | None = None  # 0/1, -1 unknown
     line_labels: np.ndarray | None = None
+    format_name: str = ""  # the format's name alone ("linux"); format_description says how
 
     # ---- tables -----------------------------------------------------------------------------
     @cached_property
