@@ -355,7 +355,8 @@ def build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
 # Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
 EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tinylogbert.cli.formats", "tinylogbert.cli.parse",
                                           "tinylogbert.cli.serve", "tinylogbert.cli.watch",
-                                          "tinylogbert.cli.feedback", "tinylogbert.cli.adapt")
+                                          "tinylogbert.cli.feedback", "tinylogbert.cli.adapt",
+                                          "tinylogbert.cli.review")
 BENCH_MODULE = "benchmarks.bench_cli"
 # The benchmarks are not installed with the library: ``bench`` finds them in the source tree.
 SOURCE_TREE = Path(__file__).resolve().parents[2]
