@@ -24,6 +24,15 @@ LINE_COLUMNS = ["line_no", "timestamp", "level", "component", "message", "surpri
                 "expected"]
 
 
+def blank_missing_text(lines: pd.DataFrame) -> pd.DataFrame:
+    """Text columns (level, component...) with empty cells where the line had none: a table
+    shows missing text as the word "None", which reads as a level named None (syslog lines
+    carry no level; RFC 3164/5424 lines get theirs from the priority when parsed)."""
+    text = [c for c in ("level", "component", "timestamp", "message") if c in lines.columns
+            and (pd.api.types.is_object_dtype(lines[c]) or pd.api.types.is_string_dtype(lines[c]))]
+    return lines.fillna({c: "" for c in text}) if text else lines
+
+
 def mark_words(message: str, words: list[str]) -> str:
     """HTML of ``message`` with every whole-word occurrence of ``words`` wrapped in <mark>."""
     if not words:
@@ -130,7 +139,7 @@ def render_explanation(result: ScoreResult, session_id: str, key: str,
     st.markdown(f"{weighs} (rarity and surprise; unexpected words marked)")
     st.html(explanation_html(explanation))
     lines = result.session_lines(session_id)
-    shown = lines[LINE_COLUMNS].head(MAX_SESSION_ROWS)
+    shown = blank_missing_text(lines[LINE_COLUMNS].head(MAX_SESSION_ROWS))
     st.markdown(("**The session's only line**" if len(lines) == 1 else
                  f"**All {plural(len(lines), 'line')} of the session**")
                 + (f" (first {MAX_SESSION_ROWS:,})" if len(lines) > MAX_SESSION_ROWS else "")

@@ -28,7 +28,17 @@ TRAINED_MODEL = "trained_model_path"
 SAVED_MODEL = "saved_model_path"  # where the user saved the trained model (outlives the session)
 
 UPLOAD_PAGE = "views/upload.py"
-SHARE_STEP = 0.1  # percent of sessions per slider step
+SHARE_STEP = 0.1  # percent of sessions per arrow key press
+# The slider spans 0 % to this share (more when the model's own threshold flags more): the
+# browser's PageUp/PageDown move a tenth of the range, 2.5 % here instead of 10 % (five presses
+# went 0 % -> 65 %); any threshold, flagging any share, can still be typed in below it.
+SHARE_RANGE = 25.0
+
+
+def share_max(workspace: Workspace) -> float:
+    """The slider's top: ``SHARE_RANGE``, or the model threshold's share rounded up to 5 %."""
+    model_share = flagged_percent(workspace.scored.session_scores, workspace.model_threshold)
+    return float(min(100.0, max(SHARE_RANGE, 5.0 * np.ceil(model_share / 5.0))))
 
 
 # ---- workspace & threshold ------------------------------------------------------------------
@@ -106,9 +116,16 @@ def _set_threshold(scores: np.ndarray, threshold: float, keep_value: bool = Fals
     """Make ``threshold`` current and show it in both widgets (from a callback: before they
     are drawn)."""
     st.session_state[THRESHOLD] = float(threshold)
-    st.session_state[SHARE] = flagged_percent(scores, threshold)
+    st.session_state[SHARE] = _shown_share(scores, threshold)
     if not keep_value:
         st.session_state[VALUE] = float(threshold)
+
+
+def _shown_share(scores: np.ndarray, threshold: float) -> float:
+    """The share the slider shows: the one flagged, at most the slider's top."""
+    workspace = current_workspace()
+    top = share_max(workspace) if workspace else 100.0
+    return min(flagged_percent(scores, threshold), top)
 
 
 def _on_share(scores: np.ndarray) -> None:
@@ -136,14 +153,17 @@ def render_threshold_sidebar() -> None:
         scores = workspace.scored.session_scores
         threshold = current_threshold()
         if st.session_state.pop(WIDGETS_STALE, False) or SHARE not in st.session_state:
-            st.session_state[SHARE] = flagged_percent(scores, threshold)
+            st.session_state[SHARE] = _shown_share(scores, threshold)
             st.session_state[VALUE] = threshold
+        top = share_max(workspace)
         st.slider(
-            "Share of sessions flagged", min_value=0.0, max_value=100.0, step=SHARE_STEP,
+            "Share of sessions flagged", min_value=0.0, max_value=top, step=SHARE_STEP,
             format="%.1f%%", key=SHARE, on_change=_on_share, args=(scores,),
             help="Flags the highest-scoring sessions up to this share of the log: each step "
-                 "moves the verdict on about the same number of sessions. Tied sessions are "
-                 "flagged together, so the slider settles on the nearest share they allow.",
+                 f"({SHARE_STEP:g} %; PageUp/PageDown {top / 10:g} %) moves the verdict on about "
+                 "the same number of sessions. Tied sessions are flagged together, so the "
+                 f"slider settles on the nearest share they allow. It ends at {top:g} %: type a "
+                 "threshold below to flag more.",
         )
         st.number_input(
             "Threshold (session score)", step=0.01, format="%.4f", key=VALUE,

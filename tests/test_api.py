@@ -94,7 +94,19 @@ def test_score_returns_every_line_and_session_as_core_does(client, detector, hdf
     assert body["threshold"] == detector.threshold_
     assert body["summary"]["lines"] == len(hdfs_lines)
     assert body["summary"]["sessions"] == len(body["sessions"]) == expected.n_sessions
-    assert body["format"].startswith("hdfs")
+    assert body["format"] == "hdfs"  # the name, as --format takes it
+    assert body["format_detail"].startswith("hdfs") and body["format_detail"] != "hdfs"
+
+
+def test_the_response_matches_its_published_schema(client, hdfs_lines):
+    """The hand-rendered JSON and the OpenAPI schema agree (format, format_detail included)."""
+    from tinylogbert.api.schemas import ScoreResponse
+
+    body = client.post("/v1/score", json={"lines": hdfs_lines[:50]}).json()
+    ScoreResponse.model_validate(body)
+    published = client.get("/openapi.json").json()["components"]["schemas"]["ScoreResponse"]
+    assert {"format", "format_detail"} <= set(published["required"])
+    assert set(published["properties"]) == set(body)
 
 
 def test_top_lines_only_for_the_highest_scoring_anomalous_sessions(client, hdfs_lines):

@@ -157,3 +157,64 @@ def test_evaluate_reports_the_threshold_it_used(scored, tiny_checkpoint, tmp_pat
     _assert_one_line_error(run(*again, check=False), "--threshold with the threshold given")
     ev = json.loads(run(*again, "--json", "--threshold", repr(other)).stdout)
     assert ev["threshold"] == other and ev["n_flagged"] == int((frame["score"] >= other).sum())
+
+
+def test_train_prints_no_empty_bar_and_init_from_no_load_report(tmp_path):
+    """No ``training: 0step`` bar before the work (nor before an empty log's error); a BERT
+    with a pooler and MLM head (UNEXPECTED keys for the encoder) loads without transformers'
+    LOAD REPORT table; under --quiet nothing at all is written to stderr."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    _assert_one_line_error(run("train", str(empty), "--out", str(tmp_path / "e"), check=False),
+                           "empty")
+    BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=256)).save_pretrained(tmp_path / "bert")
+    small = ["--epochs", "1", "--head-epochs", "1", "--steps-per-epoch", "2", "--hidden", "32",
+             "--layers", "1", "--heads", "2", "--init-from", str(tmp_path / "bert")]
+    quiet = run("train", str(SMALL_LOG), "--out", str(tmp_path / "q"), *small, "--quiet")
+    assert quiet.stderr == "", quiet.stderr
+    loud = run("train", str(SMALL_LOG), "--out", str(tmp_path / "l"), *small)
+    assert "LOAD REPORT" not in loud.stderr and "UNEXPECTED" not in loud.stderr
+    assert "training:" not in loud.stderr and "0step [00:00, ?step/s]" not in loud.stderr
+    assert "mlm" in loud.stderr  # the bars themselves still show
+
+
+def test_review_lists_the_top_sessions_with_explanations_and_feedback_commands(
+        scored, tiny_checkpoint, tmp_path):
+    """SESSIONS.csv carries first/last time and the explanation; ``review`` lists the top
+    sessions with them and a feedback command that, run as printed, marks the session."""
+    import shlex
+    import shutil
+
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+
+    _, sessions, _ = scored
+    sess = pd.read_csv(sessions, dtype={"session_id": str})
+    assert list(sess.columns[-3:]) == ["first_time", "last_time", "explanation"]
+    result = TinyLogBERTDetector.load(tiny_checkpoint).score(SMALL_LOG)
+    for i in (0, 7, 299):
+        assert sess.explanation[i] == result.explain(i).summary()
+        lines = result.session_lines(i)
+        assert str(sess.first_time[i]) == str(lines.timestamp.iloc[0])
+        assert str(sess.last_time[i]) == str(lines.timestamp.iloc[-1])
+    model = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, model)
+    proc = run("review", str(sessions), "--top", "5", "--log", str(SMALL_LOG), "--model", str(model))
+    blocks = [line for line in proc.stdout.splitlines() if line.startswith("#")]
+    top = sess.sort_values("score", ascending=False, kind="stable").head(5)
+    assert [b.split()[1] for b in blocks] == list(top.session_id)
+    assert top.explanation.iloc[0] in proc.stdout and str(top.first_time.iloc[0]) in proc.stdout
+    assert f"grade {top.grade.iloc[0]}" in blocks[0]
+    command = next(line for line in proc.stdout.splitlines() if "mark normal:" in line)
+    argv = shlex.split(command.split("mark normal: ", 1)[1])
+    assert argv[0] == "tinylogbert" and argv[-1] == top.session_id.iloc[0]
+    marked = run(*argv[1:])
+    assert f"{top.session_id.iloc[0]}: fb-" in marked.stdout
+    # bad input: one line, exit 2
+    _assert_one_line_error(run("review", str(tmp_path / "missing.csv"), check=False), "no such file")
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    _assert_one_line_error(run("review", str(other), check=False), "no session_id, score column")

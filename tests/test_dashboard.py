@@ -571,6 +571,8 @@ def test_without_a_model_the_app_offers_to_train_one(tmp_path, monkeypatch):
     assert any("No trained model" in w.value for w in at.warning)
     at = upload(at)
     assert "workspace" not in at.session_state  # nothing to score with yet
+    assert any("tinylogbert train LOG --out DIR" in c.value and "--epochs 1" in c.value
+               for c in at.caption)  # the same training from the command line
     at.button(key="train").click().run()
     no_traceback(at)
     assert not errors(at)
@@ -698,3 +700,86 @@ def test_syslog_times_without_a_year_get_one_with_roll_over():
     assert str(times[1]) == "2026-01-01 00:01:00" and pd.isna(seconds[2])
     assert lacks_year("%b %d %H:%M:%S") and not lacks_year("%a %b %d %H:%M:%S %Y")
     assert pd.to_datetime(line_times(stamps, "%b %d %H:%M:%S")[0], unit="s").year == 1900
+
+
+# ---- issue 23 item 8: slider steps, training estimate and schedule, empty levels -------------
+def test_the_share_slider_steps_finely_and_still_shows_larger_shares(app):
+    """PageUp/PageDown move a tenth of the slider's range (the browser's rule): over 0-100 %
+    five presses went 0 % -> 65 %. The range ends at 25 % (or the model's share, rounded up),
+    so a page is 2.5 %; a typed threshold flagging more leaves the slider at its top and the
+    sidebar says the real share."""
+    from dashboard.state import SHARE_RANGE, SHARE_STEP
+
+    at = upload(app)
+    slider = at.slider(key="threshold_share")
+    assert slider.min == 0.0 and slider.step == SHARE_STEP == 0.1
+    assert slider.max == SHARE_RANGE and slider.max / 10 <= 2.5
+    scores = workspace(at).scored.session_scores
+    low = float(np.quantile(scores, 0.1))  # flags about 90 %
+    at = set_threshold(at, low)
+    no_traceback(at)
+    flagged = int((scores >= low).sum())
+    assert at.slider(key="threshold_share").value == SHARE_RANGE
+    assert f"**{flagged:,}** of 300 sessions flagged" in at.sidebar.markdown[0].value
+    at = at.slider(key="threshold_share").set_value(SHARE_RANGE - 0.1).run()  # back down
+    assert int((scores >= at.session_state["threshold"]).sum()) <= 0.249 * 300
+
+
+def test_training_estimate_uses_the_measured_rate_and_never_grows():
+    from tinylogbert.model.training import TrainConfig, TrainProgress
+
+    from dashboard.training_eta import TrainingEta
+
+    now = [0.0]
+    eta = TrainingEta(TrainConfig(epochs=2, head_epochs=2), clock=lambda: now[0])
+    shown = []
+    # mlm: 10 steps, slow at first then 1 s/step; head: 20 steps at 0.1 s/step, its own clock.
+    for step in range(1, 11):
+        now[0] += 3.0 if step <= 2 else 1.0
+        shown.append(eta.update(TrainProgress("mlm", step, 10, 1.0, now[0])))
+    assert shown[-1] > 0  # the head phase is still to come
+    start = now[0]
+    for step in range(1, 21):
+        now[0] += 0.1
+        shown.append(eta.update(TrainProgress("head", step, 20, 1.0, now[0] - start)))
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(shown)), shown
+    assert shown[-1] == 0.0
+    # halfway through mlm the estimate counts the rest of mlm and the head at the step rate
+    # step 5: 9 s for 5 steps, 1.8 s/step for the 5 mlm and 20 head steps left
+    assert shown[4] == pytest.approx((5 + 20) * 1.8)
+
+
+def test_dashboard_presets_train_with_the_clis_schedule():
+    """The same log takes the same steps in the dashboard as with ``tinylogbert train``."""
+    from tinylogbert.cli.main import build_parser
+
+    from dashboard.models import TRAINING_PRESETS
+
+    args = build_parser(with_bench=False).parse_args(["train", "x.log", "--out", "m"])
+    for preset in TRAINING_PRESETS.values():
+        t = preset.training
+        assert (t.epochs, t.head_epochs, t.steps_per_epoch or 0, t.batch_size,
+                t.learning_rate, t.clean_epochs) == (
+            args.epochs, args.head_epochs, args.steps_per_epoch, args.batch_size, args.lr,
+            args.clean_epochs), preset.label
+        command = build_parser(with_bench=False).parse_args(
+            preset.cli_command().replace("LOG", "x.log").replace("DIR", "m").split()[1:])
+        assert (command.hidden, command.layers, command.vocab_size) == (
+            preset.model.hidden_size, preset.model.num_hidden_layers, preset.vocab_size)
+
+
+def test_lines_without_a_level_show_an_empty_cell_not_none(app):
+    """Traditional syslog lines carry no level: the tables show an empty cell, not "None"."""
+    log = (ROOT / "tests" / "data" / "formats" / "linux.log").read_bytes()
+    at = upload(app, log=log, name="linux.log")
+    no_traceback(at)
+    at.switch_page("views/download.py").run()
+    no_traceback(at)
+    assert len(at.dataframe) == 1, [e.value for e in at.error + at.warning]
+    preview = at.dataframe[0].value  # the preview of LINES.csv
+    assert list(preview["level"].unique()) == [""], preview["level"].unique()
+    at.switch_page("views/anomalies.py").run()
+    for table in at.dataframe:
+        frame = table.value
+        if "level" in frame.columns:
+            assert not frame["level"].isna().any() and "None" not in set(frame["level"])

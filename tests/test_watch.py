@@ -135,11 +135,17 @@ def test_ten_bursts_match_batch_score(tmp_path, tiny_checkpoint, loaded):
     assert "stopped (SIGTERM)" in watch.stderr() and "7,481 lines" in watch.stderr()
 
 
-def test_anomalous_only_by_default_and_no_follow_equals_batch(tmp_path, tiny_checkpoint, loaded):
+@pytest.mark.parametrize("start", [["--from-start"], []])
+def test_anomalous_only_by_default_and_no_follow_equals_batch(tmp_path, tiny_checkpoint, loaded,
+                                                             start):
+    """--no-follow reads the file from line 1 with or without --from-start (from its end it
+    would read nothing)."""
     log = tmp_path / "done.log"
     append(log, LINES)
-    watch = Watch(tmp_path, tiny_checkpoint, str(log), "--from-start", "--no-follow")
+    watch = Watch(tmp_path, tiny_checkpoint, str(log), *start, "--no-follow")
     assert watch.wait_exit() == 0
+    assert "from its first line, to its end" in watch.stderr()
+    assert f"{len(LINES):,} lines" in watch.stderr()
     batch = batch_sessions(loaded, LINES)
     events = watch.events()
     assert events and all(e["is_anomaly"] for e in events)
@@ -185,14 +191,19 @@ def test_rotation_and_truncation_are_followed(tmp_path, tiny_checkpoint):
     append(log, LINES[100:115])
     events = watch.wait_events(4)
     assert events[2]["session_id"] == "L21-25" and events[2]["closed"] == "rotated"
-    assert events[3]["session_id"] == "L1-10" and events[3]["closed"] == "full"
+    # the new file's line numbers start at 1 again: its ids say which file of the run they are in
+    assert events[3]["session_id"] == "file2:L1-10" and events[3]["closed"] == "full"
     assert events[3]["top_lines"][0]["message"] in {m.split(": ", 1)[1] for m in LINES[100:110]}
     log.write_text("".join(line + "\n" for line in LINES[200:205]))  # truncated in place
     events = watch.wait_events(5)
-    assert events[4]["session_id"] == "L11-15" and events[4]["closed"] == "truncated"
+    assert events[4]["session_id"] == "file2:L11-15" and events[4]["closed"] == "truncated"
     assert watch.stop() == 0
     last = watch.events()[5]
-    assert (last["session_id"], last["closed"], last["n_lines"]) == ("L1-5", "signal", 5)
+    assert (last["session_id"], last["closed"], last["n_lines"]) == ("file3:L1-5", "signal", 5)
+    ids = [e["session_id"] for e in watch.events()]
+    assert len(set(ids)) == len(ids), ids  # unique within the run
+    names = set(watch.events()[0]["components"])  # as SESSIONS.csv and README name them
+    assert names and names <= {"z_rarity", "z_context", "z_top"}, names
     assert "rotated" in watch.stderr() and "truncated" in watch.stderr()
 
 
@@ -296,6 +307,10 @@ def test_tracker_equals_batch_for_windows(loaded, config):
     (["{tmp}", "--from-start"], "is a folder"),
     (["{log}", "--format", "no-such-format"], "unknown format"),
     (["{log}", "--format", "bgl", "--from-start", "--no-follow"], "no line matches format 'bgl'"),
+    # the same check in every mode: from the end, following, or --no-follow alone
+    (["{log}", "--format", "bgl"], "no line matches format 'bgl'"),
+    (["{log}", "--format", "bgl", "--no-follow"], "no line matches format 'bgl'"),
+    (["{log}", "--format", "bgl", "--from-start"], "no line matches format 'bgl'"),
     (["{log}", "--idle-timeout", "0"], "--idle-timeout must be positive"),
     (["{log}", "--out", "{tmp}/no/such/dir/e.jsonl"], "does not exist"),
 ])

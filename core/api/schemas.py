@@ -204,8 +204,13 @@ class ScoreResponse(BaseModel):
     source: str
     threshold: float = Field(description="the session threshold used")
     line_threshold: float
-    format: str = Field(description="the format used and how it was detected")
-    sessions_by: str
+    format: str = Field(description="the name of the format used (e.g. 'linux'), as --format "
+                                    "and the request's format take it")
+    format_detail: str = Field(description="how the format was chosen, e.g. "
+                                           "'linux: 100.0% of 3 sampled lines'")
+    sessions_by: str = Field(description="how lines were grouped into sessions. Session ids "
+                                         "are scoped to one request: windows and lines without "
+                                         "an id are named by the request's line numbers (from 1)")
     summary: ScoreSummary
     explained_sessions: int = Field(description="how many sessions carry top_lines")
     warnings: list[str] = Field(

@@ -27,12 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
+    from tinylogbert.cli.common import PhaseBar
     from tinylogbert.cli.main import check_output_folder
     from tinylogbert.errors import OutputError, TinyLogBERTError
     from tinylogbert.model.checkpoint import check_folder
     from tinylogbert.reports.display import format_threshold
     from tinylogbert.scoring.detector import TinyLogBERTDetector
-    from tqdm import tqdm
 
     if args.epochs < 1:
         raise TinyLogBERTError(f"--epochs {args.epochs}: must be at least 1")
@@ -47,19 +47,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if log.stat().st_size == 0:
         raise TinyLogBERTError(f"{args.logfile}: the log is empty")
     detector = TinyLogBERTDetector.load(folder)
-    bar = tqdm(total=None, unit="step", desc="adapting", disable=args.quiet, file=sys.stderr)
-    phase = [""]
-
-    def progress(p) -> None:
-        if p.phase != phase[0]:
-            phase[0] = p.phase
-            bar.set_description(p.phase, refresh=False)
-            bar.reset(total=p.total_steps)
-        bar.update(p.step - bar.n)
-
+    bar = PhaseBar(args.quiet, show_loss=False)
     started = time.perf_counter()
-    adapted = detector.adapt(str(log), epochs=args.epochs, on_progress=progress)
-    bar.close()
+    try:
+        adapted = detector.adapt(str(log), epochs=args.epochs, on_progress=bar)
+    finally:
+        bar.close()
     out = adapted.save(args.out)
     info = adapted.training_summary_["adapted_from"]
     print(f"adapted to {info['lines']:,} lines in {time.perf_counter() - started:.1f}s; "

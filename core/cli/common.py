@@ -60,3 +60,34 @@ def report_scored(s: dict, seconds: float, waited: float, model_sequences: int,
            if s["suppressed_sessions"] else "")
         + f"; {model_sequences:,} distinct session sequences went through the model{extra}"
     )
+
+
+class PhaseBar:
+    """One progress bar per training phase (mlm, clean, head), drawn from the first step on:
+    a bar made before there is a step to show printed ``training: 0step [00:00, ?step/s]``
+    before every ``train``, even before the error for an empty log."""
+
+    def __init__(self, quiet: bool, show_loss: bool = True) -> None:
+        self.quiet, self.show_loss = quiet, show_loss
+        self.bar = None
+        self.phase = ""
+
+    def __call__(self, p) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=p.total_steps, unit="step", desc=p.phase, file=sys.stderr)
+            self.phase = p.phase
+        elif p.phase != self.phase:
+            self.phase = p.phase
+            self.bar.set_description(p.phase, refresh=False)
+            self.bar.reset(total=p.total_steps)
+        if self.show_loss:
+            self.bar.set_postfix(loss=f"{p.loss:.3f}", refresh=False)
+        self.bar.update(p.step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

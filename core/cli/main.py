@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tinylogbert import __version__
 from tinylogbert.cli.common import (
+    PhaseBar,
     _in_background,
     _load_detector,
     report_scored,
@@ -106,7 +107,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinylogbert.model.training import TrainConfig
     from tinylogbert.scoring.detector import TinyLogBERTDetector
     from tinylogbert.scoring.fit_check import training_warnings
-    from tqdm import tqdm
 
     model = ModelConfig(
         hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
@@ -124,21 +124,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size, contamination=contamination, init_from=args.init_from,
         masks=tuple(args.mask or ()), num_threads=args.threads,
     )
-    bar = tqdm(total=None, unit="step", desc="training", disable=args.quiet, file=sys.stderr)
-
-    phase = [""]
-
-    def progress(p) -> None:
-        if p.phase != phase[0]:  # one bar per phase: mlm, clean, head
-            phase[0] = p.phase
-            bar.set_description(p.phase, refresh=False)
-            bar.reset(total=p.total_steps)
-        bar.set_postfix(loss=f"{p.loss:.3f}", refresh=False)
-        bar.update(p.step - bar.n)
-
+    bar = PhaseBar(args.quiet)
     started = time.perf_counter()
-    detector.fit(args.logfile, on_progress=progress)
-    bar.close()
+    try:
+        detector.fit(args.logfile, on_progress=bar)
+    finally:
+        bar.close()
     out = detector.save(args.out)
     summary = detector.training_summary_
     for message in training_warnings(summary):
@@ -367,7 +358,8 @@ def build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
 # Sub-commands that live beside the module they drive; each module has ``register(subparsers)``.
 EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tinylogbert.cli.formats", "tinylogbert.cli.parse",
                                           "tinylogbert.cli.serve", "tinylogbert.cli.watch",
-                                          "tinylogbert.cli.feedback", "tinylogbert.cli.adapt")
+                                          "tinylogbert.cli.feedback", "tinylogbert.cli.adapt",
+                                          "tinylogbert.cli.review")
 BENCH_MODULE = "benchmarks.bench_cli"
 # The benchmarks are not installed with the library: ``bench`` finds them in the source tree.
 SOURCE_TREE = Path(__file__).resolve().parents[2]

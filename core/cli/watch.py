@@ -47,9 +47,11 @@ def register(subparsers) -> None:
                    help="also write an event (\"event\": \"line\") for every line over the "
                         "model's line threshold, even when its session is not anomalous")
     p.add_argument("--from-start", action="store_true",
-                   help="read the file from its first line (default: from its end, like tail -F)")
+                   help="read the file from its first line (default: from its end, like tail -F; "
+                        "with --no-follow always from its first line)")
     p.add_argument("--no-follow", action="store_true",
-                   help="stop at the end of the file instead of waiting for more")
+                   help="read the file from its first line to its end and stop, instead of waiting "
+                        "for more")
     p.add_argument("--max-open-sessions", type=int, default=10_000, metavar="N",
                    help="at most this many open sessions; beyond it the least recently active "
                         "ones are closed first (counted as forced) (default 10000)")
@@ -110,8 +112,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         warn,
     )
     from tinylogbert.io.log_reader import check_readable
-    from tinylogbert.live.follow import follow, read_stream
-    from tinylogbert.live.session_tracker import SessionTracker
+    from tinylogbert.live.follow import follow, head_lines, read_stream
+    from tinylogbert.live.session_tracker import DETECT_LINES, SessionTracker
 
     if args.idle_timeout is not None and args.idle_timeout <= 0:
         raise OutputError("--idle-timeout must be positive")
@@ -130,6 +132,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         args.max_open_sessions, args.max_session_lines, emit_all=args.all,
         top_lines=args.top_lines, source=source_name, on_warning=warn, emit_lines=args.lines,
     )
+    # --no-follow from the end would read nothing: it reads the file as it is, from line 1.
+    from_start = args.from_start or args.no_follow
+    if not stdin:  # the same format check whichever line the watch starts from
+        tracker.check_format(head_lines(args.logfile, DETECT_LINES))
     stop = _Stop()
     out = sys.stdout if args.out == "-" else open(Path(args.out), "a", encoding="utf-8")  # noqa: SIM115
     try:
@@ -137,8 +143,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
             chunks = read_stream(sys.stdin.fileno(), args.poll, stop)
             start = "standard input"
         else:
-            chunks = follow(args.logfile, args.from_start, not args.no_follow, args.poll, stop)
-            start = f"{args.logfile} ({'from its first line' if args.from_start else 'from its end'})"
+            chunks = follow(args.logfile, from_start, not args.no_follow, args.poll, stop)
+            start = f"{args.logfile} ({'from its first line' if from_start else 'from its end'}" \
+                    f"{', to its end' if args.no_follow else ''})"
         print(f"watching {start}; model {args.model}; stop with Ctrl-C", file=sys.stderr,
               flush=True)
         started = time.perf_counter()

@@ -66,6 +66,17 @@ def _count_lines(handle) -> int:
     return count
 
 
+def head_lines(path: str | Path, n: int) -> list[str]:
+    """The file's first ``n`` lines as it is now (a gzip file decompressed): what the format is
+    checked on before a watch starts, whichever line the watch starts from."""
+    import gzip
+    import itertools
+
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rb") as handle:
+        return [_decode(line.rstrip(b"\n")) for line in itertools.islice(handle, n)]
+
+
 def is_gzip(path: str | Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(2) == GZIP_MAGIC

@@ -123,6 +123,7 @@ class SessionTracker:
         self._last_time = math.nan
         self._grid_seen = 0.0  # when the grid's (windows') last line came
         self._warned: set[str] = set()
+        self._file = 1  # the file of the run the lines come from: 2 after the first rotation
 
     # ---- public ----
     @property
@@ -170,11 +171,14 @@ class SessionTracker:
         """A new file (rotation, truncation): windows and the lines without an id end here;
         id sessions stay open (their next lines may be in the new file)."""
         if self.format is None:
+            self._file += 1
             return []
         if self.by != "id":
             self._end_grid(event)
         self._close_orphans(event)
-        return self._score_closed()
+        events = self._score_closed()
+        self._file += 1  # line numbers restart at 1: ids by line number get the file's prefix
+        return events
 
     def close_all(self, reason: str = "end") -> list[dict]:
         """The input ended (or the watch is stopped): every open session closes."""
@@ -188,6 +192,14 @@ class SessionTracker:
             self._close(sid, reason)
         self._close_orphans(reason)
         return self._score_closed()
+
+    def check_format(self, lines: list[str]) -> None:
+        """Fail now (one-line ``FormatError``) when ``lines`` (a file's first lines) do not parse
+        with the chosen format, whichever line the watch then starts from; nothing is decided
+        or kept, the format is still decided on the first lines fed."""
+        if lines:
+            pipeline.parse(_log_lines(lines, self.source), self.log_format,
+                           getattr(self.detector, "format_", None))
 
     # ---- grouping ----
     def _decide(self, now: float) -> None:
@@ -402,10 +414,14 @@ class SessionTracker:
         return int(piece.parsed.table["line_no"][g - piece.start].as_py())
 
     def _session_id(self, s: _Session) -> str:
+        """Batch's id; ids made of line numbers (windows, lines without an id) are prefixed
+        with ``fileN:`` from the second file of the run on (after a rotation or truncation the
+        numbers start at 1 again), so that no id repeats within one watch."""
+        prefix = f"file{self._file}:" if self._file > 1 else ""
         if s.sid == "no-id:":
-            s.sid = f"no-id:{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
+            s.sid = f"{prefix}no-id:{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
         elif s.sid.startswith("@"):
-            s.sid = f"L{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
+            s.sid = f"{prefix}L{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
         elif s.name:
             s.sid = s.name
         return s.sid
@@ -467,7 +483,8 @@ class SessionTracker:
                 "last_time": stamps[last].as_py(),
                 "closed": s.reason,
                 "top_line_no": row["top_line_no"],
-                "components": {k[2:]: v for k, v in row.items()
+                # named as SESSIONS.csv names them (z_rarity, z_context, z_top)
+                "components": {k: v for k, v in row.items()
                                if k.startswith("z_") and v is not None and math.isfinite(v)},
                 "top_lines": [
                     {"line_no": r.line_no, "score": round(r.score, 4),

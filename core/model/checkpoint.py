@@ -247,10 +247,23 @@ def model_from_pretrained(
     from tinylogbert.model.tinylogbert_model import TinyLogBERT
     from transformers import BertModel
 
+    from transformers.utils import logging as hf_logging
+
     folder = check_init_from(name_or_path)
-    bert = BertModel.from_pretrained(folder, add_pooling_layer=False, local_files_only=True,
-                                     use_safetensors=True)
-    bert.resize_token_embeddings(vocab_size)
+    # Only the encoder is taken: a checkpoint's pooler and MLM head are expected to be left
+    # unused, and transformers' LOAD REPORT table of them (UNEXPECTED keys), its resize notes
+    # and its "Loading weights" bar are noise on every --init-from run. Errors still raise.
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        bert = BertModel.from_pretrained(folder, add_pooling_layer=False, local_files_only=True,
+                                         use_safetensors=True)
+        bert.resize_token_embeddings(vocab_size)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     cfg = bert.config
     cfg.pad_token_id = pad_token_id
     model = TinyLogBERT(cfg, n_line_classes, head_hidden)

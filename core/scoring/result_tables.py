@@ -90,6 +90,7 @@ def build_result(
         line_threshold=line_threshold,
         score_scale=scale,
         format_description=detection,
+        format_name=parsed.format.name,
         session_strategy=index.strategy,
         n_unparsed=parsed.n_unparsed,
         sessions=index,

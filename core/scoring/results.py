@@ -50,15 +50,19 @@ class SessionExplanation:
         if not self.lines:
             return "no lines"
         top = self.lines[0]
-        if self.end_surprisal > top.surprisal and self.end_expected != "(end of session)":
-            return (
-                f"the session stops unexpectedly (p={np.exp(-self.end_surprisal):.2g}); "
-                f"expected next: '{self.end_expected}'"
-            )
-        return (
-            f"line {top.line_no} weighs most (rare, and p={top.probability:.2g} where it "
-            f"stands); expected '{top.expected}'"
-        )
+        return summary_text(top.line_no, top.surprisal, top.expected, self.end_surprisal,
+                            self.end_expected)
+
+
+def summary_text(line_no: int, surprisal: float, expected: str, end_surprisal: float,
+                 end_expected: str) -> str:
+    """``SessionExplanation.summary`` from its parts: one sentence on why a session scored as it
+    did (also the ``explanation`` column of SESSIONS.csv, built without an explanation each)."""
+    if end_surprisal > surprisal and end_expected != "(end of session)":
+        return (f"the session stops unexpectedly (p={np.exp(-end_surprisal):.2g}); "
+                f"expected next: '{end_expected}'")
+    return (f"line {line_no} weighs most (rare, and p={np.exp(-surprisal):.2g} where it "
+            f"stands); expected '{expected}'")
 
 
 def put_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
@@ -88,6 +92,7 @@ class ScoreResult:
     end_expected: np.ndarray = field(repr=False)  # per session: what was expected instead
     session_labels: np.ndarray | None = None  # 0/1, -1 unknown
     line_labels: np.ndarray | None = None
+    format_name: str = ""  # the format's name alone ("linux"); format_description says how
 
     # ---- tables -----------------------------------------------------------------------------
     @cached_property
@@ -243,11 +248,51 @@ class ScoreResult:
         """One row per input line, in order: the CLI's LINES.csv."""
         pacsv.write_csv(self.line_table, str(path))
 
+    def session_overview(self) -> pa.Table:
+        """Per session, what a reader needs beside the scores: ``first_time`` and ``last_time``
+        (the timestamps of its first and last line, as in the log) and ``explanation``
+        (``explain(i).summary()``, built for every session at once)."""
+        n = self.n_sessions
+        offsets = np.asarray(self.sessions.offsets)
+        if n == 0 or not len(self.sessions.members):
+            empty = pa.array([""] * n, type=pa.string())
+            return pa.table({"first_time": empty, "last_time": empty, "explanation": empty})
+        members = np.asarray(self.sessions.members)
+        seg = self.sessions.member_session()
+        lengths = np.diff(offsets)
+        starts = np.minimum(offsets[:-1], len(members) - 1)
+        # first / last line of each session (by line), and the position that weighs most, ranked
+        # as explain() ranks it: highest line score, the first one on ties
+        first_line = np.minimum.reduceat(members, starts)
+        last_line = np.maximum.reduceat(members, starts)
+        order = np.lexsort((np.arange(len(members)), -self.position_score, seg))
+        top = order[starts]
+        stamps = self.line_table["timestamp"]
+        line_no = self.line_table["line_no"].to_numpy()
+        texts = [
+            summary_text(int(line_no[members[j]]), float(self.position_surprisal[j]),
+                         str(self.position_expected[j]), float(self.end_surprisal[i]),
+                         str(self.end_expected[i])) if lengths[i] else "no lines"
+            for i, j in enumerate(top.tolist())
+        ]
+        take = pa.array(np.where(lengths > 0, first_line, 0))
+        take_last = pa.array(np.where(lengths > 0, last_line, 0))
+        return pa.table({
+            "first_time": stamps.take(take).cast(pa.string()),
+            "last_time": stamps.take(take_last).cast(pa.string()),
+            "explanation": pa.array(texts, type=pa.string()),
+        })
+
     def _session_csv_table(self) -> pa.Table:
         """The sessions as the CLI writes them: the head's estimate (a diagnostic that the
-        CLI does not compute) stays out, so every front end writes the same file."""
+        CLI does not compute) stays out, so every front end writes the same file; the
+        overview's columns (first/last time, the explanation) come last."""
         drop = [c for c in ("z_head",) if c in self.session_table.column_names]
-        return self.session_table.drop_columns(drop)
+        table = self.session_table.drop_columns(drop)
+        overview = self.session_overview()
+        for name in overview.column_names:
+            table = put_column(table, name, overview[name])
+        return table
 
     def write_sessions_csv(self, path: str | Path) -> None:
         pacsv.write_csv(self._session_csv_table(), str(path))

@@ -8,6 +8,7 @@ import streamlit as st
 from tinylogbert.reports.display import format_threshold, plural
 
 from dashboard import state
+from dashboard.explain_view import blank_missing_text
 from dashboard.models import REPO_ROOT
 
 PREVIEW_ROWS = 20
@@ -78,5 +79,6 @@ if workspace is not None:
            "set LOG to where it is on your machine.")
     )
     st.markdown("**Preview** (first lines)")
-    st.dataframe(export.line_table.slice(0, PREVIEW_ROWS).to_pandas(), hide_index=True,
+    st.dataframe(blank_missing_text(export.line_table.slice(0, PREVIEW_ROWS).to_pandas()),
+                 hide_index=True,
                  key="download_preview")

@@ -9,6 +9,7 @@ from tinylogbert.reports.display import plural
 from dashboard import state
 from dashboard.cache import session_map
 from dashboard.charts import COLOUR_CHOICES, embedding_scatter, selected_session_ids
+from dashboard.explain_view import blank_missing_text
 from dashboard.projection import METHODS
 
 MAX_LISTED_SESSIONS = 50
@@ -78,7 +79,7 @@ if workspace is not None:
                     + (f" of the first {MAX_LISTED_SESSIONS} sessions" if len(chosen) >
                        MAX_LISTED_SESSIONS else "") + ")")
         st.dataframe(
-            lines.head(MAX_LISTED_LINES)[["session", "line_no", "timestamp", "level", "message",
-                                          "score", "expected"]],
+            blank_missing_text(lines.head(MAX_LISTED_LINES)[
+                ["session", "line_no", "timestamp", "level", "message", "score", "expected"]]),
             hide_index=True, key="selected_lines",
         )

@@ -22,6 +22,7 @@ from dashboard.models import (
 )
 from dashboard.score_settings import CUSTOM_FORMAT, MODEL_SESSIONS, ScoreSettings
 from dashboard.scoring import LogUpload, input_key, score_upload
+from dashboard.training_eta import TrainingEta
 from dashboard.workspace import Workspace
 
 INPUT_SOURCE = "input_source"  # "file" or SAMPLE: whichever the user chose last
@@ -297,6 +298,8 @@ def training_section(upload: LogUpload | None, missing: bool, misfit: bool = Fal
                    "the model is kept in a temporary folder, deleted when no longer used.")
         preset = TRAINING_PRESETS[st.selectbox("Model size", list(TRAINING_PRESETS),
                                                key="training_preset")]
+        st.caption(f"{preset.describe()}. The same from the command line: "
+                   f"`{preset.cli_command()}`")
         if not st.button("Train", type="primary" if missing or misfit else "secondary",
                          key="train"):
             return
@@ -305,15 +308,17 @@ def training_section(upload: LogUpload | None, missing: bool, misfit: bool = Fal
         loss_chart = st.empty()
         history: list[dict] = []
         last_drawn = [0.0]
+        eta = TrainingEta(preset.training)
 
         def progress(p) -> None:
             history.append({"step": p.step, "loss": p.loss})
+            left = eta.update(p)
             now = time.perf_counter()
             if now - last_drawn[0] < PROGRESS_INTERVAL_S and p.step < p.total_steps:
                 return
             last_drawn[0] = now
             bar.progress(p.fraction, text=f"{p.phase} step {p.step:,}/{p.total_steps:,} · "
-                                          f"loss {p.loss:.3f} · about {p.eta_s:.0f} s left")
+                                          f"loss {p.loss:.3f} · about {left:.0f} s left")
             loss_chart.line_chart(pd.DataFrame(history).set_index("step"), height=220)
 
         folder = train_model(upload.lines, preset, settings.log_format, settings.sessions, progress)
