@@ -783,3 +783,23 @@ def test_lines_without_a_level_show_an_empty_cell_not_none(app):
         frame = table.value
         if "level" in frame.columns:
             assert not frame["level"].isna().any() and "None" not in set(frame["level"])
+
+
+def test_the_current_model_can_be_adapted_to_the_upload(app, tiny_checkpoint, tmp_path,
+                                                        monkeypatch):
+    """'Adapt the current model': a new model, adapted from the one in use, scores the upload;
+    the caption gives the same from the command line."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    at = upload(app.run())
+    at.radio(key="training_how").set_value("Adapt the current model").run()
+    assert any(f"tinylogbert adapt --model {tiny_checkpoint} LOG" in c.value for c in at.caption)
+    at.button(key="train").click().run()
+    no_traceback(at)
+    assert not errors(at)
+    adapted = Path(at.session_state["trained_model_path"])
+    assert adapted.is_relative_to(tmp_path) and (adapted / "detector.json").is_file()
+    summary = json.loads((adapted / "detector.json").read_text())["training_summary"]
+    assert summary["adapted_from"]["epochs"] == 1
+    assert workspace(at).model_path == str(adapted)

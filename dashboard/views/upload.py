@@ -9,6 +9,7 @@ import streamlit as st
 from tinylogbert.errors import CheckpointError, LabelError, TinyLogBERTError
 from tinylogbert.io.log_formats import available_formats
 from tinylogbert.model.checkpoint import archive_bytes, save_copy
+from tinylogbert.model.training import TrainConfig
 from tinylogbert.reports.display import format_threshold, plural
 
 from dashboard import state
@@ -16,6 +17,7 @@ from dashboard.cache import SAMPLE_LABELS, load_detector, load_sample
 from dashboard.models import (
     TRAINING_PRESETS,
     TrainingLimits,
+    adapt_model,
     model_exists,
     model_stamp,
     train_model,
@@ -278,6 +280,11 @@ def settings_form(upload: LogUpload, expanded: bool) -> None:
             st.error(st.session_state[SETTINGS_ERROR], icon=":material/error:")
 
 
+TRAIN_NEW = "Train a new model"
+ADAPT = "Adapt the current model"
+ADAPT_SCHEDULE = TrainConfig(epochs=1, head_epochs=2)  # what ``adapt`` runs, for the estimate
+
+
 def training_section(upload: LogUpload | None, missing: bool, misfit: bool = False) -> None:
     """Open when there is no model, or when the model does not fit the log
     (``tinylogbert.scoring.fit_check``)."""
@@ -296,19 +303,32 @@ def training_section(upload: LogUpload | None, missing: bool, misfit: bool = Fal
                    f"{plural(limits.max_epochs, 'epoch')} "
                    "(TINYLOGBERT_DASHBOARD_MAX_TRAIN_LINES, TINYLOGBERT_DASHBOARD_MAX_EPOCHS); "
                    "the model is kept in a temporary folder, deleted when no longer used.")
-        preset = TRAINING_PRESETS[st.selectbox("Model size", list(TRAINING_PRESETS),
-                                               key="training_preset")]
-        st.caption(f"{preset.describe()}. The same from the command line: "
-                   f"`{preset.cli_command()}`")
-        if not st.button("Train", type="primary" if missing or misfit else "secondary",
-                         key="train"):
+        base = state.active_model_path()
+        how = st.radio("How", [TRAIN_NEW, ADAPT], key="training_how", horizontal=True,
+                       disabled=not model_exists(base),
+                       help="Adapt follows a newer release of the same software: it keeps what "
+                            "the current model knew and learns the new log's messages in one "
+                            "epoch, in a fraction of a full training's time")
+        if how == ADAPT and model_exists(base):
+            st.caption(f"Adapts the current model ({state.describe_model(base)}) to "
+                       f"**{upload.name}**. The same from the command line: "
+                       f"`tinylogbert adapt --model {state.command_model_path(base)} LOG "
+                       "--out NEW_MODEL_DIR`")
+            preset = None
+        else:
+            preset = TRAINING_PRESETS[st.selectbox("Model size", list(TRAINING_PRESETS),
+                                                   key="training_preset")]
+            st.caption(f"{preset.describe()}. The same from the command line: "
+                       f"`{preset.cli_command()}`")
+        if not st.button("Adapt" if preset is None else "Train",
+                         type="primary" if missing or misfit else "secondary", key="train"):
             return
         settings = applied_settings()
         bar = st.progress(0.0, text="preparing the training data")
         loss_chart = st.empty()
         history: list[dict] = []
         last_drawn = [0.0]
-        eta = TrainingEta(preset.training)
+        eta = TrainingEta(preset.training if preset else ADAPT_SCHEDULE)
 
         def progress(p) -> None:
             history.append({"step": p.step, "loss": p.loss})
@@ -321,7 +341,14 @@ def training_section(upload: LogUpload | None, missing: bool, misfit: bool = Fal
                                           f"loss {p.loss:.3f} · about {left:.0f} s left")
             loss_chart.line_chart(pd.DataFrame(history).set_index("step"), height=220)
 
-        folder = train_model(upload.lines, preset, settings.log_format, settings.sessions, progress)
+        try:
+            folder = (adapt_model(upload.lines, base, progress) if preset is None else
+                      train_model(upload.lines, preset, settings.log_format, settings.sessions,
+                                  progress))
+        except TinyLogBERTError as exc:
+            bar.empty()
+            st.error(str(exc), icon=":material/error:")
+            return
         bar.progress(1.0, text="trained; scoring with the new model")
         state.use_trained_model(folder)
         st.rerun()
