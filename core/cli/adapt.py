@@ -32,7 +32,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from tinylogbert.model.checkpoint import check_folder
     from tinylogbert.reports.display import format_threshold
     from tinylogbert.scoring.detector import TinyLogBERTDetector
-    from tqdm import tqdm
+    from tinylogbert.cli.progress import progress_bar
 
     if args.epochs < 1:
         raise TinyLogBERTError(f"--epochs {args.epochs}: must be at least 1")
@@ -47,7 +47,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if log.stat().st_size == 0:
         raise TinyLogBERTError(f"{args.logfile}: the log is empty")
     detector = TinyLogBERTDetector.load(folder)
-    bar = tqdm(total=None, unit="step", desc="adapting", disable=args.quiet, file=sys.stderr)
+    bar = progress_bar("adapting", quiet=args.quiet)  # tqdm on a terminal only
     phase = [""]
 
     def progress(p) -> None:

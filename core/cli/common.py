@@ -5,15 +5,16 @@ Why a module of their own: ``main`` (the in-memory ``score``) and ``streaming`` 
 """
 from __future__ import annotations
 
-import sys
 import threading
 
 from tinylogbert.reports.display import format_threshold
 
 
 def warn(message: str) -> None:
-    """A warning: one line on stderr, the work goes on."""
-    print(f"warning: {message}", file=sys.stderr)
+    """A warning: one line on stderr (JSON with ``--log-format json``), the work goes on."""
+    from tinylogbert.cli.log_output import emit
+
+    emit(message, "warning", "warning: ")
 
 
 def _in_background(function, *args):

@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinylogbert.model.training import TrainConfig
     from tinylogbert.scoring.detector import TinyLogBERTDetector
     from tinylogbert.scoring.fit_check import training_warnings
-    from tqdm import tqdm
+    from tinylogbert.cli.progress import progress_bar
 
     model = ModelConfig(
         hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size, contamination=contamination, init_from=args.init_from,
         num_threads=args.threads,
     )
-    bar = tqdm(total=None, unit="step", desc="training", disable=args.quiet, file=sys.stderr)
+    bar = progress_bar("training", quiet=args.quiet)  # tqdm on a terminal only
 
     phase = [""]
 

@@ -62,6 +62,9 @@ def register(subparsers) -> None:
     p.add_argument("--runtime", choices=["auto", "onnx", "torch"], default="auto",
                    help="as in score")
     p.add_argument("--threads", type=int, default=0, help="torch or ONNX Runtime threads")
+    from tinylogbert.cli.watch_extras import add_watch_options
+
+    add_watch_options(p)  # --log-format, --metrics-port, --state, alert sinks
     p.set_defaults(func=cmd_watch)
 
 
@@ -111,7 +114,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     )
     from tinylogbert.io.log_reader import check_readable
     from tinylogbert.live.follow import follow, read_stream
+    from tinylogbert.cli.log_output import emit, set_log_format
     from tinylogbert.live.session_tracker import SessionTracker
+
+    set_log_format(args.log_format)
 
     if args.idle_timeout is not None and args.idle_timeout <= 0:
         raise OutputError("--idle-timeout must be positive")
@@ -139,8 +145,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         else:
             chunks = follow(args.logfile, args.from_start, not args.no_follow, args.poll, stop)
             start = f"{args.logfile} ({'from its first line' if args.from_start else 'from its end'})"
-        print(f"watching {start}; model {args.model}; stop with Ctrl-C", file=sys.stderr,
-              flush=True)
+        emit(f"watching {start}; model {args.model}; stop with Ctrl-C")
         started = time.perf_counter()
 
         def write(events: list[dict]) -> None:
@@ -152,8 +157,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         for chunk in chunks:
             write(tracker.feed(chunk.lines, chunk.first_line_no))
             if chunk.event in ("rotated", "truncated"):
-                print(f"watch: {source_name} was {chunk.event}; following the new file from "
-                      "line 1", file=sys.stderr, flush=True)
+                emit(f"watch: {source_name} was {chunk.event}; following the new file from "
+                     "line 1", source=source_name, event=chunk.event)
                 write(tracker.restart(chunk.event))
             if chunk.caught_up and not stop():
                 write(tracker.close_idle())
@@ -165,10 +170,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     s = tracker.stats
     ended = {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "stopped (SIGTERM)"}.get(
         stop.signal, "input ended")
-    print(f"watch: {ended} after {time.perf_counter() - started:.1f}s; {s.lines:,} lines, "
-          f"{s.sessions_closed:,} sessions closed ({s.anomalous:,} anomalous, "
-          f"{s.forced_closed:,} forced closed by --max-open-sessions/--max-session-lines), "
-          f"{s.emitted:,} events written", file=sys.stderr, flush=True)
+    emit(f"watch: {ended} after {time.perf_counter() - started:.1f}s; {s.lines:,} lines, "
+         f"{s.sessions_closed:,} sessions closed ({s.anomalous:,} anomalous, "
+         f"{s.forced_closed:,} forced closed by --max-open-sessions/--max-session-lines), "
+         f"{s.emitted:,} events written", lines=s.lines, sessions_closed=s.sessions_closed,
+         anomalous=s.anomalous, events=s.emitted)
     return 0
 
 
