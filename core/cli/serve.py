@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name, env, help_text in cli_settings():
         p.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N",
                        help=f"{help_text} (env {env})")
+    from tinylogbert.cli.serve_live import add_live_arguments
+
+    add_live_arguments(p)
 
 
 def register(subparsers) -> None:
@@ -58,7 +61,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     set_log_format(args.log_format)
     settings = settings_from_args(args)
-    app = create_app(settings=settings)  # loads the model once, before listening
+    from tinylogbert.cli.serve_live import live_settings_from_args
+
+    app = create_app(settings=settings, live=live_settings_from_args(args))  # loads the model once, before listening
     if not settings.api_key and not _is_loopback(args.host):
         emit(f"listening on {args.host} without an API key; set {API_KEY_ENV} to require one",
              "warning", "warning: ")

@@ -115,6 +115,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from tinylogbert.io.log_reader import check_readable
     from tinylogbert.live.follow import follow, read_stream
     from tinylogbert.cli.log_output import emit, set_log_format
+    from tinylogbert.cli.watch_extras import WatchExtras
     from tinylogbert.live.session_tracker import SessionTracker
 
     set_log_format(args.log_format)
@@ -131,11 +132,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
     sessions = _session_config(args) if _session_options_given(args) else None
     detector = _load_detector(args.model, args.runtime, args.threads)
     source_name = "<stdin>" if stdin else str(args.logfile)
+    extras = WatchExtras(args, source_name)
     tracker = SessionTracker(
         detector, args.format, sessions, args.threshold, args.idle_timeout,
         args.max_open_sessions, args.max_session_lines, emit_all=args.all,
-        top_lines=args.top_lines, source=source_name, on_warning=warn, emit_lines=args.lines,
+        top_lines=args.top_lines, source=source_name, on_warning=extras.warning_hook(warn),
+        emit_lines=args.lines,
     )
+    extras.instrument(tracker)
     stop = _Stop()
     out = sys.stdout if args.out == "-" else open(Path(args.out), "a", encoding="utf-8")  # noqa: SIM115
     try:
@@ -165,6 +169,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         write(tracker.close_all("signal" if stop() else "end"))
     finally:
         stop.restore()
+        extras.close()
         if out is not sys.stdout:
             out.close()
     s = tracker.stats
