@@ -72,3 +72,41 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+class Alertmanager:
+    """A real Alertmanager (Debian's prometheus-alertmanager) on 127.0.0.1, temp config and
+    storage, no clustering."""
+
+    CONFIG = 'route:\n  receiver: "null"\n  group_wait: 1s\nreceivers:\n  - name: "null"\n'
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.binary = need_program("prometheus-alertmanager")
+        self.folder = folder
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Alertmanager":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = self.folder / "alertmanager.yml"
+        config.write_text(self.CONFIG)
+        self.log = open(self.folder / "alertmanager.log", "a")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={config}", f"--storage.path={self.folder / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="],
+            stdout=self.log, stderr=self.log)
+        wait_http(f"{self.url}/-/ready", 30, self.proc)
+        return self
+
+    def alerts(self) -> list[dict]:
+        import json
+
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.log.close()

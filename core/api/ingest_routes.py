@@ -9,6 +9,7 @@ gets 202 with counts. The API key (``ApiKeyGate``) applies to both.
 Note: no ``from __future__ import annotations`` (FastAPI reads the endpoints' annotations).
 """
 import json
+import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ class LiveSettings:
     message_field: str = "auto"  # /v1/ingest: the JSON field holding the line
     stream_field: str | None = None  # /v1/ingest: the JSON field naming the source stream
     events_path: Path | None = None  # every event, one JSON object per line (appended)
+    sinks: tuple = ()  # alert sinks (live.alert_sinks), delivered through the outbox
+    state_dir: Path | None = None  # where the outbox lives
 
 
 class _EventLog:
@@ -87,7 +90,7 @@ def _otlp_status(code: int, message: str, as_protobuf: bool) -> tuple[bytes, str
 
 
 def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependencies: list,
-                   on_events=None, on_warning=None) -> LiveIngest:
+                   on_events=None, on_warning=None, on_close=None) -> LiveIngest:
     """Add the routes; the worker starts with the first lines and stops with the app."""
     settings = service.settings
     events_log = _EventLog(live.events_path)
@@ -111,6 +114,8 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
             finally:  # SIGTERM: score what was queued, close every session, write its events
                 await anyio.to_thread.run_sync(ingest.close)
                 events_log.close()
+                if on_close is not None:  # the alerts of the sessions closed just now
+                    await anyio.to_thread.run_sync(on_close)
 
     app.router.lifespan_context = lifespan
 
@@ -208,7 +213,14 @@ def install_live(app: FastAPI, service, live: LiveSettings, dependencies: list) 
     from tinylogbert.api.metrics import install_metrics
     from tinylogbert.live.metrics import LiveMetrics
 
+    from tinylogbert.live.outbox import open_outbox
+
+    warn = logging.getLogger("tinylogbert").warning
     metrics = LiveMetrics()
     app.state.metrics = metrics
     install_metrics(app, metrics, dependencies)
-    return install_ingest(app, service, live, metrics, dependencies)
+    outbox = open_outbox(list(live.sinks), live.state_dir, metrics, warn)
+    app.state.outbox = outbox
+    return install_ingest(app, service, live, metrics, dependencies,
+                          on_events=outbox.add if outbox else None, on_warning=warn,
+                          on_close=outbox.close if outbox else None)

@@ -32,10 +32,16 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                         "per line")
     g.add_argument("--all", action="store_true",
                    help="an event for every closed session, not only the anomalous ones")
+    g.add_argument("--state", metavar="DIR",
+                   help="keep state here: the alert outbox (undelivered alerts survive restarts)")
+    from tinylogbert.cli.alert_options import add_alert_arguments
+
+    add_alert_arguments(g)
 
 
 def live_settings_from_args(args: argparse.Namespace):
     from tinylogbert.api.ingest_routes import LiveSettings
+    from tinylogbert.cli.alert_options import build_sinks
     from tinylogbert.cli.main import _session_config, _session_options_given, check_output_file
     from tinylogbert.live.ingest import IngestConfig
 
@@ -51,4 +57,6 @@ def live_settings_from_args(args: argparse.Namespace):
         threshold=args.threshold, idle_timeout=args.idle_timeout,
         max_queue_lines=args.ingest_queue_lines, emit_all=args.all)
     return LiveSettings(config, args.message_field, args.stream_field,
-                        Path(args.events) if args.events else None)
+                        Path(args.events) if args.events else None,
+                        tuple(build_sinks(args, args.state)),
+                        Path(args.state) if args.state else None)

@@ -19,6 +19,12 @@ def add_watch_options(p: argparse.ArgumentParser) -> None:
                    help="serve Prometheus metrics on http://HOST:PORT/metrics")
     p.add_argument("--metrics-host", default="127.0.0.1",
                    help="address of the metrics port (default 127.0.0.1: this machine only)")
+    p.add_argument("--state", metavar="DIR",
+                   help="keep state here: the alert outbox (undelivered alerts survive "
+                        "restarts)")
+    from tinylogbert.cli.alert_options import add_alert_arguments
+
+    add_alert_arguments(p)
 
 
 class WatchExtras:
@@ -27,9 +33,15 @@ class WatchExtras:
     STEPS = ("feed", "close_idle", "restart", "close_all")
 
     def __init__(self, args: argparse.Namespace, source: str) -> None:
+        from tinylogbert.cli.alert_options import build_sinks
+        from tinylogbert.live.outbox import open_outbox
+        from tinylogbert.cli.common import warn
+
         self.args, self.source = args, source
         self.metrics = None
         self._server = None
+        self.outbox = None
+        sinks = build_sinks(args, args.state)  # checked before anything starts
         if args.metrics_port is not None:
             if not 0 < args.metrics_port < 65536:
                 raise OutputError(f"--metrics-port {args.metrics_port}: not a TCP port")
@@ -42,23 +54,30 @@ class WatchExtras:
             except OSError as exc:
                 raise OutputError(f"--metrics-port {args.metrics_port}: {exc.strerror}") from None
             emit(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
+        self.outbox = open_outbox(sinks, args.state, self.metrics, warn)
 
     def warning_hook(self, then: Callable[[str], None]) -> Callable[[str], None]:
         return self.metrics.warning_hook(self.source, then) if self.metrics else then
 
     def instrument(self, tracker) -> None:
-        """Wrap the tracker's steps (on this instance only) to record metrics."""
+        """Wrap the tracker's steps (on this instance only) to record metrics and hand closed
+        anomalous sessions to the alert outbox."""
         from tinylogbert.live.metrics import step
 
         for name in self.STEPS:
             call = getattr(tracker, name)
 
             def wrapped(*a, _call=call, **kw):
-                return step(tracker, self.metrics, self.source, lambda: _call(*a, **kw))
+                events = step(tracker, self.metrics, self.source, lambda: _call(*a, **kw))
+                if self.outbox is not None and events:
+                    self.outbox.add(events)
+                return events
 
             setattr(tracker, name, wrapped)
 
     def close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
