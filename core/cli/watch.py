@@ -147,7 +147,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
             chunks = read_stream(sys.stdin.fileno(), args.poll, stop)
             start = "standard input"
         else:
-            chunks = follow(args.logfile, args.from_start, not args.no_follow, args.poll, stop)
+            chunks, resumed = extras.resume(tracker, None if out is sys.stdout else out,
+                                            not args.no_follow, args.poll, stop)
+            chunks = chunks or follow(args.logfile, args.from_start, not args.no_follow,
+                                      args.poll, stop)
             start = f"{args.logfile} ({'from its first line' if args.from_start else 'from its end'})"
         emit(f"watching {start}; model {args.model}; stop with Ctrl-C")
         started = time.perf_counter()
@@ -158,6 +161,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             if events:
                 out.flush()
 
+        if not stdin:
+            write(resumed)
         for chunk in chunks:
             write(tracker.feed(chunk.lines, chunk.first_line_no))
             if chunk.event in ("rotated", "truncated"):
@@ -166,7 +171,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 write(tracker.restart(chunk.event))
             if chunk.caught_up and not stop():
                 write(tracker.close_idle())
-        write(tracker.close_all("signal" if stop() else "end"))
+            extras.checkpoint(tracker, None if out is sys.stdout else out, chunk)
+        if not extras.keeps_sessions_open(stop()):
+            write(tracker.close_all("signal" if stop() else "end"))
+        extras.checkpoint(tracker, None if out is sys.stdout else out)
     finally:
         stop.restore()
         extras.close()
