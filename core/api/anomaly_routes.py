@@ -30,6 +30,7 @@ from tinylogbert.api.auth import ApiKeyGate, api_key_dependency
 from tinylogbert.api.body_limit import BodySizeLimit
 from tinylogbert.api.docs import docs_page
 from tinylogbert.api.errors import ERROR_RESPONSES, ErrorBody, install_error_handlers
+from tinylogbert.api.ingest_routes import LiveSettings, install_live
 from tinylogbert.api.negotiation import CSV_MEDIA, JSON_MEDIA, WARNINGS_HEADER, prefers_csv
 from tinylogbert.api.schemas import (
     FORMAT_HELP,
@@ -58,10 +59,12 @@ def _csv_filename(upload_name: str) -> str:
     return f"{stem}.scored.csv"
 
 
-def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None = None) -> FastAPI:
+def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None = None,
+               live: "LiveSettings | None" = None) -> FastAPI:
     """Build the API around the model in ``model_dir`` (default: ``settings.model_dir``).
 
-    ``settings`` default to ``ApiSettings.from_env()`` (``TINYLOGBERT_*`` variables)."""
+    ``settings`` default to ``ApiSettings.from_env()`` (``TINYLOGBERT_*`` variables); ``live``:
+    the live ingestion's options (``api.ingest_routes``)."""
     from tinylogbert.scoring.detector import (
         TinyLogBERTDetector,  # torch: imported only when an app is built
     )
@@ -197,4 +200,5 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
         content = await service.run(service.remove_feedback, entry_id)
         return Response(content, media_type=JSON_MEDIA)
 
+    install_live(app, service, live or LiveSettings(), secured)
     return app

@@ -5,15 +5,16 @@ Why a module of their own: ``main`` (the in-memory ``score``) and ``streaming`` 
 """
 from __future__ import annotations
 
-import sys
 import threading
 
 from tinylogbert.reports.display import format_threshold
 
 
 def warn(message: str) -> None:
-    """A warning: one line on stderr, the work goes on."""
-    print(f"warning: {message}", file=sys.stderr)
+    """A warning: one line on stderr (JSON with ``--log-format json``), the work goes on."""
+    from tinylogbert.cli.log_output import emit
+
+    emit(message, "warning", "warning: ")
 
 
 def _in_background(function, *args):
@@ -75,10 +76,11 @@ class PhaseBar:
     def __call__(self, p) -> None:
         if self.quiet:
             return
-        if self.bar is None:
-            from tqdm import tqdm
+        if self.bar is None:  # tqdm on a terminal, plain lines anywhere else (progress.py)
+            from tinylogbert.cli.progress import progress_bar
 
-            self.bar = tqdm(total=p.total_steps, unit="step", desc=p.phase, file=sys.stderr)
+            self.bar = progress_bar(p.phase, file=sys.stderr)
+            self.bar.reset(total=p.total_steps)
             self.phase = p.phase
         elif p.phase != self.phase:
             self.phase = p.phase

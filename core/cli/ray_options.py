@@ -7,9 +7,9 @@ for ``--engine ray``, calls ``score_with_ray``. Ray is imported only then, so th
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
+from tinylogbert.cli.progress import stderr_is_terminal
 from tinylogbert.errors import TinyLogBERTError
 from tinylogbert.reports.display import format_threshold
 from tinylogbert.sessions.grouping import SessionConfig
@@ -81,7 +81,7 @@ def score_with_ray(
         model=model, log_format=log_format, sessions=sessions, threshold=threshold, csv=csv,
         address=address, scorers=scorers, threads_per_scorer=max(threads, 1),
         lines_per_call=lines_per_call,
-        progress=sys.stderr.isatty() if progress is None else progress,
+        progress=stderr_is_terminal() if progress is None else progress,
     )
     return score_files(inputs, out_dir, config).to_dict()
 

@@ -11,6 +11,7 @@ import ipaddress
 import sys
 
 from tinylogbert.api.settings import API_KEY_ENV, ApiSettings, cli_settings
+from tinylogbert.cli.log_output import LOG_FORMATS, emit, set_log_format, uvicorn_log_config
 from tinylogbert.errors import TinyLogBERTError
 
 
@@ -22,9 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                   help="uvicorn's and the service's log on stderr: text, or one JSON object "
+                        "per line (default text)")
     for name, env, help_text in cli_settings():
         p.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N",
                        help=f"{help_text} (env {env})")
+    from tinylogbert.cli.serve_live import add_live_arguments
+
+    add_live_arguments(p)
 
 
 def register(subparsers) -> None:
@@ -52,14 +59,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from tinylogbert.api.anomaly_routes import create_app
 
+    set_log_format(args.log_format)
     settings = settings_from_args(args)
-    app = create_app(settings=settings)  # loads the model once, before listening
+    from tinylogbert.cli.serve_live import live_settings_from_args
+
+    app = create_app(settings=settings, live=live_settings_from_args(args))  # loads the model once, before listening
     if not settings.api_key and not _is_loopback(args.host):
-        print(f"warning: listening on {args.host} without an API key; set {API_KEY_ENV} "
-              "to require one", file=sys.stderr)
-    print(f"starting the API for {settings.model_dir} on http://{args.host}:{args.port} "
-          f"(docs: http://{args.host}:{args.port}/docs)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
+        emit(f"listening on {args.host} without an API key; set {API_KEY_ENV} to require one",
+             "warning", "warning: ")
+    emit(f"starting the API for {settings.model_dir} on http://{args.host}:{args.port} "
+         f"(docs: http://{args.host}:{args.port}/docs)")
+    log_config = ({"log_config": uvicorn_log_config(args.log_level)}
+                  if args.log_format == "json" else {})
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1,
+                **log_config)
     return 0
 
 

@@ -64,6 +64,9 @@ def register(subparsers) -> None:
     p.add_argument("--runtime", choices=["auto", "onnx", "torch"], default="auto",
                    help="as in score")
     p.add_argument("--threads", type=int, default=0, help="torch or ONNX Runtime threads")
+    from tinylogbert.cli.watch_extras import add_watch_options
+
+    add_watch_options(p)  # --log-format, --metrics-port, --state, alert sinks
     p.set_defaults(func=cmd_watch)
 
 
@@ -112,8 +115,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
         warn,
     )
     from tinylogbert.io.log_reader import check_readable
+    from tinylogbert.cli.log_output import emit, set_log_format
+    from tinylogbert.cli.watch_extras import WatchExtras
     from tinylogbert.live.follow import follow, head_lines, read_stream
     from tinylogbert.live.session_tracker import DETECT_LINES, SessionTracker
+
+    set_log_format(args.log_format)
 
     if args.idle_timeout is not None and args.idle_timeout <= 0:
         raise OutputError("--idle-timeout must be positive")
@@ -127,11 +134,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
     sessions = _session_config(args) if _session_options_given(args) else None
     detector = _load_detector(args.model, args.runtime, args.threads)
     source_name = "<stdin>" if stdin else str(args.logfile)
+    extras = WatchExtras(args, source_name)
     tracker = SessionTracker(
         detector, args.format, sessions, args.threshold, args.idle_timeout,
         args.max_open_sessions, args.max_session_lines, emit_all=args.all,
-        top_lines=args.top_lines, source=source_name, on_warning=warn, emit_lines=args.lines,
+        top_lines=args.top_lines, source=source_name, on_warning=extras.warning_hook(warn),
+        emit_lines=args.lines,
     )
+    extras.instrument(tracker)
     # --no-follow from the end would read nothing: it reads the file as it is, from line 1.
     from_start = args.from_start or args.no_follow
     if not stdin:  # the same format check whichever line the watch starts from
@@ -143,11 +153,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
             chunks = read_stream(sys.stdin.fileno(), args.poll, stop)
             start = "standard input"
         else:
-            chunks = follow(args.logfile, from_start, not args.no_follow, args.poll, stop)
+            chunks, resumed = extras.resume(tracker, None if out is sys.stdout else out,
+                                            not args.no_follow, args.poll, stop)
+            chunks = chunks or follow(args.logfile, from_start, not args.no_follow,
+                                      args.poll, stop)
             start = f"{args.logfile} ({'from its first line' if from_start else 'from its end'}" \
                     f"{', to its end' if args.no_follow else ''})"
-        print(f"watching {start}; model {args.model}; stop with Ctrl-C", file=sys.stderr,
-              flush=True)
+        emit(f"watching {start}; model {args.model}; stop with Ctrl-C")
         started = time.perf_counter()
 
         def write(events: list[dict]) -> None:
@@ -156,26 +168,33 @@ def cmd_watch(args: argparse.Namespace) -> int:
             if events:
                 out.flush()
 
+        if not stdin:
+            write(resumed)
         for chunk in chunks:
             write(tracker.feed(chunk.lines, chunk.first_line_no))
             if chunk.event in ("rotated", "truncated"):
-                print(f"watch: {source_name} was {chunk.event}; following the new file from "
-                      "line 1", file=sys.stderr, flush=True)
+                emit(f"watch: {source_name} was {chunk.event}; following the new file from "
+                     "line 1", source=source_name, event=chunk.event)
                 write(tracker.restart(chunk.event))
             if chunk.caught_up and not stop():
                 write(tracker.close_idle())
-        write(tracker.close_all("signal" if stop() else "end"))
+            extras.checkpoint(tracker, None if out is sys.stdout else out, chunk)
+        if not extras.keeps_sessions_open(stop()):
+            write(tracker.close_all("signal" if stop() else "end"))
+        extras.checkpoint(tracker, None if out is sys.stdout else out)
     finally:
         stop.restore()
+        extras.close()
         if out is not sys.stdout:
             out.close()
     s = tracker.stats
     ended = {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "stopped (SIGTERM)"}.get(
         stop.signal, "input ended")
-    print(f"watch: {ended} after {time.perf_counter() - started:.1f}s; {s.lines:,} lines, "
-          f"{s.sessions_closed:,} sessions closed ({s.anomalous:,} anomalous, "
-          f"{s.forced_closed:,} forced closed by --max-open-sessions/--max-session-lines), "
-          f"{s.emitted:,} events written", file=sys.stderr, flush=True)
+    emit(f"watch: {ended} after {time.perf_counter() - started:.1f}s; {s.lines:,} lines, "
+         f"{s.sessions_closed:,} sessions closed ({s.anomalous:,} anomalous, "
+         f"{s.forced_closed:,} forced closed by --max-open-sessions/--max-session-lines), "
+         f"{s.emitted:,} events written", lines=s.lines, sessions_closed=s.sessions_closed,
+         anomalous=s.anomalous, events=s.emitted)
     return 0
 
 

@@ -26,6 +26,8 @@ class Chunk:
     first_line_no: int = 1
     event: str | None = None
     caught_up: bool = True
+    offset: int | None = None  # bytes of the file consumed after these lines (``watch --state``)
+    inode: int | None = None  # of the file they came from
 
 
 def _decode(raw: bytes) -> str:
@@ -101,6 +103,26 @@ def follow(
     return _follow(path, handle, splitter, follow, poll_interval, stop)
 
 
+def follow_from(
+    path: str | Path, offset: int, next_line_no: int, follow: bool = True,
+    poll_interval: float = 0.2, stop: Callable[[], bool] = lambda: False,
+) -> Iterator[Chunk]:
+    """``follow`` from byte ``offset`` (the start of line ``next_line_no``): where a restarted
+    ``watch --state`` left off."""
+    path = check_readable(path)
+    handle = open(path, "rb")  # noqa: SIM115 -- the generator closes it
+    handle.seek(offset)
+    splitter = _Splitter()
+    splitter.next_line_no = next_line_no
+    return _follow(path, handle, splitter, follow, poll_interval, stop)
+
+
+def _mark(chunk: Chunk, handle, splitter: _Splitter, inode: int | None) -> Chunk:
+    chunk.offset = handle.tell() - len(splitter.buffer)
+    chunk.inode = inode
+    return chunk
+
+
 def _follow(path: Path, handle, splitter: _Splitter, follow: bool, poll_interval: float,
             stop: Callable[[], bool]) -> Iterator[Chunk]:
     inode = os.fstat(handle.fileno()).st_ino
@@ -109,7 +131,8 @@ def _follow(path: Path, handle, splitter: _Splitter, follow: bool, poll_interval
             data = handle.read(READ_SIZE)
             if data:
                 lines, first = splitter.push(data)
-                yield Chunk(lines, first, caught_up=len(data) < READ_SIZE)
+                yield _mark(Chunk(lines, first, caught_up=len(data) < READ_SIZE), handle,
+                            splitter, inode)
                 continue
             if not follow:
                 break
@@ -137,15 +160,15 @@ def _follow(path: Path, handle, splitter: _Splitter, follow: bool, poll_interval
                 else:
                     handle.seek(0)
                 splitter.reset()
-                yield Chunk([], 1, event)
+                yield _mark(Chunk([], 1, event), handle, splitter, inode)
                 continue
-            yield Chunk([], splitter.next_line_no)
+            yield _mark(Chunk([], splitter.next_line_no), handle, splitter, inode)
             time.sleep(poll_interval)
         while data := handle.read(READ_SIZE):  # stopped: what was written so far still counts
             lines, first = splitter.push(data)
-            yield Chunk(lines, first, caught_up=False)
+            yield _mark(Chunk(lines, first, caught_up=False), handle, splitter, inode)
         rest, first = splitter.flush()
-        yield Chunk(rest, first, "end")
+        yield _mark(Chunk(rest, first, "end"), handle, splitter, inode)
     finally:
         handle.close()
 

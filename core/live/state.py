@@ -1,0 +1,134 @@
+"""``watch --state DIR``: resume after a restart (or a SIGKILL) exactly where the watch stopped.
+
+What is saved after every step, atomically (a temporary file, fsync, rename): the followed file's
+inode and the byte offset read so far, the next line number, the lines still held by open sessions
+(and those waiting for the format to be decided), the time windows' origin, and the size of the
+events file at that moment. A restart truncates the events file to that size (what was written
+after the last save is written again, identically), feeds the held lines to a fresh tracker
+(which rebuilds the open sessions, least recently active first, as they were) and reads on from
+the offset. So no line is scored twice, no session is lost or split, no event repeats.
+
+Why the held lines themselves and not a replay from an earlier offset: sessions closed after the
+earliest open one began would come back as partial sessions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATE_FILE = "watch-state.json"
+VERSION = 1
+
+
+@dataclass
+class SavedState:
+    path: str
+    inode: int | None
+    offset: int
+    next_line_no: int
+    out_size: int | None
+    format: str | None = None
+    t0: float | None = None
+    last_time: float | None = None
+    held: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class WatchState:
+    """Keeps the text of the lines open sessions hold, and saves/loads ``SavedState``."""
+
+    def __init__(self, folder: str | Path, source: str) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.file = self.folder / STATE_FILE
+        self.source = str(Path(source).resolve())
+        # The tracker numbers the lines it is fed 0, 1, 2... in order: the same numbers here.
+        self._lines: dict[int, tuple[int, str]] = {}  # tracker index -> (line number, text)
+        self._fed = 0
+
+    def load(self) -> SavedState | None:
+        """The saved state of this source, or None (none yet, or of another file)."""
+        try:
+            data = json.loads(self.file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self.file}: unreadable state ({exc}); remove it to start over"
+                             ) from None
+        if data.get("version") != VERSION or data.get("path") != self.source:
+            return None
+        data.pop("version")
+        data["held"] = [(int(n), str(t)) for n, t in data.get("held", [])]
+        return SavedState(**data)
+
+    def remember(self, lines: list[str], first_line_no: int) -> None:
+        """Called with every ``tracker.feed``, in the same order."""
+        for i, line in enumerate(lines):
+            self._lines[self._fed + i] = (first_line_no + i, line)
+        self._fed += len(lines)
+
+    def save(self, tracker, inode: int | None, offset: int, next_line_no: int,
+             out_size: int | None) -> None:
+        held = held_lines(tracker, self._lines)
+        keep = set(tracker._held)
+        self._lines = {g: v for g, v in self._lines.items()
+                       if g in keep or g >= tracker._next}  # held, or still pending
+        fmt = tracker.format.name if tracker.format is not None else None
+        state = {"version": VERSION, "path": self.source, "inode": inode, "offset": offset,
+                 "next_line_no": next_line_no, "out_size": out_size, "format": fmt,
+                 "t0": tracker._t0, "last_time": _finite(tracker._last_time),
+                 "held": [list(x) for x in held]}
+        _atomic_write(self.file, json.dumps(state, separators=(",", ":")))
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else value  # NaN -> None
+
+
+def held_lines(tracker, lines: dict[int, tuple[int, str]]) -> list[tuple[int, str]]:
+    """(line number, text) of every line an open session holds, in the order they were fed,
+    then the lines waiting for the format to be decided."""
+    held = [lines[g] for g in sorted(tracker._held)]
+    return held + [(n, text) for text, n in tracker._pending]
+
+
+def restore(tracker, feed, saved: SavedState, state: WatchState) -> list[dict]:
+    """Feed the held lines to a fresh tracker (in line order, contiguous runs together); returns
+    the events that closes (none when the tracker's options are those of the saved run). The
+    time windows keep their origin; the restored lines are not counted again."""
+    held = saved.held
+    if saved.t0 is not None:
+        tracker._t0 = saved.t0
+    if saved.last_time is not None:
+        tracker._last_time = saved.last_time
+    events: list[dict] = []
+    run: list[str] = []
+    start = None
+    for n, text in held:
+        if start is not None and n != start + len(run):
+            events += feed(run, start)
+            state.remember(run, start)
+            run, start = [], None
+        if start is None:
+            start = n
+        run.append(text)
+    if run:
+        events += feed(run, start)
+        state.remember(run, start)
+    tracker.stats.lines -= len(held)
+    return events
