@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from tinylogbert.errors import FormatError, LogInputError
+from tinylogbert.io.atomic_output import atomic_files, temp_folder, write_errors
 from tinylogbert.io.log_formats import FIELD_REFERENCE, GENERIC, LogFormat, get_format
 from tinylogbert.io.log_parser import (
     DETECT_SAMPLE,
@@ -91,6 +92,7 @@ DEFAULT_CHUNK_LINES = 32_768  # measured on 1M HDFS lines: as fast as 131,072, 2
 AUTO_STREAM_BYTES = 64 * 2**20
 _ORPHAN_KEY = "\x00orphan:"  # placeholder id of a group of id-less lines, named after pass 1
 _SPILL_NAME = "parsed.arrow"
+SPILL_FOLDER = "tinylogbert-stream"  # its temporary name: .tinylogbert-stream.tmp-<pid>-<hex>
 
 
 @dataclass(frozen=True)
@@ -493,9 +495,13 @@ def spill(
     chunk = config.chunk_lines
     if fmt.is_jsonl:  # JSON fields are kept per parse slice: cut where the in-memory path cuts
         chunk = _piece_size(survey.n_lines)
-    folder = Path(tempfile.mkdtemp(prefix="tinylogbert-stream-", dir=config.spill_dir))
+    # Named with this process's id: a killed run's spill is removed by the next one.
+    folder = temp_folder(Path(config.spill_dir or tempfile.gettempdir()) / SPILL_FOLDER)
     try:
-        return _spill(path, source, fmt, detection, sessions, rule, survey.n_lines, chunk, folder)
+        with write_errors(folder / _SPILL_NAME, what=f"the parsed log's temporary copy in "
+                                                     f"{folder.parent} (streaming keeps it there)"):
+            return _spill(path, source, fmt, detection, sessions, rule, survey.n_lines, chunk,
+                          folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -713,17 +719,23 @@ class _Scorer:
 
         cache = self.detector._cache()
         hits, misses = cache.hits, cache.misses
-        try:
-            for batch in self.s.batches():
-                self._take(batch)
-                self._flush(final=False)
-            self._flush(final=True)
-        finally:
-            for writer in (self.line_writer, self.session_writer):
-                if writer is not None:
-                    writer.close()
-        if self.line_writer is None:  # nothing written: cannot happen for a non-empty log
-            raise LogInputError(f"{self.s.source}: the log has no lines")
+        # Written under temporary names, renamed into place together once complete: a killed
+        # or failed run leaves the earlier files, or none, never a truncated CSV.
+        with atomic_files(self.lines_out, self.sessions_out) as (lines_tmp, sessions_tmp):
+            self.lines_tmp, self.sessions_tmp = lines_tmp, sessions_tmp
+            try:
+                for batch in self.s.batches():
+                    self._take(batch)
+                    self._flush(final=False)
+                self._flush(final=True)
+            finally:
+                for writer, target in ((self.line_writer, self.lines_out),
+                                       (self.session_writer, self.sessions_out)):
+                    if writer is not None:
+                        with write_errors(target):
+                            writer.close()
+            if self.line_writer is None:  # nothing written: cannot happen for a non-empty log
+                raise LogInputError(f"{self.s.source}: the log has no lines")
         s = self.summary
         s.sequences = cache.hits + cache.misses - hits - misses
         s.sequences_scored = cache.misses - misses
@@ -809,9 +821,10 @@ class _Scorer:
         lo = int(np.searchsorted(lines, self.done))
         out = result.line_table.slice(lo, until - self.done)
         if out.num_rows:
-            if self.line_writer is None:
-                self.line_writer = pacsv.CSVWriter(str(self.lines_out), out.schema)
-            self.line_writer.write_table(out)
+            with write_errors(self.lines_out):
+                if self.line_writer is None:
+                    self.line_writer = pacsv.CSVWriter(str(self.lines_tmp), out.schema)
+                self.line_writer.write_table(out)
             self.summary.lines += out.num_rows
             self.summary.anomalous_lines += int(pc.sum(out["is_anomaly"]).as_py() or 0)
         new = np.searchsorted(wanted, fresh)
@@ -837,9 +850,10 @@ class _Scorer:
         run = int(np.argmax(gap)) if gap.any() else len(codes)
         if run:
             ready = rows.slice(0, run)
-            if self.session_writer is None:
-                self.session_writer = pacsv.CSVWriter(str(self.sessions_out), ready.schema)
-            self.session_writer.write_table(ready)
+            with write_errors(self.sessions_out):
+                if self.session_writer is None:
+                    self.session_writer = pacsv.CSVWriter(str(self.sessions_tmp), ready.schema)
+                self.session_writer.write_table(ready)
             self.next_session += run
         self.waiting = [(codes[run:], rows.slice(run))] if run < len(codes) else []
 

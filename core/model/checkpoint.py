@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from tinylogbert.errors import CheckpointError
+from tinylogbert.io.atomic_output import atomic_folder, write_text
 from tinylogbert.io.log_formats import LogFormat
 
 if TYPE_CHECKING:  # torch and transformers load with the weights, not with this module
@@ -137,15 +138,15 @@ def save_copy(folder: str | Path, destination: str | Path) -> Path:
         raise CheckpointError(f"{target}: exists and is not an empty folder; name a new one")
     if not target.parent.is_dir():
         raise CheckpointError(f"{target.parent}: no such folder to save into")
-    try:
-        target.mkdir(exist_ok=True)
-        for path in sorted(source.iterdir()):
-            if path.is_file():
-                shutil.copy2(path, target / path.name)
+    try:  # copied into a temporary folder and renamed into place: never a half-saved model
+        with atomic_folder(target) as building:
+            for path in sorted(source.iterdir()):
+                if path.is_file():
+                    shutil.copy2(path, building / path.name)
+            if not (building / MANIFEST_FILE).exists():
+                write_manifest(building)
     except OSError as exc:
         raise CheckpointError(f"{target}: cannot save the model ({one_line(exc)})") from exc
-    if not (target / MANIFEST_FILE).exists():
-        write_manifest(target)
     return check_folder(target)
 
 
@@ -169,7 +170,8 @@ def write_manifest(folder: str | Path) -> Path:
     names = [*REQUIRED_FILES, *(name for name in OPTIONAL_FILES if (folder / name).exists())]
     files = {name: sha256_file(folder / name) for name in names}
     path = folder / MANIFEST_FILE
-    path.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n")
+    write_text(path, json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n",
+               durable=True)
     return path
 
 
@@ -178,9 +180,7 @@ def update_manifest_entry(folder: Path, name: str, sha256: str) -> None:
     path = folder / MANIFEST_FILE
     manifest = read_json(path)
     manifest["files"][name] = sha256
-    partial = folder / f".{MANIFEST_FILE}.tmp"
-    partial.write_text(json.dumps(manifest, indent=2) + "\n")
-    partial.replace(path)
+    write_text(path, json.dumps(manifest, indent=2) + "\n", durable=True)
 
 
 def verify_manifest(folder: Path, optional_files: bool = True) -> bool:

@@ -104,9 +104,11 @@ def write_checkpoint_onnx(
     if not exporter_available():
         raise CheckpointError("exporting model.onnx needs onnx and onnxscript: "
                               "pip install 'tinylogbert[onnx]'")
-    partial = path.with_name(path.name + ".partial")
-    export_onnx(model, partial, weights_sha256)
-    return partial.replace(path)
+    from tinylogbert.io.atomic_output import atomic_file
+
+    with atomic_file(path, durable=True) as partial:  # never a half-written graph at model.onnx
+        export_onnx(model, partial, weights_sha256)
+    return path
 
 
 def export_checkpoint(folder: str | Path) -> Path:

@@ -23,7 +23,6 @@ Example ``feedback.json``::
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -201,6 +200,7 @@ def read_feedback(folder: str | Path) -> Feedback:
 def write_feedback(folder: str | Path, feedback: Feedback) -> Path:
     """Write ``feedback.json`` and its line in the manifest. The folder is verified first, so
     updating the manifest never blesses a file changed behind its back."""
+    from tinylogbert.io.atomic_output import write_text
     from tinylogbert.model.checkpoint import (
         MANIFEST_FILE,
         check_folder,
@@ -210,9 +210,7 @@ def write_feedback(folder: str | Path, feedback: Feedback) -> Path:
 
     folder = check_folder(folder)
     path = folder / FEEDBACK_FILE
-    partial = folder / f".{FEEDBACK_FILE}.tmp"
-    partial.write_text(feedback.to_json(), encoding="utf-8")
-    os.replace(partial, path)
+    write_text(path, feedback.to_json(), durable=True)  # temp file, fsync, rename
     if (folder / MANIFEST_FILE).exists():
         update_manifest_entry(folder, FEEDBACK_FILE, sha256_file(path))
     return path
