@@ -234,6 +234,15 @@ class _Survey:
     head: LogLines  # the first RULE_LINES lines
 
 
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """Device, inode and size: what a rotation (a new file at the path) or a rewrite changes."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size
+
+
 def survey_log(path: Path, source: str) -> _Survey:
     """Pass 0: the line count, the format-detection sample and the first lines."""
     newlines = 0
@@ -478,6 +487,7 @@ def spill(
     source = str(path)
     if not supports(sessions):
         raise FormatError("time windows are scored in memory only; use --stream off")
+    identity = _file_identity(path)  # to tell a log rotated or rewritten between the passes
     survey = survey_log(path, source)
     if isinstance(log_format, str) and log_format.strip().lower() == "auto":
         detection = _preferred_format(survey.sample, prefer) or detect_format(survey.sample)
@@ -500,8 +510,12 @@ def spill(
     try:
         with write_errors(folder / _SPILL_NAME, what=f"the parsed log's temporary copy in "
                                                      f"{folder.parent} (streaming keeps it there)"):
-            return _spill(path, source, fmt, detection, sessions, rule, survey.n_lines, chunk,
-                          folder)
+            spilled = _spill(path, source, fmt, detection, sessions, rule, survey.n_lines,
+                             chunk, folder)
+        if _file_identity(path) != identity:
+            raise LogInputError(f"{source}: was replaced or changed while it was read (rotated?); "
+                                "score it again, or score a copy")
+        return spilled
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -62,11 +62,12 @@ class OutputWriteError(OutputError):
 
 
 def error_number(exc: BaseException) -> int | None:
-    """The errno of an OSError, also for libraries (pyarrow) that only put it in the message."""
+    """The errno of an OSError, also for libraries that only put it in the message (pyarrow:
+    '[errno 28]'; safetensors, a SafetensorError: '(os error 28)')."""
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
-    found = re.search(r"\[errno (\d+)\]", str(exc), re.IGNORECASE)
-    return int(found.group(1)) if found else None
+    found = re.search(r"\[errno (\d+)\]|\(os error (\d+)\)", str(exc), re.IGNORECASE)
+    return int(found.group(1) or found.group(2)) if found else None
 
 
 def as_write_error(exc: BaseException, target: str | Path, own_step: bool = False,
@@ -75,10 +76,11 @@ def as_write_error(exc: BaseException, target: str | Path, own_step: bool = Fals
     ``own_step``: it came from this module's create / rename, so path errors count too."""
     if isinstance(exc, OutputWriteError):
         return exc
-    if not isinstance(exc, OSError):
+    if not isinstance(exc, Exception):
         return None
     err = error_number(exc)
-    if err in _WRITE_ERRNOS or (own_step and err in _PATH_ERRNOS):
+    # Path errors only from an OSError of this module's own steps; the disk's from any writer.
+    if err in _WRITE_ERRNOS or (own_step and isinstance(exc, OSError) and err in _PATH_ERRNOS):
         return OutputWriteError(target, err, " ".join(str(exc).split()), what)
     return None
 
@@ -89,7 +91,7 @@ def write_errors(target: str | Path, what: str = "") -> Iterator[None]:
     each write says which one failed; ``what`` describes a file the user did not name)."""
     try:
         yield
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 -- only write failures are turned into user errors
         found = as_write_error(exc, target, what=what)
         if found is None:
             raise
@@ -100,6 +102,11 @@ def temp_path(target: str | Path) -> Path:
     """A fresh temporary name beside ``target`` (same folder, so the rename is atomic)."""
     target = Path(target)
     return target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def is_temp(path: str | Path) -> bool:
+    """Whether ``path`` is one of these temporaries (left out of copies and archives)."""
+    return bool(_TEMP_PID.search(Path(path).name)) and Path(path).name.startswith(".")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -191,7 +198,7 @@ def atomic_file(target: str | Path, durable: bool = False) -> Iterator[Path]:
         committed = True
         if durable:
             fsync_folder(target.parent)
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 -- only write failures are turned into user errors
         found = as_write_error(exc, target)
         if found is None:
             raise
@@ -263,7 +270,7 @@ def atomic_folder(target: str | Path, durable: bool = True) -> Iterator[Path]:
         committed = True
         if durable:
             fsync_folder(target.parent)
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 -- only write failures are turned into user errors
         found = as_write_error(exc, target)
         if found is None:
             raise
@@ -274,17 +281,52 @@ def atomic_folder(target: str | Path, durable: bool = True) -> Iterator[Path]:
 
 
 def _swap_in(building: Path, target: Path) -> None:
-    """Rename ``building`` to ``target``. A folder cannot be renamed over a non-empty one, so an
-    earlier ``target`` is first renamed aside (under a temporary name: a crash between the two
-    renames leaves it for ``clean_stale_temps``, and no half-written folder at ``target``)."""
-    if target.is_dir() and not target.is_symlink():
-        aside = temp_path(target)
-        os.rename(target, aside)
-        try:
-            os.rename(building, target)
-        except OSError:
-            os.rename(aside, target)  # put the earlier folder back
-            raise
-        _remove(aside)
-    else:
+    """Rename ``building`` to ``target``. A folder cannot be renamed over a non-empty one: on
+    Linux the two are exchanged in one step (``renameat2(RENAME_EXCHANGE)``), so ``target``
+    always names a complete folder, and the earlier one, now under the temporary name, is
+    removed. Elsewhere the earlier folder is first renamed aside to ``.<name>.old-<pid>-<hex>``
+    (never removed by ``clean_stale_temps``: a crash between the renames keeps it for the user)."""
+    if not (target.is_dir() and not target.is_symlink()):
         os.replace(building, target)
+        return
+    if _exchange(building, target):
+        _remove(building)  # the earlier folder
+        return
+    aside = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(target, aside)
+    try:
+        os.rename(building, target)
+    except OSError:
+        os.rename(aside, target)  # put the earlier folder back
+        raise
+    _remove(aside)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); False where that is not available."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # an old kernel or file system
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def pending_temps(target: str | Path) -> list[Path]:
+    """Temporaries of ``target`` whose writers are gone, newest first (``checkpoint.py`` finishes
+    an update of its manifest that a kill interrupted from them)."""
+    target = Path(target)
+    try:
+        found = [p for p in target.parent.glob(f".{glob_escape(target.name)}{TEMP_MARK}*")
+                 if (m := _TEMP_PID.search(p.name)) and not _pid_alive(int(m.group(1)))]
+        return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    except OSError:
+        return []
