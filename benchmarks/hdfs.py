@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tinylogbert.cli.main import run_reporting_errors
+from tinylogbert.io.atomic_output import write_text
 
 from .report import MethodResult, Skipped, markdown_report, package_versions, write_json
 
@@ -218,7 +219,7 @@ def run_benchmark(config: BenchmarkConfig, command: str, progress: TextIO | None
     markdown = markdown_report(f"Benchmark on {config.log.name}", command, summary, results,
                                skipped, notes)
     write_json(config.out_dir / f"{config.name}.json", payload)
-    (config.out_dir / f"{config.name}.md").write_text(markdown)
+    write_text(config.out_dir / f"{config.name}.md", markdown)  # atomic, as the JSON
     print(markdown)
     say(f"wrote {config.out_dir / (config.name + '.json')} and .md "
         f"in {payload['seconds_total']:.0f}s")

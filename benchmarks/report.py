@@ -167,8 +167,10 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
 
 
 def write_json(path: Path, payload: dict) -> None:
+    from tinylogbert.io.atomic_output import write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite(payload), indent=2, sort_keys=False) + "\n")
+    write_text(path, json.dumps(_finite(payload), indent=2, sort_keys=False) + "\n")  # atomic
 
 
 def _finite(value):

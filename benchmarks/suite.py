@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from tinylogbert.cli.main import run_reporting_errors
+from tinylogbert.io.atomic_output import write_text
 from tinylogbert.scoring.anomaly_score import (
     AUTO_MAX_LINE_SHARE,
     AUTO_MAX_SESSION_SHARE,
@@ -629,8 +630,8 @@ def run_suite(logs: list[str], seeds: list[int], quick: bool, out_dir: Path, com
     if quick:
         text += "\nQUICK RUN: a tiny smoke-test model; do not quote.\n"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "suite.json").write_text(json.dumps(payload, indent=1, default=float))
-    (out_dir / "suite.md").write_text(text)
+    write_text(out_dir / "suite.json", json.dumps(payload, indent=1, default=float))  # atomic
+    write_text(out_dir / "suite.md", text)
     print(text)
     return payload
 

@@ -29,7 +29,12 @@ from tinylogbert import __version__
 from tinylogbert.api.auth import ApiKeyGate, api_key_dependency
 from tinylogbert.api.body_limit import BodySizeLimit
 from tinylogbert.api.docs import docs_page
-from tinylogbert.api.errors import ERROR_RESPONSES, ErrorBody, install_error_handlers
+from tinylogbert.api.errors import (
+    ERROR_RESPONSES,
+    WRITE_ERROR_RESPONSES,
+    ErrorBody,
+    install_error_handlers,
+)
 from tinylogbert.api.ingest_routes import LiveSettings, install_live
 from tinylogbert.api.negotiation import CSV_MEDIA, JSON_MEDIA, WARNINGS_HEADER, prefers_csv
 from tinylogbert.api.schemas import (
@@ -176,7 +181,8 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
     FeedbackRequest = feedback_request_model(settings)
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, dependencies=secured,
-              responses={**ERROR_RESPONSES, **auth_responses}, tags=["feedback"])
+              responses={**ERROR_RESPONSES, **WRITE_ERROR_RESPONSES, **auth_responses},
+              tags=["feedback"])
     async def feedback(body: FeedbackRequest) -> Response:  # type: ignore[valid-type]
         """Mark sessions of a log as normal (false alarms): stored with the model
         (``feedback.json``, covered by its manifest) and applied from the next request on. The
@@ -194,7 +200,8 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
         return JSONResponse({"marked": {}, "entries": [e.to_dict() for e in entries]})
 
     @app.delete("/v1/feedback/{entry_id}", response_model=FeedbackResponse, dependencies=secured,
-                responses={**ERROR_RESPONSES, **auth_responses}, tags=["feedback"])
+                responses={**ERROR_RESPONSES, **WRITE_ERROR_RESPONSES, **auth_responses},
+                tags=["feedback"])
     async def feedback_remove(entry_id: Annotated[str, FastApiPath(max_length=100)]) -> Response:
         """Remove a feedback entry (422 ``feedback_error`` when there is none)."""
         content = await service.run(service.remove_feedback, entry_id)

@@ -15,6 +15,7 @@ from pydantic import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from tinylogbert.api.settings import ApiSettings, env_name
 from tinylogbert.errors import TinyLogBERTError
+from tinylogbert.io.atomic_output import OutputWriteError
 
 
 class ErrorBody(BaseModel):
@@ -57,6 +58,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "malformed request (e.g. invalid JSON)"},
     413: {"model": ErrorBody, "description": "a size limit was exceeded (body, lines, log size)"},
     422: {"model": ErrorBody, "description": "invalid fields, an unusable log, or a line too long"},
+}
+# Routes that write to the model folder (feedback) can also fail on the server's disk.
+WRITE_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    507: {"model": ErrorBody, "description": "the server could not write the model folder "
+                                             "(disk full, read-only, quota): code write_error"},
 }
 
 
@@ -114,6 +120,11 @@ def install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_error(list(exc.errors()), settings).response()
+
+    @app.exception_handler(OutputWriteError)
+    async def _write_error(_: Request, exc: OutputWriteError) -> JSONResponse:
+        # The server's disk, not the request: 507 (retrying once space is freed can succeed).
+        return ApiError(507, "write_error", str(exc)).response()
 
     @app.exception_handler(TinyLogBERTError)
     async def _core_error(_: Request, exc: TinyLogBERTError) -> JSONResponse:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -564,22 +565,59 @@ def score_files(inputs: Sequence[str], out_dir: str, config: RayScoreConfig) -> 
     warnings = [f"{w} (judged on the first {len(sample):,} lines of {sample.source})"
                 for w in fit_warnings(detector, sample)]
     checkpoint = read_checkpoint(config.model)
-    with ray_session(config), data_context(config):
-        try:
-            outputs, n_buckets = _run(files, out, settings, checkpoint, config)
-        except Exception as exc:
-            found = user_error(exc)
-            if found is None:
-                raise
-            raise found from None
-    seconds = time.perf_counter() - started
-    tally = _tally(out, files)
+    with _staged(out) as stage:
+        with ray_session(config), data_context(config):
+            try:
+                outputs, n_buckets = _run(files, stage, settings, checkpoint, config)
+            except Exception as exc:
+                found = user_error(exc)
+                if found is None:
+                    raise
+                raise found from None
+        seconds = time.perf_counter() - started
+        tally = _tally(stage, files)
+        summary = _summarise(detector, config, settings, files, sample, warnings, tally, n_buckets,
+                             {name: out + where[len(stage):] for name, where in outputs.items()},
+                             out, seconds)
+        fs, path = filesystem_for(stage)
+        with fs.open_output_stream(f"{path}/summary.json") as stream:  # moved in last
+            stream.write(json.dumps(summary.to_dict(), indent=2).encode())
+    return summary
+
+
+@contextmanager
+def _staged(out: str) -> Iterator[str]:
+    """Where the writers write: for a local ``out``, a temporary folder inside it whose results
+    are moved into ``out`` once all are written (``summary.json`` last, the sign of a complete
+    run), and which a failed run removes (a killed one: the next run); a URI, written in place
+    (object stores have no atomic rename)."""
+    if is_uri(out):
+        yield out
+        return
+    from tinylogbert.io.atomic_output import temp_folder, write_errors
+
+    stage = temp_folder(Path(out) / "results")
+    try:
+        with write_errors(out):
+            yield str(stage)
+            names = sorted(p.name for p in stage.iterdir())
+            for name in sorted(names, key=lambda n: n == "summary.json"):  # summary last
+                (stage / name).rename(Path(out) / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _summarise(detector, config: RayScoreConfig, settings: BatchSettings, files: list[str],
+               sample: ParsedLog, warnings: list[str], tally: dict[str, int], n_buckets: int,
+               outputs: dict[str, str], out: str, seconds: float) -> RayScoreSummary:
+    """The run's summary (``summary.json``), with drift judged when the fit raised nothing."""
     if not warnings:  # drift: new lines judged on the sample, the flagged share on every file
         drift = measure_drift(detector, new_line_counts(detector, sample.words), len(sample),
                               tally["sessions"], tally["anomalous_sessions"])
-        warnings += [f"{w} (new lines judged on the first {len(sample):,} lines of "
-                     f"{sample.source})" for w in drift_warnings_for(detector, drift, files[0])]
-    summary = RayScoreSummary(
+        warnings = warnings + [
+            f"{w} (new lines judged on the first {len(sample):,} lines of {sample.source})"
+            for w in drift_warnings_for(detector, drift, files[0])]
+    return RayScoreSummary(
         **tally,
         threshold=detector.threshold_ if config.threshold is None else config.threshold,
         line_threshold=detector.line_threshold_,
@@ -592,10 +630,6 @@ def score_files(inputs: Sequence[str], out_dir: str, config: RayScoreConfig) -> 
         outputs={**outputs, "summary": f"{out}/summary.json"},
         warnings=warnings,
     )
-    fs, path = filesystem_for(out)
-    with fs.open_output_stream(f"{path}/summary.json") as stream:
-        stream.write(json.dumps(summary.to_dict(), indent=2).encode())
-    return summary
 
 
 def _run(

@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from tinylogbert.errors import FormatError, LogInputError
+from tinylogbert.io.atomic_output import atomic_files, temp_folder, write_errors
 from tinylogbert.io.log_formats import FIELD_REFERENCE, GENERIC, LogFormat, get_format
 from tinylogbert.io.log_parser import (
     DETECT_SAMPLE,
@@ -92,6 +93,7 @@ DEFAULT_CHUNK_LINES = 32_768  # measured on 1M HDFS lines: as fast as 131,072, 2
 AUTO_STREAM_BYTES = 64 * 2**20
 _ORPHAN_KEY = "\x00orphan:"  # placeholder id of a group of id-less lines, named after pass 1
 _SPILL_NAME = "parsed.arrow"
+SPILL_FOLDER = "tinylogbert-stream"  # its temporary name: .tinylogbert-stream.tmp-<pid>-<hex>
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,15 @@ class _Survey:
     n_lines: int
     sample: LogLines  # the lines the in-memory path detects the format on
     head: LogLines  # the first RULE_LINES lines
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """Device, inode and size: what a rotation (a new file at the path) or a rewrite changes."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size
 
 
 def survey_log(path: Path, source: str) -> _Survey:
@@ -441,6 +452,7 @@ def spill(
     source = str(path)
     if not supports(sessions):
         raise FormatError("time windows are scored in memory only; use --stream off")
+    identity = _file_identity(path)  # to tell a log rotated or rewritten between the passes
     survey = survey_log(path, source)
     if isinstance(log_format, str) and log_format.strip().lower() == "auto":
         detection = _preferred_format(survey.sample, prefer) or detect_format(survey.sample)
@@ -458,10 +470,16 @@ def spill(
     chunk = config.chunk_lines
     if fmt.is_jsonl:  # JSON fields are kept per parse slice: cut where the in-memory path cuts
         chunk = _piece_size(survey.n_lines)
-    folder = Path(tempfile.mkdtemp(prefix="tinylogbert-stream-", dir=config.spill_dir))
+    # Named with this process's id: a killed run's spill is removed by the next one.
+    folder = temp_folder(Path(config.spill_dir or tempfile.gettempdir()) / SPILL_FOLDER)
     try:
-        spilled = _spill(path, source, fmt, detection, sessions, rule, survey.n_lines, chunk,
-                         folder)
+        with write_errors(folder / _SPILL_NAME, what=f"the parsed log's temporary copy in "
+                                                     f"{folder.parent} (streaming keeps it there)"):
+            spilled = _spill(path, source, fmt, detection, sessions, rule, survey.n_lines,
+                             chunk, folder)
+        if _file_identity(path) != identity:
+            raise LogInputError(f"{source}: was replaced or changed while it was read (rotated?); "
+                                "score it again, or score a copy")
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -807,18 +825,24 @@ class _Scorer:
 
         cache = self.detector._cache()
         hits, misses = cache.hits, cache.misses
-        try:
-            for batch in self.s.batches():
-                self._take(batch)
-                self._flush(final=False)
-            self._flush(final=True)
-        finally:
-            self.origin.close()
-            for writer in (self.line_writer, self.session_writer):
-                if writer is not None:
-                    writer.close()
-        if self.line_writer is None:  # nothing written: cannot happen for a non-empty log
-            raise LogInputError(f"{self.s.source}: the log has no lines")
+        # Written under temporary names, renamed into place together once complete: a killed
+        # or failed run leaves the earlier files, or none, never a truncated CSV.
+        with atomic_files(self.lines_out, self.sessions_out) as (lines_tmp, sessions_tmp):
+            self.lines_tmp, self.sessions_tmp = lines_tmp, sessions_tmp
+            try:
+                for batch in self.s.batches():
+                    self._take(batch)
+                    self._flush(final=False)
+                self._flush(final=True)
+            finally:
+                self.origin.close()
+                for writer, target in ((self.line_writer, self.lines_out),
+                                       (self.session_writer, self.sessions_out)):
+                    if writer is not None:
+                        with write_errors(target):
+                            writer.close()
+            if self.line_writer is None:  # nothing written: cannot happen for a non-empty log
+                raise LogInputError(f"{self.s.source}: the log has no lines")
         s = self.summary
         s.sequences = cache.hits + cache.misses - hits - misses
         s.sequences_scored = cache.misses - misses
@@ -1019,9 +1043,10 @@ class _Scorer:
         for name in _RESTORED:
             rows = rows.set_column(rows.schema.get_field_index(name), name,
                                    origin[name])
-        if self.line_writer is None:
-            self.line_writer = pacsv.CSVWriter(str(self.lines_out), rows.schema)
-        self.line_writer.write_table(rows)
+        with write_errors(self.lines_out):
+            if self.line_writer is None:
+                self.line_writer = pacsv.CSVWriter(str(self.lines_tmp), rows.schema)
+            self.line_writer.write_table(rows)
         self.summary.lines += rows.num_rows
         self.summary.anomalous_lines += int(pc.sum(rows["is_anomaly"]).as_py() or 0)
 
@@ -1035,9 +1060,10 @@ class _Scorer:
         run = int(np.argmax(gap)) if gap.any() else len(codes)
         if run:
             ready = rows.slice(0, run)
-            if self.session_writer is None:
-                self.session_writer = pacsv.CSVWriter(str(self.sessions_out), ready.schema)
-            self.session_writer.write_table(ready)
+            with write_errors(self.sessions_out):
+                if self.session_writer is None:
+                    self.session_writer = pacsv.CSVWriter(str(self.sessions_tmp), ready.schema)
+                self.session_writer.write_table(ready)
             self.next_session += run
         self.waiting = [(codes[run:], rows.slice(run))] if run < len(codes) else []
 

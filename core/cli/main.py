@@ -22,6 +22,7 @@ from tinylogbert.cli.common import (
 )
 from tinylogbert.cli.ray_options import add_ray_arguments
 from tinylogbert.errors import OutputError, TinyLogBERTError
+from tinylogbert.io.atomic_output import as_write_error, atomic_files, write_errors
 from tinylogbert.model.checkpoint import DEFAULT_MODEL_DIR
 from tinylogbert.reports.display import format_threshold
 
@@ -188,9 +189,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     for message in scored.warnings:
         warn(message)
     result = scored.result
-    result.write_lines_csv(args.out)
-    if args.sessions_out:
-        result.write_sessions_csv(args.sessions_out)
+    # Both files under temporary names, renamed into place once both are complete.
+    with atomic_files(args.out, args.sessions_out) as (lines_tmp, sessions_tmp):
+        with write_errors(args.out):
+            result.write_lines_csv(lines_tmp)
+        if sessions_tmp is not None:
+            with write_errors(args.sessions_out):
+                result.write_sessions_csv(sessions_tmp)
     # A freshly loaded detector's sequence cache is empty: its misses are what the model read.
     report_scored(result.summary(), time.perf_counter() - started, waited,
                   detector._cache().misses)
@@ -431,6 +436,10 @@ def run_reporting_errors(run, *args) -> int:
         print("error: out of memory; score the log in parts or use --engine ray", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: one line unless debugging
+        written = as_write_error(exc, getattr(exc, "filename", None) or "an output")
+        if written is not None:  # a full disk or a quota outside the atomic writers: the user's
+            print(f"error: {written}", file=sys.stderr)
+            return 2
         if os.environ.get("TINYLOGBERT_DEBUG"):
             raise
         message = " ".join(str(exc).split())
@@ -454,11 +463,24 @@ def main(argv: list[str] | None = None) -> int:
     return run_reporting_errors(args.func, args)
 
 
+def ignore_file_size_signal() -> None:
+    """Past the file-size limit (``ulimit -f``, RLIMIT_FSIZE) the kernel sends SIGXFSZ, whose
+    default action kills the process with no message and leaves the temporary files. Ignored,
+    the write fails with EFBIG instead, which the atomic writers turn into one clear error and
+    clean up after. Set at the CLI's entry (the process's owner), not in the library, whose
+    host program may want the signal."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
 def entry() -> None:
     """The ``tinylogbert`` command. Once the output is flushed it exits without the
     interpreter's teardown, which after importing transformers' modeling stack takes ~1.1 s
     (measured) — longer than scoring 100,000 lines. Not when Ray was started: its exit hooks
     stop its processes."""
+    ignore_file_size_signal()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

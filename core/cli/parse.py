@@ -62,6 +62,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from pyarrow import csv as pacsv
     from tinylogbert import pipeline
     from tinylogbert.cli.main import _session_config, _session_options_given, check_output_file
+    from tinylogbert.io.atomic_output import atomic_file
     from tinylogbert.sessions.grouping import SessionConfig, build_sessions
 
     check_output_file(args.out, "--out")
@@ -70,7 +71,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     parsed = pipeline.parse(lines, args.format)
     index = build_sessions(parsed, _session_config(args) if _session_options_given(args)
                            else SessionConfig())
-    pacsv.write_csv(parsed_table(parsed, index), args.out)
+    with atomic_file(args.out) as partial:  # renamed into place once complete
+        pacsv.write_csv(parsed_table(parsed, index), str(partial))
     how = parsed.detection.describe() if parsed.detection else "given"
     plural = "" if len(index) == 1 else "s"
     print(

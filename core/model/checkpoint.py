@@ -25,13 +25,24 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import shutil
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from tinylogbert.errors import CheckpointError
+from tinylogbert.io.atomic_output import (
+    atomic_file,
+    atomic_folder,
+    fsync_file,
+    is_temp,
+    pending_temps,
+    write_text,
+)
 from tinylogbert.io.log_formats import LogFormat
 
 if TYPE_CHECKING:  # torch and transformers load with the weights, not with this module
@@ -137,15 +148,15 @@ def save_copy(folder: str | Path, destination: str | Path) -> Path:
         raise CheckpointError(f"{target}: exists and is not an empty folder; name a new one")
     if not target.parent.is_dir():
         raise CheckpointError(f"{target.parent}: no such folder to save into")
-    try:
-        target.mkdir(exist_ok=True)
-        for path in sorted(source.iterdir()):
-            if path.is_file():
-                shutil.copy2(path, target / path.name)
+    try:  # copied into a temporary folder and renamed into place: never a half-saved model
+        with atomic_folder(target) as building:
+            for path in sorted(source.iterdir()):
+                if path.is_file() and not is_temp(path):
+                    shutil.copy2(path, building / path.name)
+            if not (building / MANIFEST_FILE).exists():
+                write_manifest(building)
     except OSError as exc:
         raise CheckpointError(f"{target}: cannot save the model ({one_line(exc)})") from exc
-    if not (target / MANIFEST_FILE).exists():
-        write_manifest(target)
     return check_folder(target)
 
 
@@ -158,34 +169,70 @@ def archive_bytes(folder: str | Path, name: str = "model") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(source.iterdir()):
-            if path.is_file():
+            if path.is_file() and not is_temp(path):
                 archive.write(path, f"{name}/{path.name}")
     return buffer.getvalue()
 
 
+def manifest_text(folder: str | Path, pending: dict[str, Path] | None = None) -> str:
+    """The manifest of ``folder``: the sha256 of every checkpoint file, those in ``pending``
+    (name -> the temporary file about to replace it) hashed from their new content."""
+    folder, pending = Path(folder), pending or {}
+    names = [*REQUIRED_FILES, *(name for name in OPTIONAL_FILES
+                                if name in pending or (folder / name).exists())]
+    files = {name: sha256_file(pending.get(name, folder / name)) for name in names}
+    return json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n"
+
+
 def write_manifest(folder: str | Path) -> Path:
     """Record the sha256 of every checkpoint file; called once all of them are written."""
-    folder = Path(folder)
-    names = [*REQUIRED_FILES, *(name for name in OPTIONAL_FILES if (folder / name).exists())]
-    files = {name: sha256_file(folder / name) for name in names}
-    path = folder / MANIFEST_FILE
-    path.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n")
+    path = Path(folder) / MANIFEST_FILE
+    write_text(path, manifest_text(folder), durable=True)
     return path
 
 
-def update_manifest_entry(folder: Path, name: str, sha256: str) -> None:
-    """Set one file's hash in an existing manifest (the caller verified the folder first)."""
-    path = folder / MANIFEST_FILE
-    manifest = read_json(path)
-    manifest["files"][name] = sha256
-    partial = folder / f".{MANIFEST_FILE}.tmp"
-    partial.write_text(json.dumps(manifest, indent=2) + "\n")
-    partial.replace(path)
+@contextmanager
+def manifest_update(folder: Path) -> Iterator[Path]:
+    """Change files of a saved checkpoint and its manifest as one: yields the manifest's
+    temporary file, which the block fills (``manifest_text`` with the new files pending) after
+    writing the files' own temporaries and before renaming them; the manifest is renamed last.
+    A kill in between leaves that temporary manifest, complete, and ``verify_manifest``
+    finishes the update from it: never a folder that fails its own check."""
+    with atomic_file(folder / MANIFEST_FILE, durable=True) as partial:
+        yield partial
 
 
 def verify_manifest(folder: Path, optional_files: bool = True) -> bool:
     """Check every file against ``checkpoint.sha256.json``; False for an older folder without one
-    (then only the weights' hash is checked, by ``load_weights``)."""
+    (then only the weights' hash is checked, by ``load_weights``). An update a kill interrupted
+    (``manifest_update``) is finished first when its manifest matches the files."""
+    try:
+        return _verify_manifest(folder, optional_files)
+    except CheckpointError:
+        if not _finish_interrupted_update(folder):
+            raise
+    return _verify_manifest(folder, optional_files)
+
+
+def _finish_interrupted_update(folder: Path) -> bool:
+    """Rename into place a manifest a killed writer left complete, if every file it lists (and
+    no other) matches it; True when one was."""
+    for pending in pending_temps(folder / MANIFEST_FILE):
+        try:
+            manifest = json.loads(pending.read_text(encoding="utf-8"))
+            files = manifest["files"]
+            names = [*REQUIRED_FILES, *(n for n in OPTIONAL_FILES if (folder / n).exists())]
+            if sorted(files) != sorted(names) or not all(
+                    hmac.compare_digest(files[n], sha256_file(folder / n)) for n in names):
+                continue
+            os.replace(pending, folder / MANIFEST_FILE)
+            return True
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return False
+
+
+def _verify_manifest(folder: Path, optional_files: bool) -> bool:
     path = folder / MANIFEST_FILE
     if not path.exists():
         return False

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tinylogbert.errors import CheckpointError
+from tinylogbert.io.atomic_output import atomic_file
 from tinylogbert.model.checkpoint import MANIFEST_FILE, ONNX_FILE
 from tinylogbert.model.configs import PAD_LINE
 from tinylogbert.model.sequence_scores import (
@@ -104,9 +105,9 @@ def write_checkpoint_onnx(
     if not exporter_available():
         raise CheckpointError("exporting model.onnx needs onnx and onnxscript: "
                               "pip install 'tinylogbert[onnx]'")
-    partial = path.with_name(path.name + ".partial")
-    export_onnx(model, partial, weights_sha256)
-    return partial.replace(path)
+    with atomic_file(path, durable=True) as partial:  # never a half-written graph at model.onnx
+        export_onnx(model, partial, weights_sha256)
+    return path
 
 
 def export_checkpoint(folder: str | Path) -> Path:
@@ -117,9 +118,11 @@ def export_checkpoint(folder: str | Path) -> Path:
         DETECTOR_FILE,
         LINE_VOCAB_FILE,
         check_folder,
+        fsync_file,
         load_weights,
+        manifest_text,
+        manifest_update,
         read_json,
-        write_manifest,
     )
     from tinylogbert.model.configs import FIRST_LINE_CLASS
 
@@ -131,8 +134,16 @@ def export_checkpoint(folder: str | Path) -> Path:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{folder}: incomplete detector.json / line_vocab.json ({exc})") from None
     model = load_weights(folder, sha, n_classes, head_hidden)
-    path = write_checkpoint_onnx(model, folder, sha, export=True)
-    write_manifest(folder)
+    if not exporter_available():
+        raise CheckpointError("exporting model.onnx needs onnx and onnxscript: "
+                              "pip install 'tinylogbert[onnx]'")
+    # model.onnx and the manifest change together (``manifest_update``): a kill leaves the
+    # earlier pair, or the new one.
+    path = folder / ONNX_FILE
+    with manifest_update(folder) as manifest, atomic_file(path, durable=True) as partial:
+        export_onnx(model, partial, sha)
+        manifest.write_text(manifest_text(folder, {ONNX_FILE: partial}))
+        fsync_file(manifest)
     return path
 
 

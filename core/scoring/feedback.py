@@ -23,7 +23,6 @@ Example ``feedback.json``::
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -201,20 +200,27 @@ def read_feedback(folder: str | Path) -> Feedback:
 def write_feedback(folder: str | Path, feedback: Feedback) -> Path:
     """Write ``feedback.json`` and its line in the manifest. The folder is verified first, so
     updating the manifest never blesses a file changed behind its back."""
+    from tinylogbert.io.atomic_output import atomic_file
     from tinylogbert.model.checkpoint import (
         MANIFEST_FILE,
         check_folder,
-        sha256_file,
-        update_manifest_entry,
+        fsync_file,
+        manifest_text,
+        manifest_update,
     )
 
     folder = check_folder(folder)
     path = folder / FEEDBACK_FILE
-    partial = folder / f".{FEEDBACK_FILE}.tmp"
-    partial.write_text(feedback.to_json(), encoding="utf-8")
-    os.replace(partial, path)
-    if (folder / MANIFEST_FILE).exists():
-        update_manifest_entry(folder, FEEDBACK_FILE, sha256_file(path))
+    if not (folder / MANIFEST_FILE).exists():  # an older folder: no manifest to keep in step
+        with atomic_file(path, durable=True) as partial:
+            partial.write_text(feedback.to_json(), encoding="utf-8")
+        return path
+    # feedback.json and its manifest line change together (``manifest_update``): temporary
+    # files, fsynced, renamed feedback first and the manifest last.
+    with manifest_update(folder) as manifest, atomic_file(path, durable=True) as partial:
+        partial.write_text(feedback.to_json(), encoding="utf-8")
+        manifest.write_text(manifest_text(folder, {FEEDBACK_FILE: partial}))
+        fsync_file(manifest)
     return path
 
 

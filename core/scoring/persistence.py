@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tinylogbert import __version__
 from tinylogbert.errors import CheckpointError
+from tinylogbert.io.atomic_output import atomic_folder
 from tinylogbert.io.log_formats import LogFormat
 from tinylogbert.model.checkpoint import (
     DETECTOR_FILE,
@@ -50,7 +52,18 @@ def save_detector(
     if isinstance(det.network_, OnnxTinyLogBERT):
         raise CheckpointError("a detector loaded with runtime='onnx' has no torch weights to "
                               "save; load it with runtime='torch'")
-    folder = Path(folder)
+    target = Path(folder)
+    if target.is_dir() and any(target.iterdir()) and not (target / DETECTOR_FILE).exists():
+        raise CheckpointError(f"{target}: the folder holds other files; save to a new or empty "
+                              "folder (or an earlier checkpoint, which is replaced)")
+    # Built in a temporary folder beside the target and renamed into place once complete (and
+    # fsynced): a killed or failed save leaves the earlier checkpoint, or none.
+    with atomic_folder(target) as building:
+        _write_files(det, building, target, onnx)
+    return target
+
+
+def _write_files(det: TinyLogBERTDetector, folder: Path, target: Path, onnx: bool | None) -> None:
     sha = save_weights(det.network_, folder)
     det.tokenizer_.save(folder)
     (folder / LINE_VOCAB_FILE).write_text(json.dumps(
@@ -84,8 +97,9 @@ def save_detector(
     feedback = getattr(det, "feedback_", None)
     if feedback:  # a loaded model's feedback goes with it (a retrained one keeps the folder's)
         (folder / FEEDBACK_FILE).write_text(feedback.to_json(), encoding="utf-8")
+    elif (target / FEEDBACK_FILE).is_file():
+        shutil.copy2(target / FEEDBACK_FILE, folder / FEEDBACK_FILE)
     write_manifest(folder)  # last: the sha256 of every file above, checked by load
-    return folder
 
 
 def load_detector(
