@@ -658,7 +658,9 @@ def _batch_log(table: pa.Table, words: pa.Array, spilled: SpilledLog) -> _BatchL
 
 
 # ---- pass 2 ---------------------------------------------------------------------------------------
-_KEPT = ("level", "label", "words")  # what scoring reads of a held line (as codes), beside parse_ok
+# What scoring reads of a held line (as codes), beside parse_ok; the timestamp gives SESSIONS.csv
+# its first_time / last_time (times repeat within a second: few distinct values).
+_KEPT = ("timestamp", "level", "label", "words")
 _RESTORED = ("timestamp", "level", "component", "message", "parse_ok")  # read again at writing
 _RUN_BATCH = 8192  # rows per record batch of a scored run on disk
 
@@ -1010,6 +1012,7 @@ class _Scorer:
         n = len(lines)
         columns = {
             "line_no": pa.array(lines + 1),
+            "timestamp": self.codes["timestamp"].decode(self.kept["timestamp"].values[at]),
             "level": self.codes["level"].decode(self.kept["level"].values[at]),
             "label": self.codes["label"].decode(self.kept["label"].values[at]),
             "parse_ok": pa.array(self.parse_ok.values[at]),
