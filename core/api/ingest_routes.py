@@ -124,6 +124,9 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
               responses={200: {"description": "ExportLogsServiceResponse (protobuf or JSON, as "
                                               "the request)"},
                          400: {"description": "not an OTLP logs request"},
+                         413: {"description": "the body or its lines are over the limits"},
+                         415: {"description": "neither application/x-protobuf nor "
+                                              "application/json (or an unknown encoding)"},
                          429: {"description": "the queue is full: retry after Retry-After s"},
                          503: {"description": "the server is stopping"}})
     async def otlp_logs(request: Request) -> Response:
@@ -173,7 +176,10 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
     @app.post("/v1/ingest", status_code=202, dependencies=dependencies, tags=["live ingestion"],
               responses={202: {"description": "queued: counts of lines accepted and rejected"},
                          400: {"description": "the JSON does not parse"},
-                         429: {"description": "the queue is full: retry after Retry-After s"}})
+                         413: {"description": "the body or its lines are over the limits"},
+                         415: {"description": "an unknown Content-Encoding"},
+                         429: {"description": "the queue is full: retry after Retry-After s"},
+                         503: {"description": "the server is stopping"}})
     async def ingest_lines(
         request: Request,
         source: Annotated[str, Query(max_length=200, description="the source stream (one "
