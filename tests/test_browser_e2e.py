@@ -156,7 +156,7 @@ def test_upload_threshold_pages_and_download_in_a_real_browser(dashboard_url, tm
         # Move the threshold as a user can: the share-flagged slider up, with the keyboard.
         sidebar = page.get_by_test_id("stSidebar")
         at_model_threshold = _flagged(page)
-        for _ in range(2):
+        for _ in range(1):  # one press: the tiny model's tied scores can jump to the slider's top
             before = _flagged(page)
             sidebar.get_by_test_id("stSlider").get_by_role("slider").focus()
             page.keyboard.press("PageUp")

@@ -5,6 +5,7 @@ Why a module of their own: ``main`` (the in-memory ``score``) and ``streaming`` 
 """
 from __future__ import annotations
 
+import sys
 import threading
 
 from tinylogbert.reports.display import format_threshold
@@ -84,8 +85,8 @@ class PhaseBar:
             self.phase = p.phase
         elif p.phase != self.phase:
             self.phase = p.phase
+            self.bar.reset(total=p.total_steps)  # first: a plain bar writes the phase that ended
             self.bar.set_description(p.phase, refresh=False)
-            self.bar.reset(total=p.total_steps)
         if self.show_loss:
             self.bar.set_postfix(loss=f"{p.loss:.3f}", refresh=False)
         self.bar.update(p.step - self.bar.n)
