@@ -184,6 +184,15 @@ def manifest_text(folder: str | Path, pending: dict[str, Path] | None = None) ->
     return json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n"
 
 
+def manifest_with(folder: Path, name: str, new_file: Path) -> str:
+    """The folder's (verified) manifest with one file's line set from ``new_file``, the
+    temporary about to replace it; the other lines are kept, not recomputed, so an update never
+    blesses another file changed behind its back."""
+    manifest = read_json(folder / MANIFEST_FILE)
+    manifest["files"][name] = sha256_file(new_file)
+    return json.dumps(manifest, indent=2) + "\n"
+
+
 def write_manifest(folder: str | Path) -> Path:
     """Record the sha256 of every checkpoint file; called once all of them are written."""
     path = Path(folder) / MANIFEST_FILE

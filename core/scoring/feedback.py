@@ -205,8 +205,8 @@ def write_feedback(folder: str | Path, feedback: Feedback) -> Path:
         MANIFEST_FILE,
         check_folder,
         fsync_file,
-        manifest_text,
         manifest_update,
+        manifest_with,
     )
 
     folder = check_folder(folder)
@@ -219,7 +219,7 @@ def write_feedback(folder: str | Path, feedback: Feedback) -> Path:
     # files, fsynced, renamed feedback first and the manifest last.
     with manifest_update(folder) as manifest, atomic_file(path, durable=True) as partial:
         partial.write_text(feedback.to_json(), encoding="utf-8")
-        manifest.write_text(manifest_text(folder, {FEEDBACK_FILE: partial}))
+        manifest.write_text(manifest_with(folder, FEEDBACK_FILE, partial))
         fsync_file(manifest)
     return path
 
