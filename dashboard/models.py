@@ -187,14 +187,7 @@ def train_model(
     detector.fit(lines, on_progress=on_progress)
     if out_dir:
         return detector.save(Path(out_dir) / "model")
-    folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
-    _TEMP_FOLDERS.add(folder)
-    try:
-        return detector.save(folder / "model")
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        _TEMP_FOLDERS.discard(folder)
-        raise
+    return _save_to_temporary_folder(detector)
 
 
 def adapt_model(
@@ -208,10 +201,15 @@ def adapt_model(
     detector = TinyLogBERTDetector.load(base, runtime="torch")
     (limits or TrainingLimits.from_env()).check(len(lines), TrainConfig(epochs=1, head_epochs=1))
     adapted = detector.adapt(lines, on_progress=on_progress)
+    return _save_to_temporary_folder(adapted)
+
+
+def _save_to_temporary_folder(detector: TinyLogBERTDetector) -> Path:
+    """Save to a new temporary folder (removed at exit); removed again if saving fails."""
     folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
     _TEMP_FOLDERS.add(folder)
     try:
-        return adapted.save(folder / "model")
+        return detector.save(folder / "model")
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         _TEMP_FOLDERS.discard(folder)
