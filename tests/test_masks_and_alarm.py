@@ -18,7 +18,12 @@ from tinylogbert import TinyLogBERTDetector
 from tinylogbert.errors import FormatError
 from tinylogbert.io.log_reader import read_log_file, read_log_lines
 from tinylogbert.io.user_masks import apply_masks, parse_mask
-from tinylogbert.scoring.anomaly_score import ALARM_LINE_SHARE, line_alarm_threshold
+from tinylogbert.scoring.anomaly_score import (
+    ALARM_LINE_SHARE,
+    AUTO_DEVIATIONS,
+    NAT_RESOLUTION,
+    line_alarm_threshold,
+)
 
 from benchmarks.faults import inject, plan_bursts
 
@@ -78,7 +83,10 @@ def test_line_alarm_threshold_tolerates_the_top_lines():
     k = 1 + int(np.ceil(ALARM_LINE_SHARE * 3000))  # 4th highest: 2996
     t = line_alarm_threshold(scores)
     assert 2995 < t <= 2996 and (scores >= t).sum() == k
-    assert line_alarm_threshold(np.array([5.0, 5.0, 1.0])) < 5.0  # ties flagged alike
+    assert line_alarm_threshold(np.array([5.0, 5.0] + [1.0] * 10)) < 5.0  # ties flagged alike
+    # Every line alike (a log of identical requests): the bar is not a hair above them.
+    assert line_alarm_threshold(np.full(500, 0.8)) == pytest.approx(
+        0.8 + AUTO_DEVIATIONS * NAT_RESOLUTION)
     assert line_alarm_threshold(np.array([])) == 0.0
 
 

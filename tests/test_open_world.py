@@ -11,14 +11,17 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import CHECKPOINT, ROOT
+from conftest import CHECKPOINT, ROOT, tiny_detector_factory
 from tinylogbert import TinyLogBERTDetector, pipeline
 from tinylogbert.io.log_reader import read_log_file, read_log_lines
 from tinylogbert.model.configs import FIRST_LINE_CLASS, OTHER_LINE_CLASS
+from tinylogbert.scoring.anomaly_score import AUTO_DEVIATIONS, NAT_RESOLUTION
 from tinylogbert.scoring.evaluate import align_labels, read_labels
+from tinylogbert.scoring.line_matching import LineMatcher
 
 from benchmarks.evolution import Edit, apply_edit, variant_lines
 from benchmarks.faults import FAULTS, inject, plan_bursts
+from benchmarks.modern_log import write_modern_log
 
 HELDOUT = ROOT / "sample_data" / "HDFS_heldout.log.gz"
 LABELS = ROOT / "sample_data" / "HDFS_heldout_labels.csv"
@@ -177,3 +180,54 @@ def test_watch_says_once_that_the_log_drifted(checkpoint, later):
     tracker.close_all()
     drift = [w for w in said if w.startswith("drift in ")]
     assert len(drift) == 1, said
+
+
+def test_near_twin_known_lines_do_not_block_a_rewording():
+    """A message logged with several values of a field has near-twins among the known lines;
+    its cut is capped at the vocabulary's median nearest-neighbour similarity, so a rewording
+    closer than that still matches. Lines without twins keep their own cut."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(6, 16))
+    twin = base[0] + 0.05 * rng.normal(size=16)  # "user root" next to "user guest"
+    vectors = np.vstack([base, twin])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sim = vectors @ vectors.T
+    np.fill_diagonal(sim, -1.0)
+    nearest = sim.max(1)
+    cuts = LineMatcher._cuts(vectors.astype(np.float32), 0.5)
+    cap = max(float(np.median(nearest)), 0.5)
+    assert nearest[0] > 0.95 and cuts[0] == pytest.approx(cap) and cuts[0] < nearest[0]
+    lone = nearest < cap
+    np.testing.assert_allclose(cuts[lone], np.maximum(nearest[lone], 0.5), rtol=1e-6)
+
+
+def test_a_log_of_identical_requests_is_not_flagged_by_one_reworded_message(tmp_path):
+    """Five messages that repeat exactly in every request: the training spread is ~0, so
+    standardising by it alone made a reworded routine line (matched, at a cost of about a nat)
+    hundreds of deviations and flagged every request. The spreads are floored in nats
+    (``NAT_RESOLUTION``); a fault the model never saw still flags its request."""
+    folder = tmp_path
+    write_modern_log(folder / "train.log", 200, seed=3)
+    write_modern_log(folder / "test.log", 60, seed=4)
+    train = (folder / "train.log").read_text().splitlines()
+    test = (folder / "test.log").read_text().splitlines()
+    det = tiny_detector_factory().fit(read_log_lines(train, "train"))
+    calib = det.calibration_
+    assert calib.scale["top"] >= NAT_RESOLUTION and calib.scale["context"] >= NAT_RESOLUTION
+    assert calib.train_quantiles["scale"] >= 1.0
+    result = det.score(read_log_lines(train, "train"), embeddings=False)
+    assert det.line_threshold_ >= np.median(result.line_scores) + AUTO_DEVIATIONS * NAT_RESOLUTION
+    assert result.n_anomalous_sessions == 0
+    # One word added to the most common message, in every request.
+    reworded = [line.replace("from cache", "from the cache") for line in test]
+    assert sum(a != b for a, b in zip(test, reworded)) == 60
+    matched = det.score(read_log_lines(reworded, "new"), embeddings=False)
+    assert matched.n_anomalous_sessions <= 0.1 * matched.n_sessions
+    faulty = list(test)
+    at = next(i for i, line in enumerate(faulty) if "charged order" in line)
+    faulty.insert(at + 1, faulty[at].replace("level=info", "level=error").split(' msg="')[0]
+                  + ' msg="disk full: No space left on device" ' + faulty[at].split('" ', 1)[1])
+    caught = det.score(read_log_lines(faulty, "fault"), embeddings=False)
+    frame = caught.session_frame.set_index("session_id")
+    trace = faulty[at].rsplit("trace_id=", 1)[1].split()[0]
+    assert frame.loc[trace, "is_anomaly"]

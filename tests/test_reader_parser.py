@@ -46,6 +46,15 @@ def test_hdfs_line_parses_and_masks_ids_ips_paths_numbers():
         ("size 67108864 at 0x1f2e id 3f2a9c1e-1111-2222-3333-444455556666",
          ["size", "at", "id"]),
         ("GET http://example.org/a?b=1 done", ["get", "done"]),
+        ("failure; rhost=220-135-151-1.hinet-ip.hinet.net  user=root",
+         ["failure", "rhost", "user", "root"]),
+        ("connection from 24.54.76.216 (24-54-76-216.bflony.adelphia.net) at Fri",
+         ["connection", "from", "at", "fri"]),
+        ("rhost=d211-116-254-214.rev.krline.net.tw", ["rhost"]),
+        # code, not hosts: their words stay
+        ("at org.apache.hadoop.net.NetUtils.connect", ["at", "org", "apache", "hadoop", "net",
+                                                        "netutils", "connect"]),
+        ("mapred.task.id is deprecated", ["mapred", "task", "id", "is", "deprecated"]),
     ],
 )
 def test_masking_rules(message, words):

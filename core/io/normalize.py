@@ -26,6 +26,13 @@ DEFAULT_MASKING_RULES: tuple[MaskingRule, ...] = (
     MaskingRule("url", r"\b[A-Za-z][A-Za-z0-9+.\-]*://\S+"),
     MaskingRule("ip", r"/?\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"),
     MaskingRule("path", r"(?:[A-Za-z]:)?(?:/[\w.\-$@%+~=,]+)+/?"),
+    # Host names (``rhost=220-135-151-1.hinet-ip.hinet.net``): one per client of an SSH or FTP
+    # server, so unmasked they made a routine "authentication failure" a new line per host. Only
+    # names ending in a generic top-level domain, or a country's under one (``net.tw``,
+    # ``co.uk``), and not followed by ``.`` or a word character: ``org.apache.hadoop.net.NetUtils``
+    # and ``mapred.task.id`` are code, not hosts, and keep their words.
+    MaskingRule("host", r"\b(?:[A-Za-z0-9][A-Za-z0-9-]*\.)+(?:com|net|org|edu|gov|mil|info|biz|"
+                        r"(?:com|net|org|edu|gov|co|ac)\.[a-z]{2})(?:[^.\w-]|$)"),
     MaskingRule("uuid", r"\b[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b"),
     MaskingRule("hex", r"\b0[xX][0-9a-fA-F]+\b|\b[0-9a-fA-F]*\d[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b"),
     MaskingRule("number", r"\d+"),

@@ -43,6 +43,8 @@ from tinylogbert.scoring.anomaly_score import (
     AUTO_MAX_SESSION_SHARE,
     DEFAULT_WEIGHTS,
     GRADES,
+    NAT_RESOLUTION,
+    SESSION_SCALE_FLOOR,
     Calibration,
     label_free_threshold,
     line_alarm_threshold,
@@ -433,17 +435,19 @@ class TinyLogBERTDetector(BaseEstimator):
         signals = self._position_signals(parsed, index, corpus, raw)
         comps = self._components(corpus, index, raw, signals)
         center, scale = {}, {}
+        floors = _scale_floors(index)
         for name, values in comps.items():
-            center[name], scale[name] = robust_center_scale(values)
+            center[name], scale[name] = robust_center_scale(values, floor=floors[name])
         calib = Calibration(center=center, scale=scale, weights=dict(DEFAULT_WEIGHTS))
         own = calib.combine(comps)  # what the session says as a whole
         calib.threshold = label_free_threshold(own, None, self.contamination,
-                                               AUTO_MAX_SESSION_SHARE)
+                                               AUTO_MAX_SESSION_SHARE,
+                                               min_scale=SESSION_SCALE_FLOOR)
         line_scores = self._line_scores(parsed, index, corpus, signals)
-        _, session_spread = robust_center_scale(own)
+        _, session_spread = robust_center_scale(own, floor=SESSION_SCALE_FLOOR)
         if self.contamination == "auto":  # the line alarm (anomaly_score.py)
             calib.line_threshold = line_alarm_threshold(line_scores)
-            _, line_spread = robust_center_scale(line_scores, upper=True)
+            _, line_spread = robust_center_scale(line_scores, upper=True, floor=NAT_RESOLUTION)
             calib.alarm_gain = float(session_spread / line_spread)
         else:  # a share of sessions to flag, exactly: no alarm on top of it
             calib.line_threshold = label_free_threshold(line_scores, None, self.contamination,
@@ -586,6 +590,15 @@ class TinyLogBERTDetector(BaseEstimator):
             "model": self.model_config_.to_dict(),
             "training_summary": self.training_summary_,
         }
+
+
+def _scale_floors(index: SessionIndex) -> dict[str, float]:
+    """The least spread each session signal is standardised by: ``NAT_RESOLUTION`` for a
+    per-line signal, and for ``rarity``, a mean over the session's lines, the spread of a mean of
+    that many such lines (over the square root of the median session length)."""
+    length = float(np.median(index.lengths())) if len(index) else 1.0
+    return {"rarity": NAT_RESOLUTION / np.sqrt(max(length, 1.0)), "context": NAT_RESOLUTION,
+            "top": NAT_RESOLUTION, "head": 1e-3}
 
 
 def _sequences_of(corpus: SessionCorpus, sessions: np.ndarray) -> np.ndarray:
