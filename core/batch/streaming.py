@@ -56,8 +56,12 @@ from tinylogbert.io.log_parser import (
     MIN_PARSE_CHUNK,
     FormatGuess,
     ParsedLog,
+    _continuations,
     _parse_piece,
     _preferred_format,
+    concat_fields,
+    continuation_marks,
+    continuing_rows,
     detect_format,
 )
 from tinylogbert.io import log_reader
@@ -75,6 +79,7 @@ from tinylogbert.sessions.grouping import (
     ORPHAN_GROUP,
     SessionConfig,
     SessionIndex,
+    follow_events,
     id_members,
     resolve_rule,
     window_starts,
@@ -86,6 +91,9 @@ if TYPE_CHECKING:
 
 READ_BLOCK = 1 << 24  # bytes read (decompressed) at a time
 RULE_LINES = 5000  # what ``resolve_rule`` decides 'auto' on
+# The survey's head holds one line more: whether line 5,000 continues an event (a stack trace's
+# line, which the id coverage leaves out) depends on the line after it.
+HEAD_LINES = RULE_LINES + 1
 DEFAULT_SCORE_LINES = 262_144  # a model call's sub-log: ~300 MB at most, whatever the log's size
 DEFAULT_CHUNK_LINES = 32_768  # measured on 1M HDFS lines: as fast as 131,072, 25% less peak RSS
 # ``tinylogbert score --stream auto`` streams files above this size on disk (gzip: a tenth of
@@ -194,7 +202,7 @@ def _line_blocks(path: Path) -> Iterator[bytes]:
 class _Survey:
     n_lines: int
     sample: LogLines  # the lines the in-memory path detects the format on
-    head: LogLines  # the first RULE_LINES lines
+    head: LogLines  # the first HEAD_LINES lines
 
 
 def _file_identity(path: Path) -> tuple[int, int, int] | None:
@@ -231,13 +239,13 @@ def survey_log(path: Path, source: str) -> _Survey:
     for block in _line_blocks(path):
         lines, _, _ = decode_lines(block)
         end = start + len(lines)
-        if start < RULE_LINES:
-            head.append(lines.slice(0, RULE_LINES - start))
+        if start < HEAD_LINES:
+            head.append(lines.slice(0, HEAD_LINES - start))
         lo, hi = np.searchsorted(wanted, [start, end])
         if hi > lo:
             sample.append(lines.take(pa.array(wanted[lo:hi] - start)))
         start = end
-        if start >= n or (start >= RULE_LINES and hi == len(wanted)):
+        if start >= n or (start >= HEAD_LINES and hi == len(wanted)):
             break
 
     def joined(parts: list[pa.Array]) -> LogLines:
@@ -318,9 +326,7 @@ def _collect(chunk: _Chunk, fmt: LogFormat, source: str):
     n = table.num_rows
     table = table.add_column(0, "line_no", pa.array(
         np.arange(chunk.start + 1, chunk.start + n + 1, dtype=np.int64)))
-    fields = None
-    if parts[0][2] is not None:
-        fields = pa.concat_tables([part[2] for part in parts], promote_options="default")
+    fields = concat_fields([part[2] for part in parts], [part[0].num_rows for part in parts])
     parsed = ParsedLog(table=table, words=pa.concat_arrays([part[1] for part in parts]),
                        format=fmt, source=source, fields=fields)
     ids = [part[3] for part in parts]
@@ -338,10 +344,43 @@ def _collect(chunk: _Chunk, fmt: LogFormat, source: str):
 
 
 def parse_lines(lines: pa.Array, fmt: LogFormat, source: str = "<input>") -> ParsedLog:
-    """``parse_log`` of one chunk with a known format (lines numbered from 1)."""
+    """``parse_log`` of one chunk with a known format (lines numbered from 1), its stack traces'
+    lines marked as in ``parse_log``."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return _collect(_submit(pool, lines, fmt, 0, _piece_size(len(lines)), None),
-                        fmt, source)[0]
+        parsed = _collect(_submit(pool, lines, fmt, 0, _piece_size(len(lines)), None),
+                          fmt, source)[0]
+    return ParsedLog(table=parsed.table, words=parsed.words, format=fmt, source=source,
+                     fields=parsed.fields,
+                     event_of=_continuations(parsed.table, fmt, parsed.fields))
+
+
+def _first_line_strong(lines: pa.Array, fmt: LogFormat) -> bool:
+    """Whether the first of ``lines`` (the next chunk's) continues an event whatever stands next
+    to it: a chunk's last row may be an exception line that only a frame below makes one."""
+    table, _, fields = _parse_piece(pc.cast(lines.slice(0, 1), pa.large_string()), fmt)
+    marks = continuation_marks(table, fmt, fields)
+    return marks is not None and bool(marks.strong[0])
+
+
+@dataclass
+class _Events:
+    """What a chunk needs from the chunks before it to place its stack-trace lines, as
+    ``sessions.follow_events`` places them in memory."""
+
+    strong_last: bool = False  # the previous chunk's last row continues whatever follows it
+    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # ``codes``: the id sessions of the last event seen (a stack trace that starts a chunk
+    # continues it); empty when that event has no id (its trace's lines are then id-less)
+
+    def continuing(self, parsed: ParsedLog, start: int, after: pa.Array | None) -> np.ndarray | None:
+        """Rows of this chunk that continue an event (None: none can)."""
+        marks = continuation_marks(parsed.table, parsed.format, parsed.fields)
+        before, self.strong_last = self.strong_last, marks is not None and bool(marks.strong[-1])
+        if marks is None:
+            return None
+        strong_after = (after is not None and bool(marks.exception[-1]) and not marks.strong[-1]
+                        and _first_line_strong(after, parsed.format))
+        return continuing_rows(marks, before, strong_after, log_start=start == 0)
 
 
 class _Sessions:
@@ -494,6 +533,7 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
     start = unparsed = invalid = chunks = orphans = 0
     labelled = replaced = False
     orphan_last: dict[int, int] = {}  # orphan group -> its last line number so far
+    events = _Events()
     field_error: FormatError | None = None
     field_seen = False
     writer = None
@@ -505,19 +545,20 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
 
     def parsed_chunks():
-        """Chunk k+1 is read and parsed while chunk k is numbered and spilled."""
+        """Chunk k+1 is read and parsed while chunk k is numbered and spilled (with k+1's lines:
+        whether k's last row continues an event may depend on the line after it)."""
         at, ahead = 0, None
         for lines, bad, rep in line_chunks(path, chunk_lines):
             chunk = _submit(pool, lines, fmt, at, piece, pattern, bad, rep)
             at += len(lines)
             if ahead is not None:
-                yield ahead, _collect(ahead, fmt, source)
+                yield ahead, _collect(ahead, fmt, source), lines
             ahead = chunk
         if ahead is not None:
-            yield ahead, _collect(ahead, fmt, source)
+            yield ahead, _collect(ahead, fmt, source), None
 
     try:
-        for chunk, (parsed, ids) in parsed_chunks():
+        for chunk, (parsed, ids), after in parsed_chunks():
             invalid += chunk.invalid
             replaced |= chunk.replaced
             m = len(parsed)
@@ -533,7 +574,8 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
                     local, sid, rule.strategy = ids
                     field_seen = True
                 line, codes, orphans = _id_pairs(parsed, local, sid, start, orphans,
-                                                 orphan_last, registry)
+                                                 orphan_last, registry,
+                                                 events.continuing(parsed, start, after), events)
             counts = np.bincount(line - start, minlength=m)
             offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
             batch = pa.RecordBatch.from_arrays(
@@ -605,19 +647,33 @@ def _window_pairs(start: int, m: int, rule: _Rule) -> tuple[np.ndarray, np.ndarr
 
 def _id_pairs(
     parsed: ParsedLog, local: np.ndarray, sid: pa.Array | np.ndarray, start: int, orphans: int,
-    orphan_last: dict[int, int], registry: _Sessions,
+    orphan_last: dict[int, int], registry: _Sessions, cont: np.ndarray | None = None,
+    events: _Events | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(line, session code) of a chunk as ``sessions._by_id`` pairs them, codes numbered in the
-    log's order of first appearance; id-less lines form groups of ``ORPHAN_GROUP`` across
-    chunks. Returns the pairs and the orphans counted so far."""
+    log's order of first appearance; rows that continue an event (``cont``) take its sessions,
+    also when it stands in an earlier chunk (``events``); id-less lines form groups of
+    ``ORPHAN_GROUP`` across chunks. Returns the pairs and the orphans counted so far."""
     m = len(parsed)
-    covered = np.zeros(m, dtype=bool)
-    covered[local] = True
-    lonely = np.flatnonzero(~covered)
     sid = pc.cast(sid if isinstance(sid, (pa.Array, pa.ChunkedArray)) else
                   pa.array(sid, type=pa.large_string()), pa.large_string())
     if isinstance(sid, pa.ChunkedArray):
         sid = sid.combine_chunks()
+    lead = 0  # rows at the chunk's start that continue the previous chunk's last event
+    if cont is not None and cont.any():
+        lead = int(np.argmin(cont)) if not cont.all() else m
+        own = ~cont[local]
+        local, sid = local[own], sid.filter(pa.array(own))
+        head = np.maximum.accumulate(np.where(cont, -1, np.arange(m)))
+        head[:lead] = np.arange(lead)  # placed below, from ``events``
+        local, sid = follow_events(head, local, sid)
+    carried = events.codes if events is not None and lead else np.zeros(0, dtype=np.int64)
+    covered = np.zeros(m, dtype=bool)
+    covered[local] = True
+    if len(carried):
+        covered[:lead] = True
+    lonely = np.flatnonzero(~covered)
+    n_id = len(local)
     if len(lonely):
         group = (orphans + np.arange(len(lonely))) // ORPHAN_GROUP
         ends = np.r_[np.flatnonzero(np.diff(group)), len(group) - 1]  # each group's last here
@@ -634,6 +690,13 @@ def _id_pairs(
     keys = encoded.dictionary.to_pylist()
     _, first_at = np.unique(codes_local, return_index=True)  # each key's first pair here
     codes = registry.codes(keys, local[first_at] + start)[codes_local]
+    if events is not None and (cont is None or lead < m):
+        # this chunk's last event: the one a stack trace starting the next chunk continues
+        last_event = m - 1 if cont is None else int(np.flatnonzero(~cont)[-1])
+        events.codes = codes[(order < n_id) & (local == last_event)]
+    if len(carried):  # their lines stand before every other pair of the chunk
+        local = np.concatenate([np.repeat(np.arange(lead), len(carried)), local])
+        codes = np.concatenate([np.tile(carried, lead), codes])
     line = local + start
     registry.saw(codes, line)
     return line, codes, orphans
