@@ -303,18 +303,20 @@ def _service_log_with_stack_traces(json_lines: bool, seed: int = 3) -> list[str]
     return out
 
 
-@pytest.mark.parametrize("json_lines", [False, True])
-def test_stack_traces_follow_their_events_trace_across_chunks(json_lines, detector, tmp_path,
-                                                             monkeypatch):
-    """Sessions by trace id, stack-trace lines in their event's session, as in memory: also a
-    trace cut by a chunk's end, a chunk ending on an exception line whose frames start the next
-    chunk, and the traces of events without an id. JSON logs are chunked as the in-memory path
-    slices them: the slices are made small here to cut the log often. (The format is named:
-    with most lines a stack trace's, 'auto' would not find it.)"""
+@pytest.mark.parametrize("case", ["logfmt", "jsonl", "logfmt-windows"])
+def test_stack_traces_follow_their_event_across_chunks(case, detector, tmp_path, monkeypatch):
+    """Stack-trace lines in their event's session, as in memory: by trace id (also a trace
+    cut by a chunk's end, a chunk ending on an exception line whose frames start the next
+    chunk, the traces of events without an id) and in windows (a trace cut by a window's end
+    stays in its event's windows; a window holding only its lines is no session). JSON logs are
+    chunked as the in-memory path slices them: the slices are made small here to cut the log
+    often. (The format is named: with most lines a stack trace's, 'auto' would not find it.)"""
     from tinylogbert.io import log_parser
+    from tinylogbert.sessions.grouping import window_starts
 
+    fmt = case.split("-")[0]
     log = tmp_path / "service.log"
-    lines = _service_log_with_stack_traces(json_lines)
+    lines = _service_log_with_stack_traces(fmt == "jsonl")
     log.write_text("\n".join(lines) + "\n")
     # chunks of ``piece`` lines, one of them ending on an exception line
     piece = next(p for p in range(30, 90)
@@ -322,14 +324,18 @@ def test_stack_traces_follow_their_events_trace_across_chunks(json_lines, detect
     for module in (log_parser, streaming):
         monkeypatch.setattr(module, "MIN_PARSE_CHUNK", piece)
         monkeypatch.setattr(module, "MAX_PARSE_CHUNK", piece)
-    fmt = "jsonl" if json_lines else "logfmt"
     head = log_parser.parse_log(read_log_file(log), fmt).event_of
     cuts = np.arange(piece, len(lines), piece)
     assert (head[cuts] < cuts).sum() > 5  # traces go on across chunk ends
     assert (head != np.arange(len(head))).mean() > 0.5  # most lines carry no trace id
-    options = pipeline.ScoreOptions(log_format=fmt)
+    windows = SessionConfig(by="window", window_size=5, window_step=2)
+    options = pipeline.ScoreOptions(log_format=fmt,
+                                    sessions=windows if case.endswith("windows") else None)
     expected = _in_memory(detector, log, options, tmp_path)
     got_lines, got_sessions, summary = _streamed(detector, log, options, tmp_path, piece)
     assert (got_lines, got_sessions) == expected[:2]
-    assert summary.sessions_by == "id field <trace_id>" and summary.chunks == len(cuts) + 1
-    assert b"\tat com.acme" in got_lines and b'"no-id:' in got_sessions
+    assert summary.chunks == len(cuts) + 1 and b"\tat com.acme" in got_lines
+    if case.endswith("windows"):
+        assert summary.sessions < len(window_starts(len(lines), 5, 2))  # some windows are none
+    else:
+        assert summary.sessions_by == "id field <trace_id>" and b'"no-id:' in got_sessions

@@ -11,8 +11,10 @@ slice, and the slices are cut where nothing global changes:
    first) and the first 5,000 lines, on which ``sessions.resolve_rule`` decides 'auto';
 1. **parse** chunk by chunk (``log_parser``'s code; JSON logs in the in-memory path's own slices),
    give every line its session ids (``sessions.id_members``; lines without an id in groups of
-   ``ORPHAN_GROUP``; windows by arithmetic) and note each session's last line; the parsed chunks
-   are spilled to a temporary Arrow file next to the output, so nothing is parsed twice;
+   ``ORPHAN_GROUP``; windows by arithmetic; a stack trace's lines in its event's sessions, also
+   across a chunk's end: ``_Events`` carries what the next chunk needs) and note each session's
+   last line; the parsed chunks are spilled to a temporary Arrow file next to the output, so
+   nothing is parsed twice;
 2. **score** the spilled chunks in order: a line is final once every session holding it is
    complete; complete sessions are scored in batches by ``TinyLogBERTDetector.score`` (the same
    call, on a sub-log holding exactly their lines); final lines are written in input order and
@@ -371,6 +373,7 @@ class _Events:
     codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # ``codes``: the id sessions of the last event seen (a stack trace that starts a chunk
     # continues it); empty when that event has no id (its trace's lines are then id-less)
+    last_event: int = 0  # the last event's line (windows: its windows are the trace's)
 
     def continuing(self, parsed: ParsedLog, start: int, after: pa.Array | None) -> np.ndarray | None:
         """Rows of this chunk that continue an event (None: none can)."""
@@ -381,6 +384,15 @@ class _Events:
         strong_after = (after is not None and bool(marks.exception[-1]) and not marks.strong[-1]
                         and _first_line_strong(after, parsed.format))
         return continuing_rows(marks, before, strong_after, log_start=start == 0)
+
+    def events_of(self, cont: np.ndarray | None, start: int, m: int) -> np.ndarray:
+        """The line of the event each row of this chunk belongs to (``ParsedLog.event_of``)."""
+        index = np.arange(start, start + m, dtype=np.int64)
+        head = index if cont is None else np.maximum.accumulate(np.where(cont, -1, index))
+        head[head < 0] = self.last_event
+        if m:
+            self.last_event = int(head[-1])
+        return head
 
 
 class _Sessions:
@@ -456,6 +468,7 @@ class SpilledLog:
     spill_bytes: int
     chunk_lines: int = DEFAULT_CHUNK_LINES  # lines written per step of a merge
     score_lines: int = DEFAULT_SCORE_LINES
+    present: np.ndarray | None = None  # codes that are sessions (None: all; windows: not empty)
 
     def __enter__(self) -> Self:
         return self
@@ -534,6 +547,10 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
     labelled = replaced = False
     orphan_last: dict[int, int] = {}  # orphan group -> its last line number so far
     events = _Events()
+    # Windows: a stack trace cut by a window's end stays in its event's windows, so a window may
+    # end later than its arithmetic end, or hold no line at all (it is then no session)
+    window_seen = np.zeros(rule.n_windows, dtype=bool)
+    window_last = np.zeros(rule.n_windows, dtype=np.int64)
     field_error: FormatError | None = None
     field_seen = False
     writer = None
@@ -565,7 +582,11 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
             unparsed += parsed.n_unparsed
             labelled = labelled or parsed.table["label"].null_count < m
             if rule.by == "window":
-                line, codes = _window_pairs(start, m, rule)
+                line, codes = _window_pairs(
+                    start, m, rule, events.events_of(events.continuing(parsed, start, after),
+                                                     start, m))
+                window_seen[codes] = True
+                np.maximum.at(window_last, codes, line)
             else:
                 if isinstance(ids, Exception):
                     field_error = field_error or ids
@@ -604,11 +625,14 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
             f"{source}: no line matches format {fmt.name!r}; "
             "try --format auto or give the format as '<Date> <Time> <Level>: <Content>'"
         )
+    present = None
     if rule.by == "window":
         w = np.arange(rule.n_windows, dtype=np.int64)
         first = w * rule.step
-        last = np.minimum(first + rule.size, start) - 1
-        ids = np.array([f"L{a + 1}-{b + 1}" for a, b in zip(first, last)], dtype=object)
+        ids = np.array([f"L{a + 1}-{b + 1}" for a, b in
+                        zip(first, np.minimum(first + rule.size, start) - 1)], dtype=object)
+        last = window_last
+        present = None if window_seen.all() else window_seen
     else:
         ids = np.array(registry.ids, dtype=object)
         first, last = registry.first.copy(), registry.last.copy()
@@ -620,7 +644,7 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
         source=source, format=fmt, detection=detection, config=config, rule=rule, n_lines=start,
         n_unparsed=unparsed, has_labels=labelled, invalid_lines=invalid, replaced_bytes=replaced,
         ids=ids, first=first, last=last, folder=folder, chunks=chunks,
-        spill_bytes=spill_path.stat().st_size,
+        spill_bytes=spill_path.stat().st_size, present=present,
     )
 
 
@@ -632,12 +656,15 @@ def _distinct(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.bincount(codes - lo)) + lo
 
 
-def _window_pairs(start: int, m: int, rule: _Rule) -> tuple[np.ndarray, np.ndarray]:
+def _window_pairs(start: int, m: int, rule: _Rule,
+                  event: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(line, window) of lines ``start .. start + m``, windows ascending per line (as
-    ``_by_count`` lists them)."""
+    ``_by_count`` lists them); a line is in the windows of its event's line (``event``: a stack
+    trace's lines follow their event, as ``sessions.follow_events`` places them)."""
     i = np.arange(start, start + m, dtype=np.int64)
-    lo = np.maximum(0, (i - rule.size) // rule.step + 1)
-    hi = np.minimum(i // rule.step, rule.n_windows - 1)
+    at = i if event is None else event
+    lo = np.maximum(0, (at - rule.size) // rule.step + 1)
+    hi = np.minimum(at // rule.step, rule.n_windows - 1)
     counts = hi - lo + 1
     line = np.repeat(i, counts)
     ends = np.cumsum(counts)
@@ -865,6 +892,9 @@ class _Scorer:
         self.scored = np.zeros(len(spilled.ids), dtype=bool)  # session rows made
         self.waiting: list[tuple[np.ndarray, pa.Table]] = []  # session rows not yet written
         self.next_session = 0  # sessions written
+        # the codes that are sessions, in order (windows left empty by stack traces are not)
+        self.session_codes = (np.arange(len(spilled.ids)) if spilled.present is None
+                              else np.flatnonzero(spilled.present))
         self.line_writer = self.session_writer = None
         self.origin = _SpillCursor(spilled)
         self.runs = 0
@@ -1122,7 +1152,8 @@ class _Scorer:
         rows = pa.concat_tables([t for _, t in self.waiting])
         order = np.argsort(codes, kind="stable")
         codes, rows = codes[order], rows.take(pa.array(order))
-        gap = codes != self.next_session + np.arange(len(codes))
+        expected = self.session_codes[self.next_session:self.next_session + len(codes)]
+        gap = codes != np.pad(expected, (0, len(codes) - len(expected)), constant_values=-1)
         run = int(np.argmax(gap)) if gap.any() else len(codes)
         if run:
             ready = rows.slice(0, run)
