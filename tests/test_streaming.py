@@ -339,3 +339,17 @@ def test_stack_traces_follow_their_event_across_chunks(case, detector, tmp_path,
         assert summary.sessions < len(window_starts(len(lines), 5, 2))  # some windows are none
     else:
         assert summary.sessions_by == "id field <trace_id>" and b'"no-id:' in got_sessions
+
+
+def test_cri_partial_records_cut_by_a_chunk_end_join_as_in_memory(detector, tmp_path):
+    """A CRI message's ``P`` records join its ``F`` (and take its trace id) also when a chunk's
+    end falls between them: the open message begins the next chunk."""
+    log = ROOT / "tests" / "data" / "formats" / "cri.log"
+    lines = log.read_text().splitlines()
+    chunk = 13
+    assert any(" P " in lines[c - 1] for c in range(chunk, len(lines), chunk))
+    options = pipeline.ScoreOptions()
+    expected = _in_memory(detector, log, options, tmp_path)
+    got_lines, got_sessions, summary = _streamed(detector, log, options, tmp_path, chunk)
+    assert (got_lines, got_sessions) == expected[:2]
+    assert summary.sessions_by == "id field <trace_id>" and summary.chunks > 20

@@ -12,7 +12,8 @@ slice, and the slices are cut where nothing global changes:
 1. **parse** chunk by chunk (``log_parser``'s code; JSON logs in the in-memory path's own slices),
    give every line its session ids (``sessions.id_members``; lines without an id in groups of
    ``ORPHAN_GROUP``; windows by arithmetic; a stack trace's lines in its event's sessions, also
-   across a chunk's end: ``_Events`` carries what the next chunk needs) and note each session's
+   across a chunk's end: ``_Events`` carries what the next chunk needs; CRI chunks end where no
+   message is open, ``_joined_chunks``) and note each session's
    last line; the parsed chunks are spilled to a temporary Arrow file next to the output, so
    nothing is parsed twice;
 2. **score** the spilled chunks in order: a line is final once every session holding it is
@@ -564,6 +565,9 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
     def parsed_chunks():
         """Chunk k+1 is read and parsed while chunk k is numbered and spilled (with k+1's lines:
         whether k's last row continues an event may depend on the line after it)."""
+        if fmt.joins_partials:
+            yield from _joined_chunks(path, chunk_lines, fmt, source, pool, pattern)
+            return
         at, ahead = 0, None
         for lines, bad, rep in line_chunks(path, chunk_lines):
             chunk = _submit(pool, lines, fmt, at, piece, pattern, bad, rep)
@@ -646,6 +650,67 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
         ids=ids, first=first, last=last, folder=folder, chunks=chunks,
         spill_bytes=spill_path.stat().st_size, present=present,
     )
+
+
+def _joined_chunks(path: Path, chunk_lines: int, fmt: LogFormat, source: str,
+                   pool: ThreadPoolExecutor, pattern: str | None):
+    """``parsed_chunks`` for formats whose partial records join the next full one (CRI): a
+    message's ``P`` records are joined with the ``F`` after them (and take its keys), so a
+    chunk ends where no stream has a message open; the open message's lines, and the lines
+    after them, begin the next chunk. One slice per chunk, parsed in turn, as the in-memory
+    path parses the whole log in one slice. (A stream whose message never ends holds
+    everything after it: as in memory, where the log is one slice.)"""
+    at, carry, invalid, replaced = 0, None, 0, False
+    chunks = line_chunks(path, chunk_lines)
+    read = next(chunks, None)
+    while read is not None:
+        lines, bad, rep = read
+        read = next(chunks, None)
+        if carry is not None:
+            lines = pa.concat_arrays([carry, pc.cast(lines, carry.type)])
+        invalid, replaced = invalid + bad, replaced or rep
+        chunk = _submit(pool, lines, fmt, at, max(len(lines), 1), pattern, invalid, replaced)
+        parsed, ids = _collect(chunk, fmt, source)
+        keep = len(parsed) if read is None else _open_message_start(parsed)
+        carry = lines.slice(keep) if keep < len(parsed) else None
+        if keep == 0:  # every line is in a message still open: read on
+            continue
+        if carry is not None:
+            parsed, ids = _first_rows(parsed, ids, keep)
+        yield chunk, (parsed, ids), carry if carry is not None else (
+            read[0] if read is not None else None)
+        at += keep
+        invalid, replaced = 0, False
+
+
+def _open_message_start(parsed: ParsedLog) -> int:
+    """The first row of a message still open at the chunk's end: a ``P`` record with no ``F``
+    of its stream after it (the row count when none is open)."""
+    if parsed.fields is None:
+        return len(parsed)
+    ok = parsed.table["parse_ok"].to_pylist()
+    tags, streams = parsed.fields["Tag"].to_pylist(), parsed.fields["Stream"].to_pylist()
+    open_at: dict[str, int] = {}
+    for i, (good, tag, stream) in enumerate(zip(ok, tags, streams)):
+        if not good:
+            continue
+        if tag == "P":
+            open_at.setdefault(stream, i)
+        else:
+            open_at.pop(stream, None)
+    return min(open_at.values(), default=len(parsed))
+
+
+def _first_rows(parsed: ParsedLog, ids, keep: int):
+    """The first ``keep`` rows of a parsed chunk, with their (line, session id) pairs."""
+    head = ParsedLog(table=parsed.table.slice(0, keep), words=parsed.words.slice(0, keep),
+                     format=parsed.format, source=parsed.source,
+                     fields=None if parsed.fields is None else parsed.fields.slice(0, keep))
+    if ids is None or isinstance(ids, Exception):
+        return head, ids
+    local, sid, strategy = ids
+    mine = local < keep
+    return head, (local[mine], sid.filter(pa.array(mine)), strategy)
 
 
 def _distinct(codes: np.ndarray) -> np.ndarray:
