@@ -37,7 +37,9 @@ def loaded(tiny_checkpoint):
     return TinyLogBERTDetector.load(tiny_checkpoint, runtime="auto")
 
 
-def ship_with_otel_sdk(port: int, service: str, lines: list[str], gzip_it: bool) -> None:
+def ship_with_otel_sdk(port: int, service: str, lines: list[str], gzip_it: bool,
+                      contexts: list | None = None) -> None:
+    """``lines`` as the SDK's log records; ``contexts``: each record's (its span's) context."""
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._logs import LoggerProvider
@@ -51,8 +53,8 @@ def ship_with_otel_sdk(port: int, service: str, lines: list[str], gzip_it: bool)
                                Compression.NoCompression)
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter, max_export_batch_size=128))
     logger = provider.get_logger("hdfs-replay")
-    for line in lines:
-        logger.emit(body=line)
+    for i, line in enumerate(lines):
+        logger.emit(body=line, context=contexts[i] if contexts else None)
     assert provider.force_flush(30_000)
     provider.shutdown()
 
@@ -96,6 +98,58 @@ def test_otel_sdk_to_serve_gives_the_scores_of_score(tiny_checkpoint, loaded, tm
     assert metric_value(text, "tinylogbert_lines_total", source="hdfs-b/node-1") == len(b)
     check = promtool_check(metrics)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_records_with_trace_ids_are_sessioned_by_them_as_score_does(tiny_checkpoint, loaded,
+                                                                    tmp_path):
+    """A Go service's logfmt lines, shipped by the OTel SDK inside its spans (the trace id is
+    the record's, not the line's) and as NDJSON records with a ``trace_id`` key: the live
+    sessions are the traces, with ``score``'s scores on the same lines carrying
+    ``trace_id=...``; records outside any span are lines without an id, as in ``score``."""
+    import random
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("shop")
+    spans = [tracer.start_span(f"GET /orders/{k}") for k in range(12)]
+    rng = random.Random(5)
+    bodies, traced = [], []
+    for i in range(240):  # about three requests in flight at a time
+        bodies.append(f"time=2024-03-01T12:{i // 60:02d}:{i % 60:02d}.000Z level=info "
+                      f'service=orders msg="step {rng.randrange(6)} of order {rng.randrange(9)}"')
+        traced.append(None if i % 13 == 5 else spans[min(i // 20 + rng.randrange(3), 11)])
+    hexes = [span and format(span.get_span_context().trace_id, "032x") for span in traced]
+    contexts = [span and trace.set_span_in_context(span) for span in traced]
+    port = free_port()
+    events = tmp_path / "events.jsonl"
+    err = open(tmp_path / "serve.err", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinylogbert.cli.main", "serve", "--model", str(tiny_checkpoint),
+         "--port", str(port), "--events", str(events), "--all", "--idle-timeout", "600"],
+        stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/health", proc=proc)
+        ship_with_otel_sdk(port, "orders", bodies, gzip_it=False, contexts=contexts)
+        ndjson = "".join(json.dumps({"log": body, **({"trace_id": h} if h else {})}) + "\n"
+                         for body, h in zip(bodies, hexes))
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/ingest?source=fluent-bit",
+                       content=ndjson, headers={"content-type": "application/x-ndjson"})
+        assert r.status_code == 202 and r.json()["accepted"] == len(bodies), r.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        err.close()
+    assert proc.returncode in (0, -signal.SIGTERM), (tmp_path / "serve.err").read_text()
+    written = [json.loads(x) for x in events.read_text().splitlines()]
+    batch = batch_sessions(loaded, [body + (f" trace_id={h}" if h else "")
+                                    for body, h in zip(bodies, hexes)])
+    assert {h for h in hexes if h} < batch.keys() and any(k.startswith("no-id:") for k in batch)
+    for source in ("orders/node-1", "fluent-bit"):
+        live = live_sessions(written, source)
+        assert live.keys() == batch.keys(), source
+        for sid, (score, n) in batch.items():
+            assert live[sid][1] == n and live[sid][0] == pytest.approx(score, abs=1e-6), sid
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +246,23 @@ def test_the_api_key_guards_ingestion_and_metrics(app_factory):
         r = client.post("/v1/ingest", content="a line\n", headers={"X-API-Key": "s3cret"})
         assert r.status_code == 202
         assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_otlp_json_trace_ids_are_read_as_hex():
+    """OTLP JSON writes ids in hex (protobuf's JSON mapping would read them as base64); an
+    all-zero id is no trace; a record's attributes' id keys come along; bad hex is a 400."""
+    from tinylogbert.errors import LogInputError
+    from tinylogbert.live.shipper_payloads import parse_otlp
+
+    trace_id = "5b8efff798038103d269b633813fc60c"
+    records = [{"body": {"stringValue": "a"}, "traceId": trace_id, "spanId": "eee19b7ec3c1b174"},
+               {"body": {"stringValue": "b"}, "traceId": "0" * 32},
+               {"body": {"stringValue": "c"}, "attributes": [
+                   {"key": "request_id", "value": {"stringValue": "r-1"}}]}]
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]}
+    request, decoded = parse_otlp(json.dumps(body).encode(), json_body=True)
+    assert request.resource_logs[0].scope_logs[0].log_records[0].trace_id.hex() == trace_id
+    assert decoded.batches[0].ids == [{"trace_id": trace_id}, {}, {"request_id": "r-1"}]
+    records[0]["traceId"] = "not-hex"
+    with pytest.raises(LogInputError, match="traceId 'not-hex' is not hex"):
+        parse_otlp(json.dumps(body).encode(), json_body=True)

@@ -20,7 +20,7 @@ from tinylogbert import pipeline
 from tinylogbert.batch import streaming
 from tinylogbert.cli.main import main
 from tinylogbert.errors import TinyLogBERTError
-from tinylogbert.io.log_reader import gunzip_bounded
+from tinylogbert.io.log_reader import gunzip_bounded, read_log_file
 from tinylogbert.scoring.detector import TinyLogBERTDetector
 from tinylogbert.sessions.grouping import SessionConfig
 
@@ -276,3 +276,80 @@ def test_gzip_that_expands_a_thousandfold_comes_out_in_bounded_blocks():
     blocks = list(streaming._gunzip_blocks(io.BytesIO(gzip.compress(plain)), "<x>"))
     assert max(len(b) for b in blocks) <= streaming.READ_BLOCK
     assert zlib.crc32(b"".join(blocks)) == zlib.crc32(plain)
+
+
+def _service_log_with_stack_traces(json_lines: bool, seed: int = 3) -> list[str]:
+    """Interleaved traces of a Java service (trace ids on every event line), most lines being
+    stack traces' (no fields of their own), and a few events without a trace id."""
+    import random
+
+    rng = random.Random(seed)
+    traces = [f"{rng.getrandbits(64):016x}" for _ in range(12)]
+    out = []
+    for i in range(150):
+        fields = {"time": f"2024-03-01T12:{i // 60:02d}:{i % 60:02d}.000Z", "level": "info",
+                  "msg": f"step {i % 7} done", "trace_id": rng.choice(traces)}
+        if i % 23 == 7:  # an event without a trace id, with its own stack trace
+            fields = {"time": fields["time"], "level": "error", "msg": "no trace here"}
+        elif i % 3 == 1:
+            fields.update(level="error", msg="load failed")
+        out.append(json.dumps(fields) if json_lines else
+                   " ".join(f'{k}="{v}"' if " " in v else f"{k}={v}" for k, v in fields.items()))
+        if fields["level"] == "error":
+            out.append("java.lang.IllegalStateException: order has no customer")
+            out += [f"\tat com.acme.orders.S{k}.load(S{k}.java:{k + 10})"
+                    for k in range(rng.randint(1, 9))]
+            out += ["Caused by: java.io.IOException: closed", "\t... 3 more"]
+    return out
+
+
+@pytest.mark.parametrize("case", ["logfmt", "jsonl", "logfmt-windows"])
+def test_stack_traces_follow_their_event_across_chunks(case, detector, tmp_path, monkeypatch):
+    """Stack-trace lines in their event's session, as in memory: by trace id (also a trace
+    cut by a chunk's end, a chunk ending on an exception line whose frames start the next
+    chunk, the traces of events without an id) and in windows (a trace cut by a window's end
+    stays in its event's windows; a window holding only its lines is no session). JSON logs are
+    chunked as the in-memory path slices them: the slices are made small here to cut the log
+    often. (The format is named: with most lines a stack trace's, 'auto' would not find it.)"""
+    from tinylogbert.io import log_parser
+    from tinylogbert.sessions.grouping import window_starts
+
+    fmt = case.split("-")[0]
+    log = tmp_path / "service.log"
+    lines = _service_log_with_stack_traces(fmt == "jsonl")
+    log.write_text("\n".join(lines) + "\n")
+    # chunks of ``piece`` lines, one of them ending on an exception line
+    piece = next(p for p in range(30, 90)
+                 if any(lines[c - 1].startswith("java.") for c in range(p, len(lines), p)))
+    for module in (log_parser, streaming):
+        monkeypatch.setattr(module, "MIN_PARSE_CHUNK", piece)
+        monkeypatch.setattr(module, "MAX_PARSE_CHUNK", piece)
+    head = log_parser.parse_log(read_log_file(log), fmt).event_of
+    cuts = np.arange(piece, len(lines), piece)
+    assert (head[cuts] < cuts).sum() > 5  # traces go on across chunk ends
+    assert (head != np.arange(len(head))).mean() > 0.5  # most lines carry no trace id
+    windows = SessionConfig(by="window", window_size=5, window_step=2)
+    options = pipeline.ScoreOptions(log_format=fmt,
+                                    sessions=windows if case.endswith("windows") else None)
+    expected = _in_memory(detector, log, options, tmp_path)
+    got_lines, got_sessions, summary = _streamed(detector, log, options, tmp_path, piece)
+    assert (got_lines, got_sessions) == expected[:2]
+    assert summary.chunks == len(cuts) + 1 and b"\tat com.acme" in got_lines
+    if case.endswith("windows"):
+        assert summary.sessions < len(window_starts(len(lines), 5, 2))  # some windows are none
+    else:
+        assert summary.sessions_by == "id field <trace_id>" and b'"no-id:' in got_sessions
+
+
+def test_cri_partial_records_cut_by_a_chunk_end_join_as_in_memory(detector, tmp_path):
+    """A CRI message's ``P`` records join its ``F`` (and take its trace id) also when a chunk's
+    end falls between them: the open message begins the next chunk."""
+    log = ROOT / "tests" / "data" / "formats" / "cri.log"
+    lines = log.read_text().splitlines()
+    chunk = 13
+    assert any(" P " in lines[c - 1] for c in range(chunk, len(lines), chunk))
+    options = pipeline.ScoreOptions()
+    expected = _in_memory(detector, log, options, tmp_path)
+    got_lines, got_sessions, summary = _streamed(detector, log, options, tmp_path, chunk)
+    assert (got_lines, got_sessions) == expected[:2]
+    assert summary.sessions_by == "id field <trace_id>" and summary.chunks > 20

@@ -11,8 +11,11 @@ slice, and the slices are cut where nothing global changes:
    first) and the first 5,000 lines, on which ``sessions.resolve_rule`` decides 'auto';
 1. **parse** chunk by chunk (``log_parser``'s code; JSON logs in the in-memory path's own slices),
    give every line its session ids (``sessions.id_members``; lines without an id in groups of
-   ``ORPHAN_GROUP``; windows by arithmetic) and note each session's last line; the parsed chunks
-   are spilled to a temporary Arrow file next to the output, so nothing is parsed twice;
+   ``ORPHAN_GROUP``; windows by arithmetic; a stack trace's lines in its event's sessions, also
+   across a chunk's end: ``_Events`` carries what the next chunk needs; CRI chunks end where no
+   message is open, ``_joined_chunks``) and note each session's
+   last line; the parsed chunks are spilled to a temporary Arrow file next to the output, so
+   nothing is parsed twice;
 2. **score** the spilled chunks in order: a line is final once every session holding it is
    complete; complete sessions are scored in batches by ``TinyLogBERTDetector.score`` (the same
    call, on a sub-log holding exactly their lines); final lines are written in input order and
@@ -56,8 +59,12 @@ from tinylogbert.io.log_parser import (
     MIN_PARSE_CHUNK,
     FormatGuess,
     ParsedLog,
+    _continuations,
     _parse_piece,
     _preferred_format,
+    concat_fields,
+    continuation_marks,
+    continuing_rows,
     detect_format,
 )
 from tinylogbert.io import log_reader
@@ -75,6 +82,7 @@ from tinylogbert.sessions.grouping import (
     ORPHAN_GROUP,
     SessionConfig,
     SessionIndex,
+    follow_events,
     id_members,
     resolve_rule,
     window_starts,
@@ -86,6 +94,9 @@ if TYPE_CHECKING:
 
 READ_BLOCK = 1 << 24  # bytes read (decompressed) at a time
 RULE_LINES = 5000  # what ``resolve_rule`` decides 'auto' on
+# The survey's head holds one line more: whether line 5,000 continues an event (a stack trace's
+# line, which the id coverage leaves out) depends on the line after it.
+HEAD_LINES = RULE_LINES + 1
 DEFAULT_SCORE_LINES = 262_144  # a model call's sub-log: ~300 MB at most, whatever the log's size
 DEFAULT_CHUNK_LINES = 32_768  # measured on 1M HDFS lines: as fast as 131,072, 25% less peak RSS
 # ``tinylogbert score --stream auto`` streams files above this size on disk (gzip: a tenth of
@@ -194,7 +205,7 @@ def _line_blocks(path: Path) -> Iterator[bytes]:
 class _Survey:
     n_lines: int
     sample: LogLines  # the lines the in-memory path detects the format on
-    head: LogLines  # the first RULE_LINES lines
+    head: LogLines  # the first HEAD_LINES lines
 
 
 def _file_identity(path: Path) -> tuple[int, int, int] | None:
@@ -231,13 +242,13 @@ def survey_log(path: Path, source: str) -> _Survey:
     for block in _line_blocks(path):
         lines, _, _ = decode_lines(block)
         end = start + len(lines)
-        if start < RULE_LINES:
-            head.append(lines.slice(0, RULE_LINES - start))
+        if start < HEAD_LINES:
+            head.append(lines.slice(0, HEAD_LINES - start))
         lo, hi = np.searchsorted(wanted, [start, end])
         if hi > lo:
             sample.append(lines.take(pa.array(wanted[lo:hi] - start)))
         start = end
-        if start >= n or (start >= RULE_LINES and hi == len(wanted)):
+        if start >= n or (start >= HEAD_LINES and hi == len(wanted)):
             break
 
     def joined(parts: list[pa.Array]) -> LogLines:
@@ -318,9 +329,7 @@ def _collect(chunk: _Chunk, fmt: LogFormat, source: str):
     n = table.num_rows
     table = table.add_column(0, "line_no", pa.array(
         np.arange(chunk.start + 1, chunk.start + n + 1, dtype=np.int64)))
-    fields = None
-    if parts[0][2] is not None:
-        fields = pa.concat_tables([part[2] for part in parts], promote_options="default")
+    fields = concat_fields([part[2] for part in parts], [part[0].num_rows for part in parts])
     parsed = ParsedLog(table=table, words=pa.concat_arrays([part[1] for part in parts]),
                        format=fmt, source=source, fields=fields)
     ids = [part[3] for part in parts]
@@ -338,10 +347,53 @@ def _collect(chunk: _Chunk, fmt: LogFormat, source: str):
 
 
 def parse_lines(lines: pa.Array, fmt: LogFormat, source: str = "<input>") -> ParsedLog:
-    """``parse_log`` of one chunk with a known format (lines numbered from 1)."""
+    """``parse_log`` of one chunk with a known format (lines numbered from 1), its stack traces'
+    lines marked as in ``parse_log``."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return _collect(_submit(pool, lines, fmt, 0, _piece_size(len(lines)), None),
-                        fmt, source)[0]
+        parsed = _collect(_submit(pool, lines, fmt, 0, _piece_size(len(lines)), None),
+                          fmt, source)[0]
+    return ParsedLog(table=parsed.table, words=parsed.words, format=fmt, source=source,
+                     fields=parsed.fields,
+                     event_of=_continuations(parsed.table, fmt, parsed.fields))
+
+
+def _first_line_strong(lines: pa.Array, fmt: LogFormat) -> bool:
+    """Whether the first of ``lines`` (the next chunk's) continues an event whatever stands next
+    to it: a chunk's last row may be an exception line that only a frame below makes one."""
+    table, _, fields = _parse_piece(pc.cast(lines.slice(0, 1), pa.large_string()), fmt)
+    marks = continuation_marks(table, fmt, fields)
+    return marks is not None and bool(marks.strong[0])
+
+
+@dataclass
+class _Events:
+    """What a chunk needs from the chunks before it to place its stack-trace lines, as
+    ``sessions.follow_events`` places them in memory."""
+
+    strong_last: bool = False  # the previous chunk's last row continues whatever follows it
+    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # ``codes``: the id sessions of the last event seen (a stack trace that starts a chunk
+    # continues it); empty when that event has no id (its trace's lines are then id-less)
+    last_event: int = 0  # the last event's line (windows: its windows are the trace's)
+
+    def continuing(self, parsed: ParsedLog, start: int, after: pa.Array | None) -> np.ndarray | None:
+        """Rows of this chunk that continue an event (None: none can)."""
+        marks = continuation_marks(parsed.table, parsed.format, parsed.fields)
+        before, self.strong_last = self.strong_last, marks is not None and bool(marks.strong[-1])
+        if marks is None:
+            return None
+        strong_after = (after is not None and bool(marks.exception[-1]) and not marks.strong[-1]
+                        and _first_line_strong(after, parsed.format))
+        return continuing_rows(marks, before, strong_after, log_start=start == 0)
+
+    def events_of(self, cont: np.ndarray | None, start: int, m: int) -> np.ndarray:
+        """The line of the event each row of this chunk belongs to (``ParsedLog.event_of``)."""
+        index = np.arange(start, start + m, dtype=np.int64)
+        head = index if cont is None else np.maximum.accumulate(np.where(cont, -1, index))
+        head[head < 0] = self.last_event
+        if m:
+            self.last_event = int(head[-1])
+        return head
 
 
 class _Sessions:
@@ -417,6 +469,7 @@ class SpilledLog:
     spill_bytes: int
     chunk_lines: int = DEFAULT_CHUNK_LINES  # lines written per step of a merge
     score_lines: int = DEFAULT_SCORE_LINES
+    present: np.ndarray | None = None  # codes that are sessions (None: all; windows: not empty)
 
     def __enter__(self) -> Self:
         return self
@@ -494,6 +547,11 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
     start = unparsed = invalid = chunks = orphans = 0
     labelled = replaced = False
     orphan_last: dict[int, int] = {}  # orphan group -> its last line number so far
+    events = _Events()
+    # Windows: a stack trace cut by a window's end stays in its event's windows, so a window may
+    # end later than its arithmetic end, or hold no line at all (it is then no session)
+    window_seen = np.zeros(rule.n_windows, dtype=bool)
+    window_last = np.zeros(rule.n_windows, dtype=np.int64)
     field_error: FormatError | None = None
     field_seen = False
     writer = None
@@ -505,26 +563,34 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
 
     def parsed_chunks():
-        """Chunk k+1 is read and parsed while chunk k is numbered and spilled."""
+        """Chunk k+1 is read and parsed while chunk k is numbered and spilled (with k+1's lines:
+        whether k's last row continues an event may depend on the line after it)."""
+        if fmt.joins_partials:
+            yield from _joined_chunks(path, chunk_lines, fmt, source, pool, pattern)
+            return
         at, ahead = 0, None
         for lines, bad, rep in line_chunks(path, chunk_lines):
             chunk = _submit(pool, lines, fmt, at, piece, pattern, bad, rep)
             at += len(lines)
             if ahead is not None:
-                yield ahead, _collect(ahead, fmt, source)
+                yield ahead, _collect(ahead, fmt, source), lines
             ahead = chunk
         if ahead is not None:
-            yield ahead, _collect(ahead, fmt, source)
+            yield ahead, _collect(ahead, fmt, source), None
 
     try:
-        for chunk, (parsed, ids) in parsed_chunks():
+        for chunk, (parsed, ids), after in parsed_chunks():
             invalid += chunk.invalid
             replaced |= chunk.replaced
             m = len(parsed)
             unparsed += parsed.n_unparsed
             labelled = labelled or parsed.table["label"].null_count < m
             if rule.by == "window":
-                line, codes = _window_pairs(start, m, rule)
+                line, codes = _window_pairs(
+                    start, m, rule, events.events_of(events.continuing(parsed, start, after),
+                                                     start, m))
+                window_seen[codes] = True
+                np.maximum.at(window_last, codes, line)
             else:
                 if isinstance(ids, Exception):
                     field_error = field_error or ids
@@ -533,7 +599,8 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
                     local, sid, rule.strategy = ids
                     field_seen = True
                 line, codes, orphans = _id_pairs(parsed, local, sid, start, orphans,
-                                                 orphan_last, registry)
+                                                 orphan_last, registry,
+                                                 events.continuing(parsed, start, after), events)
             counts = np.bincount(line - start, minlength=m)
             offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
             batch = pa.RecordBatch.from_arrays(
@@ -562,11 +629,14 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
             f"{source}: no line matches format {fmt.name!r}; "
             "try --format auto or give the format as '<Date> <Time> <Level>: <Content>'"
         )
+    present = None
     if rule.by == "window":
         w = np.arange(rule.n_windows, dtype=np.int64)
         first = w * rule.step
-        last = np.minimum(first + rule.size, start) - 1
-        ids = np.array([f"L{a + 1}-{b + 1}" for a, b in zip(first, last)], dtype=object)
+        ids = np.array([f"L{a + 1}-{b + 1}" for a, b in
+                        zip(first, np.minimum(first + rule.size, start) - 1)], dtype=object)
+        last = window_last
+        present = None if window_seen.all() else window_seen
     else:
         ids = np.array(registry.ids, dtype=object)
         first, last = registry.first.copy(), registry.last.copy()
@@ -578,8 +648,69 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
         source=source, format=fmt, detection=detection, config=config, rule=rule, n_lines=start,
         n_unparsed=unparsed, has_labels=labelled, invalid_lines=invalid, replaced_bytes=replaced,
         ids=ids, first=first, last=last, folder=folder, chunks=chunks,
-        spill_bytes=spill_path.stat().st_size,
+        spill_bytes=spill_path.stat().st_size, present=present,
     )
+
+
+def _joined_chunks(path: Path, chunk_lines: int, fmt: LogFormat, source: str,
+                   pool: ThreadPoolExecutor, pattern: str | None):
+    """``parsed_chunks`` for formats whose partial records join the next full one (CRI): a
+    message's ``P`` records are joined with the ``F`` after them (and take its keys), so a
+    chunk ends where no stream has a message open; the open message's lines, and the lines
+    after them, begin the next chunk. One slice per chunk, parsed in turn, as the in-memory
+    path parses the whole log in one slice. (A stream whose message never ends holds
+    everything after it: as in memory, where the log is one slice.)"""
+    at, carry, invalid, replaced = 0, None, 0, False
+    chunks = line_chunks(path, chunk_lines)
+    read = next(chunks, None)
+    while read is not None:
+        lines, bad, rep = read
+        read = next(chunks, None)
+        if carry is not None:
+            lines = pa.concat_arrays([carry, pc.cast(lines, carry.type)])
+        invalid, replaced = invalid + bad, replaced or rep
+        chunk = _submit(pool, lines, fmt, at, max(len(lines), 1), pattern, invalid, replaced)
+        parsed, ids = _collect(chunk, fmt, source)
+        keep = len(parsed) if read is None else _open_message_start(parsed)
+        carry = lines.slice(keep) if keep < len(parsed) else None
+        if keep == 0:  # every line is in a message still open: read on
+            continue
+        if carry is not None:
+            parsed, ids = _first_rows(parsed, ids, keep)
+        yield chunk, (parsed, ids), carry if carry is not None else (
+            read[0] if read is not None else None)
+        at += keep
+        invalid, replaced = 0, False
+
+
+def _open_message_start(parsed: ParsedLog) -> int:
+    """The first row of a message still open at the chunk's end: a ``P`` record with no ``F``
+    of its stream after it (the row count when none is open)."""
+    if parsed.fields is None:
+        return len(parsed)
+    ok = parsed.table["parse_ok"].to_pylist()
+    tags, streams = parsed.fields["Tag"].to_pylist(), parsed.fields["Stream"].to_pylist()
+    open_at: dict[str, int] = {}
+    for i, (good, tag, stream) in enumerate(zip(ok, tags, streams)):
+        if not good:
+            continue
+        if tag == "P":
+            open_at.setdefault(stream, i)
+        else:
+            open_at.pop(stream, None)
+    return min(open_at.values(), default=len(parsed))
+
+
+def _first_rows(parsed: ParsedLog, ids, keep: int):
+    """The first ``keep`` rows of a parsed chunk, with their (line, session id) pairs."""
+    head = ParsedLog(table=parsed.table.slice(0, keep), words=parsed.words.slice(0, keep),
+                     format=parsed.format, source=parsed.source,
+                     fields=None if parsed.fields is None else parsed.fields.slice(0, keep))
+    if ids is None or isinstance(ids, Exception):
+        return head, ids
+    local, sid, strategy = ids
+    mine = local < keep
+    return head, (local[mine], sid.filter(pa.array(mine)), strategy)
 
 
 def _distinct(codes: np.ndarray) -> np.ndarray:
@@ -590,12 +721,15 @@ def _distinct(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.bincount(codes - lo)) + lo
 
 
-def _window_pairs(start: int, m: int, rule: _Rule) -> tuple[np.ndarray, np.ndarray]:
+def _window_pairs(start: int, m: int, rule: _Rule,
+                  event: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(line, window) of lines ``start .. start + m``, windows ascending per line (as
-    ``_by_count`` lists them)."""
+    ``_by_count`` lists them); a line is in the windows of its event's line (``event``: a stack
+    trace's lines follow their event, as ``sessions.follow_events`` places them)."""
     i = np.arange(start, start + m, dtype=np.int64)
-    lo = np.maximum(0, (i - rule.size) // rule.step + 1)
-    hi = np.minimum(i // rule.step, rule.n_windows - 1)
+    at = i if event is None else event
+    lo = np.maximum(0, (at - rule.size) // rule.step + 1)
+    hi = np.minimum(at // rule.step, rule.n_windows - 1)
     counts = hi - lo + 1
     line = np.repeat(i, counts)
     ends = np.cumsum(counts)
@@ -605,19 +739,33 @@ def _window_pairs(start: int, m: int, rule: _Rule) -> tuple[np.ndarray, np.ndarr
 
 def _id_pairs(
     parsed: ParsedLog, local: np.ndarray, sid: pa.Array | np.ndarray, start: int, orphans: int,
-    orphan_last: dict[int, int], registry: _Sessions,
+    orphan_last: dict[int, int], registry: _Sessions, cont: np.ndarray | None = None,
+    events: _Events | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(line, session code) of a chunk as ``sessions._by_id`` pairs them, codes numbered in the
-    log's order of first appearance; id-less lines form groups of ``ORPHAN_GROUP`` across
-    chunks. Returns the pairs and the orphans counted so far."""
+    log's order of first appearance; rows that continue an event (``cont``) take its sessions,
+    also when it stands in an earlier chunk (``events``); id-less lines form groups of
+    ``ORPHAN_GROUP`` across chunks. Returns the pairs and the orphans counted so far."""
     m = len(parsed)
-    covered = np.zeros(m, dtype=bool)
-    covered[local] = True
-    lonely = np.flatnonzero(~covered)
     sid = pc.cast(sid if isinstance(sid, (pa.Array, pa.ChunkedArray)) else
                   pa.array(sid, type=pa.large_string()), pa.large_string())
     if isinstance(sid, pa.ChunkedArray):
         sid = sid.combine_chunks()
+    lead = 0  # rows at the chunk's start that continue the previous chunk's last event
+    if cont is not None and cont.any():
+        lead = int(np.argmin(cont)) if not cont.all() else m
+        own = ~cont[local]
+        local, sid = local[own], sid.filter(pa.array(own))
+        head = np.maximum.accumulate(np.where(cont, -1, np.arange(m)))
+        head[:lead] = np.arange(lead)  # placed below, from ``events``
+        local, sid = follow_events(head, local, sid)
+    carried = events.codes if events is not None and lead else np.zeros(0, dtype=np.int64)
+    covered = np.zeros(m, dtype=bool)
+    covered[local] = True
+    if len(carried):
+        covered[:lead] = True
+    lonely = np.flatnonzero(~covered)
+    n_id = len(local)
     if len(lonely):
         group = (orphans + np.arange(len(lonely))) // ORPHAN_GROUP
         ends = np.r_[np.flatnonzero(np.diff(group)), len(group) - 1]  # each group's last here
@@ -634,6 +782,13 @@ def _id_pairs(
     keys = encoded.dictionary.to_pylist()
     _, first_at = np.unique(codes_local, return_index=True)  # each key's first pair here
     codes = registry.codes(keys, local[first_at] + start)[codes_local]
+    if events is not None and (cont is None or lead < m):
+        # this chunk's last event: the one a stack trace starting the next chunk continues
+        last_event = m - 1 if cont is None else int(np.flatnonzero(~cont)[-1])
+        events.codes = codes[(order < n_id) & (local == last_event)]
+    if len(carried):  # their lines stand before every other pair of the chunk
+        local = np.concatenate([np.repeat(np.arange(lead), len(carried)), local])
+        codes = np.concatenate([np.tile(carried, lead), codes])
     line = local + start
     registry.saw(codes, line)
     return line, codes, orphans
@@ -802,6 +957,9 @@ class _Scorer:
         self.scored = np.zeros(len(spilled.ids), dtype=bool)  # session rows made
         self.waiting: list[tuple[np.ndarray, pa.Table]] = []  # session rows not yet written
         self.next_session = 0  # sessions written
+        # the codes that are sessions, in order (windows left empty by stack traces are not)
+        self.session_codes = (np.arange(len(spilled.ids)) if spilled.present is None
+                              else np.flatnonzero(spilled.present))
         self.line_writer = self.session_writer = None
         self.origin = _SpillCursor(spilled)
         self.runs = 0
@@ -1059,7 +1217,8 @@ class _Scorer:
         rows = pa.concat_tables([t for _, t in self.waiting])
         order = np.argsort(codes, kind="stable")
         codes, rows = codes[order], rows.take(pa.array(order))
-        gap = codes != self.next_session + np.arange(len(codes))
+        expected = self.session_codes[self.next_session:self.next_session + len(codes)]
+        gap = codes != np.pad(expected, (0, len(codes) - len(expected)), constant_values=-1)
         run = int(np.argmax(gap)) if gap.any() else len(codes)
         if run:
             ready = rows.slice(0, run)

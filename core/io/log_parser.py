@@ -517,13 +517,24 @@ def parse_log(
     table = pa.concat_tables([part[0] for part in parts]).combine_chunks()
     table = table.add_column(0, "line_no", pa.array(lines.line_no))
     words = pa.concat_arrays([part[1] for part in parts])
-    fields = None
-    if parts[0][2] is not None:
-        fields = pa.concat_tables([part[2] for part in parts], promote_options="default")
+    fields = concat_fields([part[2] for part in parts], [part[0].num_rows for part in parts])
     return ParsedLog(
         table=table, words=words, format=fmt, detection=detection, source=lines.source,
         fields=fields, event_of=_continuations(table, fmt, fields),
     )
+
+
+def concat_fields(parts: list[pa.Table | None], rows: list[int]) -> pa.Table | None:
+    """The fields of a log parsed in slices. A slice none of whose lines has a field (a JSON
+    log's slice holding only a stack trace) stands as nulls, so rows stay aligned."""
+    known = [part for part in parts if part is not None]
+    if not known:
+        return None
+    schema = known[0].schema
+    return pa.concat_tables(
+        [part if part is not None else
+         pa.table({name: pa.nulls(n, kind) for name, kind in zip(schema.names, schema.types)})
+         for part, n in zip(parts, rows)], promote_options="default")
 
 
 # A line that continues the event before it: a Java frame or 'Caused by:', '... N more', a
@@ -535,8 +546,20 @@ CONTINUATION = (r"^(?:\s*at [\w$.<>/]+\(|\s*\.\.\. \d+ more|Caused by: |\s*Suppr
 EXCEPTION_LINE = r"^[\w$]+(?:\.[\w$]+)*(?:Exception|Error)(?::|$)"
 
 
-def _continuations(table: pa.Table, fmt: LogFormat, fields: pa.Table | None) -> np.ndarray | None:
-    """Rows that continue the event before them (multi-line stack traces), as ``event_of``.
+@dataclass(frozen=True)
+class ContinuationMarks:
+    """Per row: ``strong``, a line that continues the event above it whatever stands next to it
+    (a frame, 'Caused by:'); ``exception``, one that does when a strong row stands next to it.
+    Both are the row's own: a log cut in slices (streaming) marks each slice alone and joins
+    them with ``continuing_rows``."""
+
+    strong: np.ndarray
+    exception: np.ndarray
+
+
+def continuation_marks(table: pa.Table, fmt: LogFormat,
+                       fields: pa.Table | None) -> ContinuationMarks | None:
+    """The rows' continuation marks (None: no row can continue an event).
 
     Only rows that did not parse are candidates, or every row where messages are raw output
     (generic, CRI), so a format's own lines never pay for the check."""
@@ -554,14 +577,36 @@ def _continuations(table: pa.Table, fmt: LogFormat, fields: pa.Table | None) -> 
     exception = np.zeros(n, dtype=bool)
     strong[rows] = _matches(message, CONTINUATION)
     exception[rows] = _matches(message, EXCEPTION_LINE)
-    near = np.zeros(n, dtype=bool)
+    return ContinuationMarks(strong, exception)
+
+
+def continuing_rows(marks: ContinuationMarks, strong_before: bool = False,
+                    strong_after: bool = False, log_start: bool = True) -> np.ndarray:
+    """Rows that continue the event before them. ``strong_before``/``strong_after``: whether
+    the rows just outside these (the slices next to this one) are strong; the log's first row
+    (``log_start``) continues nothing."""
+    strong, exception = marks.strong, marks.exception
+    near = np.zeros(len(strong), dtype=bool)
     near[:-1] |= strong[1:]
     near[1:] |= strong[:-1]
+    if len(near):
+        near[0] |= strong_before
+        near[-1] |= strong_after
     cont = strong | (exception & near)
-    cont[0] = False
+    if log_start and len(cont):
+        cont[0] = False
+    return cont
+
+
+def _continuations(table: pa.Table, fmt: LogFormat, fields: pa.Table | None) -> np.ndarray | None:
+    """Rows that continue the event before them (multi-line stack traces), as ``event_of``."""
+    marks = continuation_marks(table, fmt, fields)
+    if marks is None:
+        return None
+    cont = continuing_rows(marks)
     if not cont.any():
         return None
-    index = np.arange(n)
+    index = np.arange(table.num_rows)
     return np.maximum.accumulate(np.where(cont, -1, index))
 
 

@@ -1,6 +1,8 @@
 """Live ingestion: lines pushed by log shippers go through a bounded queue to one worker thread
 that feeds one ``SessionTracker`` per source stream (``service.name``/host), the tracker
-``watch`` uses, so a session's score is the score ``score`` gives it.
+``watch`` uses, so a session's score is the score ``score`` gives it. A line's trace/request ids
+(an OTLP record's ``traceId``; a JSON record's ``trace_id``...) go with it to the tracker, which
+sessions by them as ``score`` does for lines carrying ``trace_id``.
 
 Why one worker thread: a tracker is not thread-safe and scoring is CPU-bound; the event loop only
 queues. Why a bound in lines: memory stays bounded whatever the shippers send; a full queue
@@ -20,6 +22,7 @@ from tinylogbert.live.session_tracker import (
     DEFAULT_MAX_SESSION_LINES,
     SessionTracker,
 )
+from tinylogbert.live.shipper_payloads import Batch
 from tinylogbert.sessions.grouping import SessionConfig
 
 DEFAULT_QUEUE_LINES = 100_000
@@ -84,7 +87,7 @@ class LiveIngest:
         self.on_warning = on_warning
         self.prepare = prepare  # before each step (feedback marks made elsewhere apply)
         self.stats = IngestStats()
-        self._queue: deque[tuple[str, list[str]]] = deque()
+        self._queue: deque[Batch] = deque()
         self._queued = 0
         self._streams: dict[str, _Stream] = {}
         self._cond = threading.Condition()
@@ -103,11 +106,12 @@ class LiveIngest:
     def queued_lines(self) -> int:
         return self._queued
 
-    def offer(self, batches: list[tuple[str, list[str]]]) -> int:
-        """Queue ``(stream, lines)`` batches, all or none; returns the lines queued.
+    def offer(self, batches: list[Batch]) -> int:
+        """Queue ``(stream, lines, ids)`` batches, all or none; returns the lines queued.
         Raises ``QueueFull`` when they do not fit now (or the service is stopping),
         ``TooManyLines`` when they never will."""
-        n = sum(len(lines) for _, lines in batches)
+        batches = [Batch(*batch) for batch in batches]  # (stream, lines) pairs too
+        n = sum(len(batch.lines) for batch in batches)
         if n > self.config.max_queue_lines:
             raise TooManyLines(f"the request holds {n:,} lines, more than the ingest queue's "
                                f"{self.config.max_queue_lines:,} (serve --ingest-queue-lines); "
@@ -122,12 +126,13 @@ class LiveIngest:
                 raise QueueFull(max(1, min(30, round(self._queued / 20_000) + 1)),
                                 f"the ingest queue is full ({self._queued:,} of "
                                 f"{self.config.max_queue_lines:,} lines waiting)")
-            new = {s for s, _ in batches if s not in self._streams} - {s for s, _ in self._queue}
+            new = ({b.stream for b in batches if b.stream not in self._streams}
+                   - {b.stream for b in self._queue})
             if len(self._streams) + len(new) > self.config.max_streams:
                 raise QueueFull(30, f"more than {self.config.max_streams:,} source streams")
-            for stream, lines in batches:
-                if lines:
-                    self._queue.append((stream, lines))
+            for batch in batches:
+                if batch.lines:
+                    self._queue.append(batch)
             self._queued += n
             self.stats.accepted_lines += n
             self._ensure_worker()
@@ -189,11 +194,11 @@ class LiveIngest:
             finally:
                 with self._cond:
                     if item is not None:
-                        self._queued -= len(item[1])
+                        self._queued -= len(item.lines)
                     self._busy = False
                     self._cond.notify_all()
 
-    def _feed(self, name: str, lines: list[str]) -> None:
+    def _feed(self, name: str, lines: list[str], ids: list[dict[str, str]] | None) -> None:
         stream = self._streams.get(name)
         if stream is None:
             stream = self._streams[name] = _Stream(self._tracker(name))
@@ -203,7 +208,7 @@ class LiveIngest:
         stream.next_line_no += len(lines)
         stream.lines += len(lines)
         self.stats.streams[name] = stream.lines
-        self._step(name, stream, stream.tracker.feed, lines, first)
+        self._step(name, stream, stream.tracker.feed, lines, first, None, ids)
 
     def _step(self, name: str, stream: _Stream, call, *args) -> None:
         from tinylogbert.live.metrics import step

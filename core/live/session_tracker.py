@@ -5,6 +5,9 @@ would.
   uses (``grouping.resolve_rule``, decided once on the first lines): an id session stays open
   until no line of it has come for ``idle_timeout`` seconds (or the input ends); a window closes
   when it is full; lines without an id form sessions of ``ORPHAN_GROUP`` lines, as in batch;
+- ids given with the lines (``feed(..., ids=)``: an OTLP record's trace id, a JSON record's
+  ``trace_id``) are the lines' parsed fields, where the line's own are: the rule then follows
+  them as batch follows a ``trace_id`` key, and a piece without them holds lines without an id;
 - scoring: the closed sessions of one step become a small log of exactly their lines (original
   line numbers kept) with exactly their session index, scored by ``pipeline.score_parsed``. A
   session's score depends only on its own lines, so it equals the batch score of the same
@@ -26,10 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from tinylogbert import pipeline
-from tinylogbert.errors import LogInputError
-from tinylogbert.io.log_formats import LogFormat, get_format
-from tinylogbert.io.log_parser import ParsedLog, parse_log
+from tinylogbert.errors import FormatError, LogInputError
+from tinylogbert.io.log_formats import FIELD_REFERENCE, LogFormat, get_format
+from tinylogbert.io.log_parser import ParsedLog, concat_fields, parse_log
 from tinylogbert.io.log_reader import LogLines
 from tinylogbert.sessions.grouping import (
     ORPHAN_GROUP,
@@ -109,7 +113,7 @@ class SessionTracker:
         self.by: str | None = None
         self.pattern: str | None = None
         self.strategy = ""
-        self._pending: list[tuple[str, int]] = []  # lines before the format is decided
+        self._pending: list[tuple[str, int, dict[str, str]]] = []  # before the format is known
         self._pending_since = 0.0
         self._pieces: list[_Piece] = []
         self._held: dict[int, int] = {}  # global line -> open sessions holding it
@@ -130,8 +134,10 @@ class SessionTracker:
     def open_sessions(self) -> int:
         return len(self._open) + bool(self._orphans.lines)
 
-    def feed(self, lines: list[str], first_line_no: int, now: float | None = None) -> list[dict]:
-        """Add lines numbered from ``first_line_no``; returns the events of what they closed."""
+    def feed(self, lines: list[str], first_line_no: int, now: float | None = None,
+             ids: list[dict[str, str]] | None = None) -> list[dict]:
+        """Add lines numbered from ``first_line_no``; returns the events of what they closed.
+        ``ids``: per line, the trace/request ids that came with it (``{"trace_id": ...}``)."""
         if not lines:
             return []
         now = self.clock() if now is None else now
@@ -139,12 +145,13 @@ class SessionTracker:
         if self.format is None:
             if not self._pending:
                 self._pending_since = now
-            self._pending += [(line, first_line_no + i) for i, line in enumerate(lines)]
+            self._pending += [(line, first_line_no + i, ids[i] if ids else {})
+                              for i, line in enumerate(lines)]
             if len(self._pending) < DETECT_LINES:
                 return []
             self._decide(now)
         else:
-            self._add(lines, np.arange(first_line_no, first_line_no + len(lines)), now)
+            self._add(lines, np.arange(first_line_no, first_line_no + len(lines)), now, ids=ids)
         return self._score_closed()
 
     def close_idle(self, now: float | None = None) -> list[dict]:
@@ -204,33 +211,37 @@ class SessionTracker:
     # ---- grouping ----
     def _decide(self, now: float) -> None:
         """The format and the session rule, once, on the first lines (as batch decides)."""
-        texts = [t for t, _ in self._pending]
-        numbers = np.array([n for _, n in self._pending], dtype=np.int64)
+        texts = [t for t, _, _ in self._pending]
+        numbers = np.array([n for _, n, _ in self._pending], dtype=np.int64)
+        ids = [i for _, _, i in self._pending]
         self._pending = []
         parsed = pipeline.parse(_log_lines(texts, self.source), self.log_format,
                                 getattr(self.detector, "format_", None))
         self.format = parsed.format
+        parsed = self._parse(texts, numbers, parsed, ids)
         self.by, self.pattern = resolve_rule(parsed, self.config)
         if self.idle_timeout is None:  # the format's own span of related lines
             self.idle_timeout = float(self.format.time_window)
         self._add(texts, numbers, now, parsed)
 
-    def _parse(self, lines: list[str], numbers: np.ndarray,
-               parsed: ParsedLog | None = None) -> ParsedLog:
+    def _parse(self, lines: list[str], numbers: np.ndarray, parsed: ParsedLog | None = None,
+               ids: list[dict[str, str]] | None = None) -> ParsedLog:
         parsed = parsed or parse_log(_log_lines(lines, self.source), self.format)
         table = parsed.table.set_column(0, "line_no", pa.array(numbers, type=pa.int64()))
         return ParsedLog(table=table, words=parsed.words, format=parsed.format,
-                         detection=parsed.detection, source=self.source, fields=parsed.fields)
+                         detection=parsed.detection, source=self.source,
+                         fields=with_ids(parsed.fields, ids, len(parsed)))
 
     def _add(self, lines: list[str], numbers: np.ndarray, now: float,
-             parsed: ParsedLog | None = None) -> None:
-        parsed = self._parse(lines, numbers, parsed)
+             parsed: ParsedLog | None = None, ids: list[dict[str, str]] | None = None) -> None:
+        if parsed is None:  # (``_decide`` gives the first lines parsed, with their ids)
+            parsed = self._parse(lines, numbers, ids=ids)
         start, n = self._next, len(parsed)
         self._next += n
         piece = _Piece(start, parsed, 0)
         self._pieces.append(piece)
         if self.by == "id":
-            line_idx, sid, self.strategy = id_members(parsed, self.pattern)
+            line_idx, sid, self.strategy = self._id_members(parsed)
             sid = sid.to_pylist() if isinstance(sid, (pa.Array, pa.ChunkedArray)) else list(sid)
             order = np.argsort(line_idx, kind="stable")
             per_line: dict[int, list[str]] = {}
@@ -268,6 +279,18 @@ class SessionTracker:
                         self._close(key, "full")
         self._release_pieces()
         self._enforce_cap()
+
+    def _id_members(self, parsed: ParsedLog):
+        """``id_members``; a piece without the id field (no line of it came with a trace id)
+        holds lines without an id, as batch's lines without the key are."""
+        try:
+            return id_members(parsed, self.pattern)
+        except FormatError:
+            field = FIELD_REFERENCE.match(self.pattern or "")
+            if not field:
+                raise
+            return (np.zeros(0, dtype=np.int64), pa.array([], type=pa.large_string()),
+                    f"id field <{field.group(1)}>")
 
     def _add_timed(self, parsed: ParsedLog, start: int, now: float) -> None:
         seconds = parse_times(parsed)
@@ -399,12 +422,12 @@ class SessionTracker:
             local = pa.array(globals_[which == k] - piece.start)
             tables.append(piece.parsed.table.take(local))
             words.append(piece.parsed.words.take(local))
-            if piece.parsed.fields is not None:
-                fields.append(piece.parsed.fields.take(local))
+            fields.append(None if piece.parsed.fields is None else
+                          piece.parsed.fields.take(local))
         return ParsedLog(
             table=pa.concat_tables(tables).combine_chunks(), words=pa.concat_arrays(words),
             format=self.format, detection=self._pieces[0].parsed.detection, source=self.source,
-            fields=pa.concat_tables(fields, promote_options="default") if fields else None,
+            fields=concat_fields(fields, [t.num_rows for t in tables]),
         )
 
     def _line_no(self, g: int) -> int:
@@ -531,6 +554,26 @@ class SessionTracker:
                 "source": self.source,
             })
         return events
+
+
+def with_ids(fields: pa.Table | None, ids: list[dict[str, str]] | None,
+             n: int) -> pa.Table | None:
+    """``fields`` with the ids that came with each line (a column per id key), which win over
+    a field of the same name the line's text has (an OTLP record's traceId is its trace)."""
+    keys = list(dict.fromkeys(key for line in ids or () for key in line))
+    if not keys:
+        return fields
+    fields = fields if fields is not None else pa.table({"_": pa.nulls(n)}).drop_columns(["_"])
+    for key in keys:
+        column = pa.array([line.get(key) for line in ids], type=pa.large_string())
+        same = [name for name in fields.column_names if name.lower() == key.lower()]
+        if same:
+            at = fields.schema.get_field_index(same[0])
+            own = pc.cast(fields[same[0]], pa.large_string())
+            fields = fields.set_column(at, same[0], pc.coalesce(column, own))
+        else:
+            fields = fields.append_column(key, column)
+    return fields
 
 
 def _log_lines(lines: list[str], source: str) -> LogLines:

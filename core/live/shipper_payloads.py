@@ -6,35 +6,59 @@
 - newline-delimited text or JSON (``/v1/ingest``): Fluent Bit's ``http`` output (``json_lines``,
   or ``json``, an array), Vector's ``http`` sink (NDJSON or an array), or plain text lines.
 
+A record's trace or request id travels with its line (``Batch.ids``): the OTLP ``traceId`` as
+``trace_id`` (lowercase hex), and the usual id keys (``sessions.TRACE_ID_KEYS``) of a JSON
+record or of an OTLP record's attributes under their own names. The session tracker reads them
+as the line's parsed fields, so sessions follow trace ids as ``score`` makes them for lines that
+carry ``trace_id``.
+
 Every record is accounted for: one that holds no message is counted as rejected (OTLP's partial
 success), never skipped silently.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from tinylogbert.errors import LogInputError
 
 AUTO_MESSAGE_FIELDS = ("message", "log", "msg", "MESSAGE", "body", "text")
 DEFAULT_STREAM = "default"
+OTLP_TRACE_FIELD = "trace_id"  # the field an OTLP record's traceId becomes
+
+
+class Batch(NamedTuple):
+    """Consecutive lines of one stream; ``ids``: per line, the trace/request ids it carries
+    (``{"trace_id": "4bf9..."}``, empty when none), or None when no line of it carries one."""
+
+    stream: str
+    lines: list[str]
+    ids: list[dict[str, str]] | None = None
 
 
 @dataclass
 class Decoded:
-    batches: list[tuple[str, list[str]]] = field(default_factory=list)
+    _batches: list[tuple[str, list[str], list[dict[str, str]]]] = field(default_factory=list)
     rejected: int = 0
     reason: str = ""
 
     @property
-    def lines(self) -> int:
-        return sum(len(lines) for _, lines in self.batches)
+    def batches(self) -> list[Batch]:
+        return [Batch(stream, lines, ids if any(ids) else None)
+                for stream, lines, ids in self._batches]
 
-    def add(self, stream: str, line: str) -> None:
-        if self.batches and self.batches[-1][0] == stream:
-            self.batches[-1][1].append(line)
-        else:
-            self.batches.append((stream, [line]))
+    @property
+    def lines(self) -> int:
+        return sum(len(lines) for _, lines, _ in self._batches)
+
+    def add(self, stream: str, line: str, ids: dict[str, str] | None = None) -> None:
+        if not (self._batches and self._batches[-1][0] == stream):
+            self._batches.append((stream, [], []))
+        self._batches[-1][1].append(line)
+        self._batches[-1][2].append(ids or {})
 
     def reject(self, reason: str) -> None:
         self.rejected += 1
@@ -62,6 +86,52 @@ def _attributes(kvs) -> dict[str, str]:
     return {kv.key: kv.value.string_value for kv in kvs if kv.value.WhichOneof("value") == "string_value"}
 
 
+def _id_keys(record: dict) -> dict[str, str]:
+    """The usual trace/request id keys of a record (top-level scalars, as ``score`` keeps a JSON
+    line's fields), by their own names."""
+    from tinylogbert.sessions.grouping import TRACE_ID_KEYS
+
+    ids = {}
+    for key in TRACE_ID_KEYS:
+        value = record.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            ids[key] = str(value)
+    return ids
+
+
+def _record_ids(record) -> dict[str, str]:
+    """An OTLP record's ids: its attributes' id keys, and its ``traceId`` as ``trace_id``."""
+    ids = _id_keys(_attributes(record.attributes))
+    if record.trace_id.strip(b"\x00"):  # all zeros: no trace (the spec's invalid id)
+        ids[OTLP_TRACE_FIELD] = record.trace_id.hex()
+    return ids
+
+
+def _dicts(value: object) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _hex_ids_as_base64(request: object) -> None:
+    """OTLP JSON writes ``traceId``/``spanId`` in hex, where protobuf's JSON mapping reads bytes
+    as base64: turn them into base64 so they parse as the ids they are."""
+    if not isinstance(request, dict):
+        raise LogInputError("the body is not an OTLP JSON ExportLogsServiceRequest: "
+                            "not a JSON object")
+    for resource_logs in _dicts(request.get("resourceLogs")):
+        for scope_logs in _dicts(resource_logs.get("scopeLogs")):
+            for record in _dicts(scope_logs.get("logRecords")):
+                for key in ("traceId", "spanId", "trace_id", "span_id"):
+                    value = record.get(key)
+                    if not (isinstance(value, str) and value):
+                        continue
+                    try:
+                        record[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                    except ValueError:
+                        raise LogInputError(
+                            "the body is not an OTLP JSON ExportLogsServiceRequest: "
+                            f"{key} {value[:40]!r} is not hex") from None
+
+
 def otlp_stream(resource_attributes: dict[str, str]) -> str:
     service = resource_attributes.get("service.name", "")
     host = resource_attributes.get("host.name", "")
@@ -77,11 +147,14 @@ def parse_otlp(body: bytes, json_body: bool):
     request = ExportLogsServiceRequest()
     try:
         if json_body:
-            # OTLP JSON: lowerCamelCase names, enums as integers, ids as hex (unused here).
-            json_format.Parse(body.decode("utf-8"), request, ignore_unknown_fields=True)
+            # OTLP JSON: lowerCamelCase names, enums as integers, ids as hex.
+            document = json.loads(body.decode("utf-8"))
+            _hex_ids_as_base64(document)
+            json_format.ParseDict(document, request, ignore_unknown_fields=True)
         else:
             request.ParseFromString(body)
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError, RecursionError,
+            json.JSONDecodeError, binascii.Error) as exc:
         kind = "OTLP JSON" if json_body else "OTLP protobuf"
         raise LogInputError(f"the body is not an {kind} ExportLogsServiceRequest: "
                             f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
@@ -95,7 +168,7 @@ def parse_otlp(body: bytes, json_body: bool):
                 if line is None or not line.strip():
                     decoded.reject("a log record without a body has no line to score")
                 else:
-                    decoded.add(stream, line)
+                    decoded.add(stream, line, _record_ids(record))
     return request, decoded
 
 
@@ -159,5 +232,5 @@ def parse_lines(body: bytes, content_type: str, message_field: str = "auto",
         if stream_field:
             value = _message(record, stream_field)
             stream = value if value else default_stream
-        decoded.add(stream, line.rstrip("\r\n"))
+        decoded.add(stream, line.rstrip("\r\n"), _id_keys(record))
     return decoded

@@ -237,10 +237,15 @@ def id_members(parsed: ParsedLog, pattern: str) -> tuple[np.ndarray, pa.Array | 
 
 
 def _follow_events(parsed: ParsedLog, line_idx: np.ndarray, sid) -> tuple[np.ndarray, pa.Array]:
-    """Continuation rows (a stack trace's lines) take the session ids of the row they continue,
-    instead of their own (they rarely carry a trace id)."""
+    return follow_events(parsed.event_of, line_idx, sid)
+
+
+def follow_events(head: np.ndarray | None, line_idx: np.ndarray,
+                  sid) -> tuple[np.ndarray, pa.Array]:
+    """Continuation rows (a stack trace's lines) take the session ids of the row they continue
+    (``head``: ``ParsedLog.event_of``), instead of their own (they rarely carry a trace id).
+    Streaming calls it on a chunk, with ``head`` local to it."""
     sid = pc.cast(sid if isinstance(sid, pa.Array) else pa.array(sid), pa.large_string())
-    head = parsed.event_of
     if head is None:
         return line_idx, sid
     rows = np.flatnonzero(head != np.arange(len(head)))
