@@ -117,6 +117,10 @@ def detection_report(path: str, fmt_spec: str | None = None, top: int = 3,
         f"whole file: {n_ok:,} of {len(parsed):,} lines parse as {fmt.name!r} "
         f"({parsed.n_unparsed:,} kept whole, parse_ok=false)"
     )
+    n_continuing = int(parsed.continuing.sum())
+    if n_continuing:
+        rows.append(f"  {n_continuing:,} of them continue the event above them (stack traces): "
+                    "they join its session")
     if parsed.has_labels:
         labels = parsed.line_is_anomaly_label()
         rows.append(f"inline labels: {int((labels == 1).sum()):,} alert lines, "

@@ -38,6 +38,7 @@ from tinylogbert.io.safe_regex import compile_linear
 DETECT_SAMPLE = 2000
 # A format must parse at least this share of the sample to beat the generic fallback.
 MIN_DETECT_RATE = 0.5
+MIN_EVENT_SHARE = 0.05  # stack-trace lines are set aside for detection while 5% of lines are not
 # An inline label is only believed when at least this share of labelled lines says "normal":
 # otherwise an upper-case first word (a level, a host) would pass for a label and be stripped.
 MIN_NORMAL_LABEL_SHARE = 0.05
@@ -53,9 +54,16 @@ class FormatGuess:
     format: LogFormat
     match_rate: float
     n_sampled: int
+    # Sampled lines that look like a stack trace's (frames, 'Caused by:', exception lines): they
+    # continue an event whatever the format, so formats are judged on the other lines.
+    n_set_aside: int = 0
 
     def describe(self) -> str:
-        return f"{self.format.name}: {self.match_rate:.1%} of {self.n_sampled:,} sampled lines"
+        judged = self.n_sampled - self.n_set_aside
+        text = f"{self.format.name}: {self.match_rate:.1%} of {judged:,} sampled lines"
+        if self.n_set_aside:
+            text += f" ({self.n_set_aside:,} stack-trace lines set aside)"
+        return text
 
 
 @dataclass(frozen=True)
@@ -84,9 +92,19 @@ class ParsedLog:
     def n_unparsed(self) -> int:
         return int(pc.sum(pc.invert(self.table["parse_ok"])).as_py() or 0)
 
+    @property
+    def continuing(self) -> np.ndarray:
+        """Per row: whether it continues the event above it (a stack trace's line)."""
+        if self.event_of is None:
+            return np.zeros(len(self), dtype=bool)
+        return self.event_of != np.arange(len(self))
+
     def unparsed_examples(self, k: int = 5) -> list[tuple[int, str]]:
-        bad = pc.filter(self.table, pc.invert(self.table["parse_ok"])).slice(0, k)
-        return list(zip(bad["line_no"].to_pylist(), bad["message"].to_pylist()))
+        """The first ``k`` lines the format did not parse, leaving out the stack traces' lines
+        (they did not parse because they continue an event, not because they are malformed)."""
+        bad = pc.and_(pc.invert(self.table["parse_ok"]), pa.array(~self.continuing))
+        rows = pc.filter(self.table, bad).slice(0, k)
+        return list(zip(rows["line_no"].to_pylist(), rows["message"].to_pylist()))
 
     @property
     def has_labels(self) -> bool:
@@ -165,10 +183,20 @@ def _candidates(formats: list[LogFormat]) -> list[LogFormat]:
     return out
 
 
-def _detection_sample(lines: LogLines) -> tuple[pa.Array, int]:
-    """The sampled lines that formats are judged on (non-empty ones), and how many were sampled."""
+def _detection_sample(lines: LogLines) -> tuple[pa.Array, int, int]:
+    """The sampled lines that formats are judged on, how many were sampled, and how many of them
+    were set aside as stack-trace lines.
+
+    Judged: the non-empty lines, less those that look like a stack trace's (a Java service's log
+    can be four fifths frames, which no header format parses: it would fall to generic, and
+    its events would not be joined). When such lines are nearly all of the sample (a log whose
+    every line is indented), they are its lines, and all are judged."""
     sample = _sample(lines.lines, DETECT_SAMPLE)
-    return pc.filter(sample, pc.greater(pc.utf8_length(sample), 0)), len(sample)
+    nonempty = pc.filter(sample, pc.greater(pc.utf8_length(sample), 0))
+    trace = _matches(nonempty, CONTINUATION) | _matches(nonempty, EXCEPTION_LINE)
+    if trace.any() and (~trace).sum() >= MIN_EVENT_SHARE * len(nonempty):
+        return pc.filter(nonempty, pa.array(~trace)), len(sample), int(trace.sum())
+    return nonempty, len(sample), 0
 
 
 def rank_formats(lines: LogLines, candidates: list[LogFormat] | None = None) -> list[FormatGuess]:
@@ -177,9 +205,9 @@ def rank_formats(lines: LogLines, candidates: list[LogFormat] | None = None) -> 
     Ranking: the share of lines parsed (to 0.1 %), then a format over its ``+label`` variant, then
     specificity (more typed fields). The generic fallback is not ranked.
     """
-    nonempty, n_sampled = _detection_sample(lines)
+    nonempty, n_sampled, aside = _detection_sample(lines)
     guesses = [
-        FormatGuess(fmt, _match_rate(nonempty, fmt), n_sampled)
+        FormatGuess(fmt, _match_rate(nonempty, fmt), n_sampled, aside)
         for fmt in _candidates(candidates or available_formats())
     ]
     return sorted(
@@ -197,8 +225,8 @@ def _preferred_format(lines: LogLines, prefer: LogFormat | None) -> FormatGuess 
     fifteenth of ranking them all (the API detects the format of every request)."""
     if prefer is None or prefer.name == GENERIC.name:
         return None
-    nonempty, n_sampled = _detection_sample(lines)
-    guess = FormatGuess(prefer, _match_rate(nonempty, prefer), n_sampled)
+    nonempty, n_sampled, aside = _detection_sample(lines)
+    guess = FormatGuess(prefer, _match_rate(nonempty, prefer), n_sampled, aside)
     return guess if guess.match_rate == 1.0 else None
 
 
@@ -209,10 +237,10 @@ def detect_format(lines: LogLines, candidates: list[LogFormat] | None = None) ->
         return ranked[0]
     # Nothing fits, but the lines may still carry loghub labels: strip them, keep the rest whole.
     labelled = GENERIC.with_inline_label()
-    nonempty, n_sampled = _detection_sample(lines)
+    nonempty, n_sampled, aside = _detection_sample(lines)
     rate = _match_rate(nonempty, labelled)
     if rate >= MIN_DETECT_RATE:
-        return FormatGuess(labelled, rate, n_sampled)
+        return FormatGuess(labelled, rate, n_sampled, aside)
     return FormatGuess(GENERIC, 1.0, n_sampled)
 
 
