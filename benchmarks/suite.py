@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -49,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 LOGHUB = SAMPLE / "loghub_2k"
 AXES = ("base", "evolution", "faults")
+HEAD_ABLATION = "TinyLogBERT + anomaly head (weight 1)"
 VERSIONED = ("tinylogbert", "numpy", "scikit-learn", "torch", "transformers", "pyarrow")
 
 
@@ -259,10 +261,12 @@ def _labels_of(log: DevLog, result) -> np.ndarray | None:
 
 
 def run_axes(det, log: DevLog, seed: int, axes: tuple[str, ...], train, test, train_text,
-             test_text, labels, peers: bool, say) -> list[dict]:
+             test_text, labels, peers: bool, say, headed=None) -> list[dict]:
     """The evolution axis (the scored part reworded, ``evolution.py``) and the fault axis
     (fault bursts injected, ``faults.py``), for TinyLogBERT and, with ``peers``, every peer.
-    The generators' seed is fixed (0): every model seed meets the same variants."""
+    ``headed``: (the detector recalibrated with the anomaly head's weight 1, its training
+    result), measured beside it. The generators' seed is fixed (0): every model seed meets the
+    same variants."""
     from tinylogbert import pipeline
     from tinylogbert.io.log_reader import read_log_lines
 
@@ -291,6 +295,11 @@ def run_axes(det, log: DevLog, seed: int, axes: tuple[str, ...], train, test, tr
                    st.z_rarity.to_numpy(), closed.session_frame.z_rarity.to_numpy(), None),
                "TinyLogBERT z_context alone": (
                    st.z_context.to_numpy(), result.session_frame.z_context.to_numpy(), None)}
+        if headed is not None:
+            with_head, with_head_train = headed
+            scored = with_head.score(read_log_lines(text, "variant"), embeddings=False)
+            out[HEAD_ABLATION] = (with_head_train.session_frame.score.to_numpy(),
+                                  scored.session_frame.score.to_numpy(), with_head.threshold_)
         if peers:
             lead = (lead_train, _loglead_input(result))
             for name, sc in peer_scores(tr_part, Part.of(result), seed, lead).items():
@@ -372,7 +381,6 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say,
     from tinylogbert.model.training import TrainConfig
 
     if log.generated:
-        import tempfile
 
         from .modern_log import modern_dev_log
 
@@ -408,9 +416,16 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say,
         else:
             labels = test.session_labels
         line_labels = test.line_labels
+        # The anomaly head's ablation: the same model recalibrated with the head's weight 1
+        # (thresholds, line alarm and all from its training scores, as fit does).
+        with tempfile.TemporaryDirectory() as folder:  # a copy of the trained model
+            with_head = TinyLogBERTDetector.load(det.save(Path(folder) / "model", onnx=False))
+        with_head.recalibrate(read_log_lines(train_text, str(log.train)), head_weight=1.0)
+        headed = (with_head, with_head.score(read_log_lines(train_text, str(log.train)),
+                                             embeddings=False))
         if "base" not in axes:
             rows += run_axes(det, log, seed, axes, train, test, train_text, test_text, labels,
-                             peers=not peers_done, say=say)
+                             peers=not peers_done, say=say, headed=headed)
             peers_done = True
             continue
         say(f"  {log.name} seed {seed}: trained in {train_s:.0f}s, "
@@ -427,14 +442,15 @@ def run_log(log: DevLog, seeds: list[int], quick: bool, say,
         for signal in ("z_rarity", "z_context", "z_head"):
             rows.append({**base, "method": f"TinyLogBERT {signal} alone", "level": "session",
                          **judge(st[signal].to_numpy(), ss[signal].to_numpy(), labels)})
-        # The ablation of the anomaly head: the score with the head's estimate added (weight 1)
-        # and its own label-free threshold, against the shipped weight 0.
-        rows.append({**base, "method": "TinyLogBERT + anomaly head (weight 1)", "level": "session",
-                     **judge((st.score + st.z_head).to_numpy(), (ss.score + ss.z_head).to_numpy(),
-                             labels)})
+        # The ablation of the anomaly head, against the shipped weight 0.
+        head_test = headed[0].score(read_log_lines(test_text, str(log.test or log.train)),
+                                    embeddings=False).session_frame
+        rows.append({**base, "method": HEAD_ABLATION, "level": "session",
+                     **judge(headed[1].session_frame.score.to_numpy(),
+                             head_test.score.to_numpy(), labels, headed[0].threshold_)})
         if "evolution" in axes or "faults" in axes:
             rows += run_axes(det, log, seed, axes, train, test, train_text, test_text, labels,
-                             peers=not peers_done, say=say)
+                             peers=not peers_done, say=say, headed=headed)
         if peers_done:
             continue
         peers_done = True  # the peers are deterministic (IsolationForest: seeded by the first)

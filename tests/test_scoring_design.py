@@ -164,3 +164,29 @@ def test_init_from_a_local_safetensors_bert_trains(tmp_path):
     det = tiny_detector_factory(init_from=str(tmp_path / "bert")).fit(SMALL_LOG)
     assert det.network_.config.hidden_size == 32
     assert np.isfinite(det.decision_scores_).all()
+
+
+def test_recalibrate_reproduces_fit_and_sets_the_head_weight(tiny_checkpoint, tmp_path):
+    """recalibrate on the training log gives back fit's calibration; with head_weight the head
+    takes that share of the score (thresholds from the training scores again), and a saved
+    model keeps it."""
+    from conftest import SMALL_LOG
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+
+    det = TinyLogBERTDetector.load(tiny_checkpoint)
+    assert det.head_weight == 0.0 and det.calibration_.weights["head"] == 0.0
+    before = det.score(SMALL_LOG, embeddings=False).session_frame
+    threshold = det.threshold_
+    det.recalibrate(SMALL_LOG)
+    assert det.threshold_ == pytest.approx(threshold, abs=1e-6)
+    det.recalibrate(SMALL_LOG, head_weight=1.0)
+    assert det.calibration_.weights["head"] == 1.0
+    assert np.mean(det.decision_scores_ >= det.threshold_) <= 0.25  # label-free, bounded
+    after = det.score(SMALL_LOG, embeddings=False).session_frame
+    calib = det.calibration_
+    z_head = after["z_head"].to_numpy()  # computed: the head is in the score
+    assert np.isfinite(z_head).all() and not np.allclose(after.score, before.score)
+    reloaded = TinyLogBERTDetector.load(det.save(tmp_path / "headed"))
+    assert reloaded.head_weight == 1.0 and reloaded.calibration_.weights == calib.weights
+    again = reloaded.score(SMALL_LOG, embeddings=False).session_frame
+    np.testing.assert_allclose(again.score, after.score, atol=1e-5)

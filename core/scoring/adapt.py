@@ -124,7 +124,7 @@ def adapt(
     trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
     new._round_weights()
     raw = new._with_head(raw)
-    new.decision_scores_ = np.round(new._calibrate(parsed, index, corpus, raw), 6)
+    new.decision_scores_ = np.round(new._calibrate(parsed, index, corpus, raw, with_head=True), 6)
     new.labels_ = (new.decision_scores_ >= new.threshold_).astype(int)
     seconds = time.perf_counter() - started
     matched = sum(c != OTHER_LINE_CLASS for c in sources)

@@ -103,6 +103,7 @@ class TinyLogBERTDetector(BaseEstimator):
         masks: tuple[str, ...] = (),
         init_from: str | None = None,
         num_threads: int | None = None,
+        head_weight: float = 0.0,
     ) -> None:
         self.log_format = log_format
         self.sessions = sessions
@@ -118,6 +119,9 @@ class TinyLogBERTDetector(BaseEstimator):
         self.masks = check_masks(masks)
         self.init_from = init_from
         self.num_threads = num_threads
+        # The anomaly head's share of the session score (``z_head``), once it is trained: 0 by
+        # default (the suite's ablation: docs/model_notes.md).
+        self.head_weight = head_weight
 
     # ---- helpers --------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -260,7 +264,8 @@ class TinyLogBERTDetector(BaseEstimator):
         self._round_weights()
         raw = self._with_head(raw)
         # PyOD's contract: the training sessions' scores and flags, in order of first appearance.
-        self.decision_scores_ = np.round(self._calibrate(parsed, index, corpus, raw), 6)
+        self.decision_scores_ = np.round(
+            self._calibrate(parsed, index, corpus, raw, with_head=True), 6)
         self.labels_ = (self.decision_scores_ >= self.threshold_).astype(int)
         train_seconds = time.perf_counter() - started
         self.format_ = parsed.format
@@ -301,6 +306,26 @@ class TinyLogBERTDetector(BaseEstimator):
         from tinylogbert.scoring.adapt import adapt
 
         return adapt(self, log, epochs, on_progress)
+
+    def recalibrate(self, log: LogInput, head_weight: float | None = None
+                    ) -> TinyLogBERTDetector:
+        """Spreads and thresholds again from ``log``'s sessions (the training log: the same
+        calibration ``fit`` ended with), optionally with another ``head_weight``; the network and
+        the line statistics stay as trained. Returns ``self``.
+
+        Why: the weight of the head is the one score setting a trained model can change without
+        training again (the suite's ablation measures it this way)."""
+        from tinylogbert.model.inference import score_sequences
+
+        self._check_fitted()
+        if head_weight is not None:
+            self.head_weight = float(head_weight)
+        parsed, index, corpus = self._prepare(log)
+        raw = score_sequences(self.network_, corpus)
+        self.decision_scores_ = np.round(
+            self._calibrate(parsed, index, corpus, raw, with_head=True), 6)
+        self.labels_ = (self.decision_scores_ >= self.threshold_).astype(int)
+        return self
 
     def _refit_prior(
         self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
@@ -429,16 +454,22 @@ class TinyLogBERTDetector(BaseEstimator):
         return sum(w * (comps[k] - calib.center[k]) / calib.scale[k] for k, w in weights.items())
 
     def _calibrate(
-        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores
+        self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus, raw: SequenceScores,
+        with_head: bool = False,
     ) -> np.ndarray:
-        """Centre, scale and threshold from the training sessions; returns their scores."""
+        """Centre, scale and threshold from the training sessions; returns their scores.
+        ``with_head``: the head is trained, and takes ``head_weight`` of the score (before it
+        is, its outputs are noise, and its weight 0)."""
         signals = self._position_signals(parsed, index, corpus, raw)
         comps = self._components(corpus, index, raw, signals)
         center, scale = {}, {}
         floors = _scale_floors(index)
         for name, values in comps.items():
             center[name], scale[name] = robust_center_scale(values, floor=floors[name])
-        calib = Calibration(center=center, scale=scale, weights=dict(DEFAULT_WEIGHTS))
+        weights = dict(DEFAULT_WEIGHTS)
+        if with_head:
+            weights["head"] = float(self.head_weight)
+        calib = Calibration(center=center, scale=scale, weights=weights)
         own = calib.combine(comps)  # what the session says as a whole
         calib.threshold = label_free_threshold(own, None, self.contamination,
                                                AUTO_MAX_SESSION_SHARE,
@@ -487,12 +518,14 @@ class TinyLogBERTDetector(BaseEstimator):
         """Score every line and session of ``log``.
 
         ``embeddings=False`` skips the pass that yields session embeddings and the head's
-        estimate (``z_head`` becomes NaN); the scores are the same and it takes half the time.
+        estimate (``z_head`` becomes NaN); the scores are the same and it takes half the time
+        (unless the head has a weight in the score: then the pass is made).
         """
         self._check_fitted()
         self._threads()
         parsed, index, corpus = self._prepare(log, log_format, sessions)
-        raw = self._cache().score(self.network_, corpus, on_progress, bidirectional_pass=embeddings)
+        needed = embeddings or bool(self.calibration_.weights.get("head", 0.0))
+        raw = self._cache().score(self.network_, corpus, on_progress, bidirectional_pass=needed)
         return self._result(parsed, index, corpus, raw, threshold)
 
     def _cache(self) -> SequenceCache:

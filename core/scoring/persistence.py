@@ -90,6 +90,7 @@ def _write_files(det: TinyLogBERTDetector, folder: Path, target: Path, onnx: boo
         "severity_prior": det.severity_prior,
         "open_world": det.open_world,
         "masks": list(det.masks),
+        "head_weight": det.head_weight,
         "training_summary": det.training_summary_,
     }
     (folder / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
@@ -128,6 +129,7 @@ def load_detector(
             open_world=meta.get("open_world", True),
             masks=tuple(meta.get("masks", ())),
             num_threads=num_threads,
+            head_weight=float(meta.get("head_weight", 0.0)),
         )
         det.format_ = fmt
         det.calibration_ = Calibration.from_dict(meta["calibration"])
