@@ -371,10 +371,12 @@ class FeedbackWatch:
 
 
 # ---- applying it ---------------------------------------------------------------------------------
-def apply(result: ScoreResult, feedback: Feedback | None) -> ScoreResult:
+def apply(result: ScoreResult, feedback: Feedback | None,
+          windowed: bool | None = None) -> ScoreResult:
     """``result`` with a ``suppressed_by`` column (see the module docstring) and its flags,
-    grades and line verdicts judged with it."""
-    ids = (feedback or Feedback()).match(result.line_words, result.sessions)
+    grades and line verdicts judged with it. ``windowed``: whether its sessions are windows
+    (default: from their strategy; Ray scores windows it grouped itself as id sessions)."""
+    ids = (feedback or Feedback()).match(result.line_words, result.sessions, windowed)
     table = put_column(result.session_table, "suppressed_by",
                        pa.array(ids.astype(str), type=pa.string()))
     # Per line: the entry that suppressed its highest-scoring session ('' when none did).
