@@ -567,8 +567,9 @@ def score_files(inputs: Sequence[str], out_dir: str, config: RayScoreConfig) -> 
     """Score every line and session of ``inputs`` on Ray; write Parquet (and CSV) to ``out_dir``.
 
     Writes ``lines/`` (one row per input line: ``file``, ``line_no`` and the local engine's line
-    columns), ``sessions/`` (one row per session, with ``first_file``/``top_file``), with
-    ``csv=True`` also ``lines_csv/`` and ``sessions_csv/``, and ``summary.json``.
+    columns), ``sessions/`` (one row per session: the CLI's SESSIONS.csv columns, with
+    ``first_file``/``top_file``), with ``csv=True`` also ``lines_csv/`` and ``sessions_csv/``,
+    and ``summary.json``.
     """
     started = time.perf_counter()
     from tinylogbert.scoring.detector import TinyLogBERTDetector
