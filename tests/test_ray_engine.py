@@ -296,7 +296,11 @@ def assert_sessions_like_cli(sessions: pd.DataFrame, cli: pd.DataFrame, path: Pa
 def test_stage_sessions_carry_the_cli_session_columns(marked_model, tmp_path):
     """The scorer stage writes SESSIONS.csv's columns (first/last time, explanation, feedback)
     with the CLI's values, on a windowed log whose marked window moved (no Ray needed)."""
-    from tinylogbert.batch.ray_engine import MEMBER_COLUMNS, file_memberships, score_complete_sessions
+    from tinylogbert.batch.ray_engine import (
+        MEMBER_COLUMNS,
+        file_memberships,
+        score_complete_sessions,
+    )
     from tinylogbert.scoring.detector import TinyLogBERTDetector
 
     model, log = marked_model

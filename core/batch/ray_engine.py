@@ -301,7 +301,8 @@ def score_complete_sessions(
     path = np.asarray(files, dtype=object)
     sessions = result.session_table
     if settings.format.has_label and "label" not in sessions.column_names:
-        sessions = sessions.append_column("label", pa.array(np.full(len(index), -1), type=pa.int8()))
+        unknown = pa.array(np.full(len(index), -1), type=pa.int8())
+        sessions = sessions.append_column("label", unknown)
     # The CLI's SESSIONS.csv table, from its own function, once the keyed log's row numbers are
     # the files' line numbers again (the explanation names the line that weighs most).
     sessions = result.replaced(
