@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,8 @@ from tinylogbert.scoring.feedback import FEEDBACK_FILE, mark_normal, read_feedba
 
 LOOK_ALIKE = "blk_4242424242424242"
 REORDERED = "blk_7373737373737373"
+TRIMMED = "blk_5151515151515151"
+BGL_2K = Path(__file__).resolve().parent.parent / "sample_data/loghub_2k/BGL_2k.log.gz"
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +156,90 @@ def test_a_saved_copy_keeps_its_feedback(model, target, tmp_path):
     detector = TinyLogBERTDetector.load(model, runtime="torch")
     copy = detector.save(tmp_path / "copy", onnx=False)
     assert [e.session_id for e in TinyLogBERTDetector.load(copy).feedback_.entries] == [target]
+
+
+def test_id_sessions_still_match_exactly(model, small_lines, target):
+    """A block with one line fewer shares a run of 3/4 of its lines with the marked one: a
+    window would match it (``windowed=True``), an id session does not."""
+    from tinylogbert.sessions.grouping import build_sessions
+
+    mine = [line for line in small_lines if target in line]
+    assert len(mine) >= 4  # so that n - 1 lines are at least 3/4 of n
+    log = small_lines + [line.replace(target, TRIMMED) for line in mine[1:]]
+    feedback, _ = mark_normal(model, SMALL_LOG, [target])
+    detector = TinyLogBERTDetector.load(model)
+    after = session_rows(pipeline.run(detector, log).result)
+    assert after.loc[target, "suppressed_by"] == "fb-0001"
+    assert after.loc[TRIMMED, "suppressed_by"] == ""
+    parsed = detector.parse(log)
+    index = build_sessions(parsed, detector.sessions)
+    assert index.strategy.startswith("id ")
+    ids = list(index.ids)
+    assert feedback.match(parsed.words, index, windowed=True)[ids.index(TRIMMED)] == "fb-0001"
+
+
+def common_run(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """The longest contiguous run of lines ``a`` and ``b`` share, in order (brute force)."""
+    best = 0
+    for i in range(len(a)):
+        for j in range(len(b)):
+            k = 0
+            while i + k < len(a) and j + k < len(b) and a[i + k] == b[j + k]:
+                k += 1
+            best = max(best, k)
+    return best
+
+
+@pytest.fixture(scope="module")
+def bgl_lines() -> list[str]:
+    with gzip.open(BGL_2K, "rt") as f:
+        return f.read().splitlines()
+
+
+def test_a_window_mark_follows_its_lines_when_the_log_shifts(model, bgl_lines, tmp_path,
+                                                             capsys):
+    """Issue 23: `feedback --normal L201-220` on a windowed log (BGL: windows of 20 lines), then
+    1 or 3 lines prepended. Window L201-220 now holds the marked lines shifted by 1 or 3, and is
+    still suppressed; exactly the windows sharing a run of 3/4 of a window with the mark are
+    (checked by brute force here); a shift of 6 (over a quarter) is a new window."""
+    marked = "L201-220"
+    plain = TinyLogBERTDetector.load(model)  # before the mark
+    log = tmp_path / "bgl.log"
+    log.write_text("\n".join(bgl_lines) + "\n")
+    assert main(["feedback", "--model", str(model), "--log", str(log), "--normal", marked]) == 0
+    assert f"{marked}: fb-0001 (match sequence, 20 lines)" in capsys.readouterr().out
+    mark = sequences(plain, bgl_lines)[marked]
+    assert read_feedback(model).entries[0].lines == mark
+    detector = TinyLogBERTDetector.load(model)
+    for k in (0, 1, 3, 6):
+        shifted = bgl_lines[-k:] + bgl_lines if k else bgl_lines  # real lines, prepended
+        seqs = sequences(detector, shifted)
+        assert len(seqs[marked]) == 20
+        assert common_run(mark, seqs[marked]) == 20 - k  # the marked lines, moved by k
+        expected = sorted(sid for sid, seq in seqs.items()
+                          if common_run(mark, seq) >= math.ceil(0.75 * max(len(mark), len(seq))))
+        before = session_rows(plain.score(read_log("\n".join(shifted)), embeddings=False))
+        after = session_rows(detector.score(read_log("\n".join(shifted)), embeddings=False))
+        assert sorted(after.index[after["suppressed_by"] == "fb-0001"]) == expected, k
+        assert (marked in expected) == (k <= 5), k
+        assert not after.loc[expected, "is_anomaly"].any()
+        assert (after.loc[expected, "grade"] == "normal").all()
+        others = after.index.difference(expected)  # different content: judged as before
+        assert len(others) > len(after) - 5 and (after.loc[others, "suppressed_by"] == "").all()
+        assert (after.loc[others, "is_anomaly"] == before.loc[others, "is_anomaly"]).all()
+        if k in (1, 3):
+            assert before.loc[marked, "is_anomaly"], k  # a flag the mark really removes
+    # Marking the shifted window again reuses the entry that already covers it.
+    again = tmp_path / "bgl_shifted.log"
+    again.write_text("\n".join(bgl_lines[-3:] + bgl_lines) + "\n")
+    feedback, entries = mark_normal(model, again, [marked])
+    assert [e.id for e in entries] == ["fb-0001"] and len(feedback) == 1
+
+
+def read_log(text: str):
+    from tinylogbert.io.log_reader import read_log_text
+
+    return read_log_text(text + "\n")
 
 
 # ---- CLI ------------------------------------------------------------------------------------------

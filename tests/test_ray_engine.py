@@ -105,7 +105,10 @@ def assert_same_as_local(local, lines: pd.DataFrame, sessions: pd.DataFrame, spl
     assert sessions["top"].tolist() == expected["top_line_no"].tolist()
     for column in ("n_lines", "is_anomaly", "severity"):
         assert sessions[column].tolist() == expected[column].tolist(), column
-    for column in [c for c in expected.columns if c == "score" or c.startswith("z_")]:
+    # Ray writes the CLI's SESSIONS.csv columns: the head's diagnostic z_head stays out.
+    assert "z_head" not in sessions.columns
+    for column in [c for c in expected.columns
+                   if c == "score" or (c.startswith("z_") and c != "z_head")]:
         # z_ columns are written to 4 decimals: a 1e-6 difference can round a last digit apart.
         atol = TOLERANCE if column == "score" else 1e-4 + TOLERANCE
         np.testing.assert_allclose(sessions[column], expected[column], atol=atol, rtol=0)
@@ -235,6 +238,79 @@ def test_window_sessions_stay_within_their_file(tiny_detector, tmp_path):
     np.testing.assert_allclose(lines["score"], local.lines["score"], atol=TOLERANCE, rtol=0)
     assert lines["label"].tolist() == local.lines["label"].tolist()
     assert lines["label"].sum() == 4  # lines 0, 37, 74, 111
+
+
+BGL_2K = Path(__file__).parent.parent / "sample_data/loghub_2k/BGL_2k.log.gz"
+
+
+@pytest.fixture(scope="module")
+def marked_model(tiny_checkpoint, tmp_path_factory) -> tuple[Path, Path]:
+    """A copy of the tiny model with window L201-220 of BGL_2k marked normal, and BGL_2k with 3
+    of its lines prepended (the marked window's lines now 3 lines further down)."""
+    import shutil
+
+    from tinylogbert.scoring.feedback import mark_normal
+
+    folder = tmp_path_factory.mktemp("marked")
+    model = shutil.copytree(tiny_checkpoint, folder / "model")
+    with gzip.open(BGL_2K, "rt") as handle:
+        lines = handle.read().splitlines()
+    mark_normal(model, "\n".join(lines) + "\n", ["L201-220"])
+    logs = folder / "logs"
+    logs.mkdir()
+    (logs / "bgl.log").write_text("\n".join(lines[-3:] + lines) + "\n")
+    return model, logs / "bgl.log"
+
+
+def cli_sessions(model: Path, log: Path, out: Path) -> pd.DataFrame:
+    """SESSIONS.csv as ``tinylogbert score --sessions-out`` writes it, every cell as text."""
+    from tinylogbert.cli.main import main
+
+    assert main(["score", str(log), "--model", str(model), "--out", str(out / "lines.csv"),
+                 "--sessions-out", str(out / "sessions.csv")]) == 0
+    return pd.read_csv(out / "sessions.csv", dtype=str, keep_default_na=False)
+
+
+def assert_sessions_like_cli(sessions: pd.DataFrame, cli: pd.DataFrame, path: Path) -> None:
+    """Ray's sessions: the CLI's columns, in its order, and its values (scores within
+    ``TOLERANCE``), plus ``first_file``/``top_file``; window ids keyed by the file."""
+    assert (sessions["first_file"] == str(path)).all() and (sessions["top_file"] == str(path)).all()
+    sessions = sessions.drop(columns=["first_file", "top_file"])
+    assert list(sessions.columns) == list(cli.columns)
+    assert {"first_time", "last_time", "explanation", "suppressed_by"} <= set(cli.columns)
+    assert sessions["session_id"].tolist() == [f"{path}:{s}" for s in cli["session_id"]]
+    for column in cli.columns.drop("session_id"):
+        if sessions[column].dtype.kind == "f":
+            atol = TOLERANCE if column == "score" else 1e-4 + TOLERANCE
+            np.testing.assert_allclose(sessions[column], cli[column].astype(float), atol=atol,
+                                       rtol=0, err_msg=column)
+        elif sessions[column].dtype.kind == "b":
+            assert sessions[column].tolist() == (cli[column] == "true").tolist(), column
+        else:
+            assert sessions[column].astype(str).tolist() == cli[column].tolist(), column
+    assert (cli["first_time"] != "").all() and (cli["explanation"] != "").all()
+    # The shifted window is suppressed by its mark on both (the window rule, feedback.py).
+    assert cli.set_index("session_id").loc["L201-220", "suppressed_by"] == "fb-0001"
+
+
+def test_stage_sessions_carry_the_cli_session_columns(marked_model, tmp_path):
+    """The scorer stage writes SESSIONS.csv's columns (first/last time, explanation, feedback)
+    with the CLI's values, on a windowed log whose marked window moved (no Ray needed)."""
+    from tinylogbert.batch.ray_engine import (
+        MEMBER_COLUMNS,
+        file_memberships,
+        score_complete_sessions,
+    )
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+
+    model, log = marked_model
+    detector = TinyLogBERTDetector.load(model, runtime="auto")  # as the CLI and the actors
+    files = [str(log)]
+    settings = settings_for(sample_parsed(files, "auto", detector.format_), detector.sessions)
+    memberships = file_memberships(pa.table({"file_index": [0]}), files, settings)
+    scored = score_complete_sessions(detector, memberships, settings, files)
+    sessions = scored.drop_columns(list(MEMBER_COLUMNS)).to_pandas()
+    assert_sessions_like_cli(sessions, cli_sessions(model, log, tmp_path), log)
 
 
 def test_expand_inputs_orders_naturally_and_reports_missing(tmp_path, split_log):
@@ -421,3 +497,19 @@ def test_ray_engine_says_the_log_drifted(ray_instance, tmp_path, capsys):
     assert "warning: drift in" in err and "tinylogbert adapt --model MODEL_DIR" in err
     summary = json.loads((out / "summary.json").read_text())
     assert any(w.startswith("drift in") for w in summary["warnings"])
+
+
+@pytest.mark.ray
+def test_ray_engine_sessions_are_the_cli_sessions(ray_instance, marked_model, tmp_path):
+    """End to end: ``score --engine ray``'s ``sessions/`` holds SESSIONS.csv's columns and values
+    (first_time, last_time, explanation, suppressed_by included)."""
+    from tinylogbert.cli.main import main
+
+    model, log = marked_model
+    out = tmp_path / "ray"
+    assert main(["score", str(log.parent), "--engine", "ray", "--model", str(model),
+                 "--out", str(out)]) == 0
+    sessions = pq.read_table(out / "sessions").to_pandas()
+    sessions = sessions.set_index(sessions["first_line_no"].to_numpy()).sort_index()
+    assert_sessions_like_cli(sessions.reset_index(drop=True), cli_sessions(model, log, tmp_path),
+                             log)

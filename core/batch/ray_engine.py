@@ -19,8 +19,9 @@ What the Ray engine adds is where the work runs and which lines meet in one call
   1 GB of memory per call) keep both; smaller ones repeat the model's work on sequences that
   other buckets also hold (see ``benchmarks/ray_scale.py``), though each actor's detector still
   remembers the sequences it has scored.
-- **Only what the model reads is shuffled.** Memberships carry the normalised words, not the raw
-  lines; the last stage re-reads each file instead and writes every line of it, in order, with
+- **Only what the model reads is shuffled.** Memberships carry the normalised words (and each
+  line's timestamp, for the sessions' ``first_time``/``last_time``), not the raw lines; the last
+  stage re-reads each file instead and writes every line of it, in order, with
   the scores of its sessions. A line in several sessions gets the highest, as in the local
   engine.
 """
@@ -60,6 +61,7 @@ from tinylogbert.scoring.fit_check import (
     measure_drift,
     new_line_counts,
 )
+from tinylogbert.scoring.feedback import apply as apply_feedback
 from tinylogbert.scoring.results import put_column
 from tinylogbert.sessions.grouping import SessionConfig
 
@@ -74,6 +76,7 @@ MEMBERSHIP_SCHEMA = pa.schema(
         ("time", pa.float64()),  # ``merge_times``: where a session spanning files takes the line
         ("edge", pa.int8()),  # 1: the file's first time, -1: its last, else 0 (``stream_order``)
         ("words", pa.large_string()),
+        ("timestamp", pa.large_string()),  # as in the log: SESSIONS' first_time, last_time
         ("level", pa.large_string()),  # the severity prior reads it with the words
         ("label", pa.large_string()),
     ]
@@ -165,6 +168,7 @@ def file_memberships(batch: pa.Table, files: Sequence[str], settings: BatchSetti
                     "time": pa.array(times[prepared.index.members]),
                     "edge": pa.array(edge[prepared.index.members]),
                     "words": prepared.parsed.words.take(members),
+                    "timestamp": table["timestamp"].take(members),
                     "level": table["level"].take(members),
                     "label": table["label"].take(members),
                 }
@@ -259,8 +263,10 @@ def score_complete_sessions(
     Each row becomes one line of a log whose message is its session key, in ``stream_order``, so
     the detector groups exactly these sessions (a line in two sessions appears once in each), each
     in the order one stream of the files would have it. Session scores therefore equal the local
-    engine's on that stream. The lines of each session come back as list
-    columns (``MEMBER_COLUMNS``) for the last stage.
+    engine's on that stream. The session columns are the CLI's SESSIONS.csv
+    (``ScoreResult._session_csv_table``: ``first_time``, ``last_time`` and ``explanation`` last,
+    its line numbers those of ``top_file``), plus ``first_file``/``top_file``; the lines of each
+    session come back as list columns (``MEMBER_COLUMNS``) for the last stage.
     """
     rows = rows.take(pa.array(stream_order(rows)))
     n = rows.num_rows
@@ -269,7 +275,7 @@ def score_complete_sessions(
         table=pa.table(
             {
                 "line_no": pa.array(np.arange(1, n + 1, dtype=np.int64)),  # row numbers
-                "timestamp": text,
+                "timestamp": rows["timestamp"].combine_chunks(),
                 "level": rows["level"].combine_chunks(),
                 "component": text,
                 "message": rows["session_key"].combine_chunks(),
@@ -284,11 +290,25 @@ def score_complete_sessions(
         keyed, threshold=threshold, sessions=SessionConfig(by="id", id_pattern=WHOLE_KEY),
         embeddings=False,  # as the local CLI: same scores, no embeddings, half the time
     )
+    feedback = getattr(detector, "feedback_", None)
+    if feedback and settings.sessions.by != "id":
+        # Windows grouped here reach the detector as id sessions: feedback matches them as the
+        # windows they are (shifted by up to a quarter window, ``feedback.py``).
+        result = apply_feedback(result, feedback, windowed=True)
     index = result.sessions
     file_index = rows["file_index"].to_numpy()
     line_no = rows["line_no"].to_numpy()
     path = np.asarray(files, dtype=object)
     sessions = result.session_table
+    if settings.format.has_label and "label" not in sessions.column_names:
+        unknown = pa.array(np.full(len(index), -1), type=pa.int8())
+        sessions = sessions.append_column("label", unknown)
+    # The CLI's SESSIONS.csv table, from its own function, once the keyed log's row numbers are
+    # the files' line numbers again (the explanation names the line that weighs most).
+    sessions = result.replaced(
+        session_table=sessions,
+        line_table=put_column(result.line_table, "line_no", pa.array(line_no)),
+    )._session_csv_table()
     first = sessions["first_line_no"].to_numpy() - 1
     top = sessions["top_line_no"].to_numpy() - 1
     sessions = put_column(sessions, "first_line_no", pa.array(line_no[first]))
@@ -297,8 +317,6 @@ def score_complete_sessions(
                               pa.array(path[file_index[first]], type=pa.large_string()))
     sessions = _insert_before(sessions, "top_line_no", "top_file",
                               pa.array(path[file_index[top]], type=pa.large_string()))
-    if settings.format.has_label and "label" not in sessions.column_names:
-        sessions = sessions.append_column("label", pa.array(np.full(len(index), -1), type=pa.int8()))
     offsets = pa.array(index.offsets.astype(np.int32))
     members = index.members
     lines = result.line_table
@@ -550,8 +568,9 @@ def score_files(inputs: Sequence[str], out_dir: str, config: RayScoreConfig) -> 
     """Score every line and session of ``inputs`` on Ray; write Parquet (and CSV) to ``out_dir``.
 
     Writes ``lines/`` (one row per input line: ``file``, ``line_no`` and the local engine's line
-    columns), ``sessions/`` (one row per session, with ``first_file``/``top_file``), with
-    ``csv=True`` also ``lines_csv/`` and ``sessions_csv/``, and ``summary.json``.
+    columns), ``sessions/`` (one row per session: the CLI's SESSIONS.csv columns, with
+    ``first_file``/``top_file``), with ``csv=True`` also ``lines_csv/`` and ``sessions_csv/``,
+    and ``summary.json``.
     """
     started = time.perf_counter()
     from tinylogbert.scoring.detector import TinyLogBERTDetector

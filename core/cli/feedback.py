@@ -5,7 +5,8 @@
 options say otherwise) in ``DIR/feedback.json`` and updates the checkpoint's manifest; every later
 ``score`` (and the API, the dashboard) then leaves those sessions and sessions like them unflagged,
 with the entry's id in ``suppressed_by``. ``--list`` shows the entries, ``--remove ID`` drops one.
-See ``feedback.py`` for what "like them" means (``--match``).
+See ``feedback.py`` for what "like them" means (``--match``; for windows, whose ids are
+positions, a mark follows its lines when the log shifts by up to a quarter window).
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Stored with the model (feedback.json, covered by its manifest) and applied "
         "by every later score: the marked sessions, and sessions with the same sequence of "
         "normalised lines (--match set: the same set of lines), are no longer flagged; the "
-        "column suppressed_by names the entry.",
+        "column suppressed_by names the entry. Windows (ids like L201-220 are positions) match "
+        "by content: with --match sequence also a window holding the marked lines shifted by "
+        "up to a quarter window (a shared run of 3/4 of it, in order).",
     )
     p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (written)")
     p.add_argument("--log", help="the log the sessions are in (with --normal)")
@@ -34,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--remove", metavar="ENTRY_ID", help="remove a feedback entry (e.g. fb-0001)")
     p.add_argument("--match", choices=["sequence", "set"], default="sequence",
                    help="sessions like a marked one: the same sequence of normalised lines "
-                        "(default) or the same set of them")
+                        "(default; windows: also shifted by up to a quarter window) or the same "
+                        "set of them")
     _add_format_options(p)
     p.set_defaults(func=cmd_feedback)
 

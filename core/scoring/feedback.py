@@ -8,6 +8,14 @@ retraining and a new line vocabulary:
   the model reads, in order: the session's distinct-sequence key) equals ``lines``;
 - ``match: "set"``: a session whose *set* of normalised lines equals ``lines``.
 
+Windows (sessions by line count or by time) are positions, not things: one line prepended to a
+log moves every window's content by one line, and no window holds the marked lines any more. So
+for windowed sessions a ``sequence`` entry also matches a window that shares with it a contiguous
+run, in order, of at least ``SHIFT_SHARE`` (3/4) of the longer of the two: the marked window
+shifted by up to a quarter of its length. Id sessions (HDFS ``blk_``) match exactly, as before;
+``set`` entries match exactly everywhere (a shift that moves a kind of line into or out of a
+window changes its set).
+
 Every scoring path ends in ``TinyLogBERTDetector._result``, which calls ``apply`` once: a
 session an entry matches gets that entry's id in ``suppressed_by`` (empty otherwise) and is not
 flagged, whatever its score (``is_anomaly`` false, ``severity``/``grade`` ``normal``; ``score``
@@ -23,6 +31,7 @@ Example ``feedback.json``::
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +52,12 @@ if TYPE_CHECKING:
 
 FEEDBACK_FORMAT = 1
 MATCHES = ("sequence", "set")
+# A windowed session matches a sequence entry when they share a contiguous run of at least this
+# share of the longer one's lines (a window of 20: a shift of up to 5 lines).
+SHIFT_SHARE = 0.75
+# ``SessionIndex.strategy`` of windows (by count or by time), as grouping, streaming and watch
+# name them; id sessions start with "id ".
+WINDOW_STRATEGIES = ("windows of ", "time windows of ")
 _WRITE_LOCK = threading.Lock()  # one writer per process (the API's worker threads)
 # Across processes (the CLI, the dashboard and a running API on one folder): a lock file beside
 # the system's temp files, keyed by the folder, so the checkpoint folder holds only its files.
@@ -86,9 +101,11 @@ class Feedback:
                            "entries": [e.to_dict() for e in self.entries]}, indent=2) + "\n"
 
     # ---- matching -------------------------------------------------------------------------
-    def match(self, words: pa.Array | pa.ChunkedArray, index: SessionIndex) -> np.ndarray:
+    def match(self, words: pa.Array | pa.ChunkedArray, index: SessionIndex,
+              windowed: bool | None = None) -> np.ndarray:
         """Per session of ``index`` (over lines whose normalised texts are ``words``): the id of
-        the first entry matching it, or ''."""
+        the first entry matching it, or ''. Exact matches first; then, for windows (``windowed``,
+        by default from ``index.strategy``), sequence entries shifted (``shift_matches``)."""
         out = np.full(len(index), "", dtype=object)
         if not self.entries or not len(index):
             return out
@@ -101,7 +118,12 @@ class Feedback:
             words = words.combine_chunks()
         encoded = words.dictionary_encode() if not pa.types.is_dictionary(words.type) else words
         texts = [t or "" for t in encoded.dictionary.to_pylist()]
-        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)[index.members]
+        # One code per text (a null and '' are both ''), so equal lines have equal codes.
+        code_of: dict[str, int] = {}
+        canonical = np.array([code_of.setdefault(t, i) for i, t in enumerate(texts)] or [0],
+                             dtype=np.int64)
+        codes = canonical[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+                          [index.members]]
         lengths = {len(k) for k in sequence}
         offsets = index.offsets
         for s in range(len(index)):
@@ -112,6 +134,15 @@ class Feedback:
             if not found and by_set:
                 found = by_set.get(frozenset(texts[c] for c in set(codes[a:b].tolist())), "")
             out[s] = found
+        if windowed is None:
+            windowed = is_windowed(index)
+        if windowed and sequence and (out == "").any():
+            for entry in self.entries:
+                if entry.match != "sequence" or not entry.lines:
+                    continue
+                marked = np.array([code_of.get(t, -1) for t in entry.lines], dtype=np.int64)
+                hit = shift_matches(marked, codes, np.asarray(offsets)) & (out == "")
+                out[hit] = entry.id
         return out
 
     # ---- changes ----------------------------------------------------------------------------
@@ -120,7 +151,8 @@ class Feedback:
         source: str, match: str = "sequence",
     ) -> tuple[Feedback, list[FeedbackEntry]]:
         """New entries for ``session_ids`` (sessions of ``index``); a session that an entry
-        with the same key already covers reuses it. Returns (feedback, entry per session id)."""
+        with the same key already covers reuses it (a window: also a sequence entry it matches
+        shifted). Returns (feedback, entry per session id)."""
         if match not in MATCHES:
             raise FeedbackError(f"match must be one of {', '.join(MATCHES)}, not {match!r}")
         ids = index.ids.astype(str)
@@ -129,6 +161,10 @@ class Feedback:
         if unknown:
             shown = ", ".join(unknown[:5]) + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
             raise FeedbackError(f"no session {shown} in {source} ({len(ids):,} sessions)")
+        covered = np.full(len(ids), "", dtype=object)
+        if match == "sequence" and is_windowed(index):
+            covered = Feedback(tuple(e for e in self.entries if e.match == "sequence")).match(
+                words, index)
         word_list = words.to_pylist()
         entries = list(self.entries)
         by_key = {e.key(): e for e in entries}
@@ -141,7 +177,7 @@ class Feedback:
             if match == "set":
                 lines = sorted(set(lines))
             entry = FeedbackEntry("", now, sid, source, match, tuple(lines))
-            existing = by_key.get(entry.key())
+            existing = by_key.get(entry.key()) or (self.get(covered[i]) if covered[i] else None)
             if existing is None:
                 number += 1
                 existing = FeedbackEntry(f"fb-{number:04d}", now, sid, source, match, tuple(lines))
@@ -155,6 +191,55 @@ class Feedback:
             known = ", ".join(e.id for e in self.entries) or "none"
             raise FeedbackError(f"no feedback entry {entry_id!r} (entries: {known})")
         return Feedback(tuple(e for e in self.entries if e.id != entry_id))
+
+
+def is_windowed(index: SessionIndex) -> bool:
+    """Whether ``index``'s sessions are windows (by line count or time), whose ids are
+    positions: feedback then matches them by content, shifted (``shift_matches``)."""
+    return index.strategy.startswith(WINDOW_STRATEGIES)
+
+
+def shift_matches(marked: np.ndarray, codes: np.ndarray, offsets: np.ndarray,
+                  share: float = SHIFT_SHARE) -> np.ndarray:
+    """Per session (``codes[offsets[s]:offsets[s + 1]]``, line codes): whether it shares with
+    ``marked`` (the entry's line codes, -1 for a line this log lacks) a contiguous run, in
+    order, of at least ``ceil(share * max(len(marked), len(session)))`` lines.
+
+    Why it is fast: such a run, of at least ``t = ceil(share * m)`` of the ``m`` marked lines,
+    starts at most ``m - t`` lines in and so holds the mark's core ``marked[m - t:t]``. The core's
+    occurrences are found with a few vectorised comparisons over all sessions at once; each is
+    then extended along its diagonal (as many steps as the run may start before or end after
+    the core), which finds every qualifying run."""
+    n_sessions = len(offsets) - 1
+    hit = np.zeros(n_sessions, dtype=bool)
+    m = len(marked)
+    t = math.ceil(share * m - 1e-9)
+    q = m - t  # the most lines a run may start after the mark's start (and end before its end)
+    core = marked[q:t]
+    c = len(core)
+    if m == 0 or c == 0 or (core < 0).any() or len(codes) < c:
+        return hit
+    session = np.repeat(np.arange(n_sessions), np.diff(offsets))
+    at = np.flatnonzero(codes[: len(codes) - c + 1] == core[0])
+    for k in range(1, c):
+        at = at[codes[at + k] == core[k]]
+    if not len(at):
+        return hit
+    s = session[at]
+    start, end = offsets[s], offsets[s + 1]
+    at, s, start, end = (v[at + c <= end] for v in (at, s, start, end))
+    run = np.full(len(at), c, dtype=np.int64)
+    before = np.ones(len(at), dtype=bool)
+    after = np.ones(len(at), dtype=bool)
+    for k in range(1, q + 1):  # extend to the left, then to the right, along the diagonal
+        before &= at - k >= start
+        before[before] = codes[at[before] - k] == marked[q - k]
+        after &= at + c - 1 + k < end
+        after[after] = codes[at[after] + c - 1 + k] == marked[t - 1 + k]
+        run += before.astype(np.int64) + after
+    need = np.ceil(share * np.maximum(m, end - start) - 1e-9).astype(np.int64)
+    hit[s[run >= need]] = True
+    return hit
 
 
 def _number(entry_id: str) -> int:
@@ -286,10 +371,12 @@ class FeedbackWatch:
 
 
 # ---- applying it ---------------------------------------------------------------------------------
-def apply(result: ScoreResult, feedback: Feedback | None) -> ScoreResult:
+def apply(result: ScoreResult, feedback: Feedback | None,
+          windowed: bool | None = None) -> ScoreResult:
     """``result`` with a ``suppressed_by`` column (see the module docstring) and its flags,
-    grades and line verdicts judged with it."""
-    ids = (feedback or Feedback()).match(result.line_words, result.sessions)
+    grades and line verdicts judged with it. ``windowed``: whether its sessions are windows
+    (default: from their strategy; Ray scores windows it grouped itself as id sessions)."""
+    ids = (feedback or Feedback()).match(result.line_words, result.sessions, windowed)
     table = put_column(result.session_table, "suppressed_by",
                        pa.array(ids.astype(str), type=pa.string()))
     # Per line: the entry that suppressed its highest-scoring session ('' when none did).
