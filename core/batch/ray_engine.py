@@ -264,7 +264,7 @@ def score_complete_sessions(
     the detector groups exactly these sessions (a line in two sessions appears once in each), each
     in the order one stream of the files would have it. Session scores therefore equal the local
     engine's on that stream. The session columns are the CLI's SESSIONS.csv
-    (``ScoreResult._session_csv_table``: ``first_time``, ``last_time`` and ``explanation`` last,
+    (``ScoreResult.session_csv_table``: ``first_time``, ``last_time`` and ``explanation`` last,
     its line numbers those of ``top_file``), plus ``first_file``/``top_file``; the lines of each
     session come back as list columns (``MEMBER_COLUMNS``) for the last stage.
     """
@@ -308,7 +308,7 @@ def score_complete_sessions(
     sessions = result.replaced(
         session_table=sessions,
         line_table=put_column(result.line_table, "line_no", pa.array(line_no)),
-    )._session_csv_table()
+    ).session_csv_table()
     first = sessions["first_line_no"].to_numpy() - 1
     top = sessions["top_line_no"].to_numpy() - 1
     sessions = put_column(sessions, "first_line_no", pa.array(line_no[first]))

@@ -1140,7 +1140,7 @@ class _Scorer:
         lo, hi = np.searchsorted(lines, [self.done, until])
         new = np.searchsorted(wanted, fresh)
         self.scored[fresh] = True
-        rows = result._session_csv_table().take(pa.array(new))
+        rows = result.session_csv_table().take(pa.array(new))
         s = self.summary
         s.sessions += rows.num_rows
         s.anomalous_sessions += int(pc.sum(rows["is_anomaly"]).as_py() or 0)

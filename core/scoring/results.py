@@ -283,7 +283,7 @@ class ScoreResult:
             "explanation": pa.array(texts, type=pa.string()),
         })
 
-    def _session_csv_table(self) -> pa.Table:
+    def session_csv_table(self) -> pa.Table:
         """The sessions as the CLI writes them: the head's estimate (a diagnostic that the
         CLI does not compute) stays out, so every front end writes the same file; the
         overview's columns (first/last time, the explanation) come last."""
@@ -295,7 +295,7 @@ class ScoreResult:
         return table
 
     def write_sessions_csv(self, path: str | Path) -> None:
-        pacsv.write_csv(self._session_csv_table(), str(path))
+        pacsv.write_csv(self.session_csv_table(), str(path))
 
     def lines_csv_bytes(self) -> bytes:
         sink = pa.BufferOutputStream()
@@ -304,7 +304,7 @@ class ScoreResult:
 
     def sessions_csv_bytes(self) -> bytes:
         sink = pa.BufferOutputStream()
-        pacsv.write_csv(self._session_csv_table(), sink)
+        pacsv.write_csv(self.session_csv_table(), sink)
         return sink.getvalue().to_pybytes()
 
     def summary(self) -> dict:
