@@ -54,11 +54,15 @@ def test_evaluate_json_has_the_contract_keys(scored, tiny_checkpoint):
 
 def test_train_writes_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "model"
-    proc = run("train", str(SMALL_LOG), "--out", str(out), "--epochs", "1", "--head-epochs", "1",
-               "--steps-per-epoch", "3", "--hidden", "32", "--layers", "1", "--heads", "2",
-               "--quiet")
+    tiny = ["--epochs", "1", "--head-epochs", "1", "--steps-per-epoch", "3", "--hidden", "32",
+            "--layers", "1", "--heads", "2", "--quiet"]
+    proc = run("train", str(SMALL_LOG), "--out", str(out), *tiny, "--head-weight", "0.5")
     assert "saved to" in proc.stdout
     assert (out / "model.safetensors").exists() and (out / "detector.json").exists()
+    meta = json.loads((out / "detector.json").read_text())
+    assert meta["head_weight"] == 0.5 and meta["calibration"]["weights"]["head"] == 0.5
+    _assert_one_line_error(run("train", str(SMALL_LOG), "--out", str(tmp_path / "m2"), *tiny,
+                               "--head-weight", "-1", check=False), "--head-weight -1.0")
 
 
 def _assert_one_line_error(proc: subprocess.CompletedProcess, text: str) -> None:

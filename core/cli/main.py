@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -119,11 +120,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         clean_epochs=args.clean_epochs,
     )
     contamination = args.contamination if args.contamination == "auto" else float(args.contamination)
+    if not math.isfinite(args.head_weight) or args.head_weight < 0:
+        raise TinyLogBERTError(f"--head-weight {args.head_weight}: give a number >= 0")
     detector = TinyLogBERTDetector(
         log_format=args.format, sessions=_session_config(args), model_config=model,
         training=training,
         vocab_size=args.vocab_size, contamination=contamination, init_from=args.init_from,
-        masks=tuple(args.mask or ()), num_threads=args.threads,
+        masks=tuple(args.mask or ()), num_threads=args.threads, head_weight=args.head_weight,
     )
     bar = PhaseBar(args.quiet)
     started = time.perf_counter()
@@ -282,6 +285,9 @@ def build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--clean-epochs", type=int, default=0,
                    help="extra epochs on the training sessions the model does not flag (0: off)")
     p.add_argument("--head-epochs", type=int, default=2, help="anomaly-head epochs")
+    p.add_argument("--head-weight", type=float, default=0.0, metavar="W",
+                   help="the anomaly head's share of the session score (default 0: README's "
+                        "ablation says where it helps and where it does not)")
     p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the sessions")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
