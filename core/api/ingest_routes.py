@@ -19,7 +19,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from tinylogbert.api.errors import ApiError, limit_error
-from tinylogbert.errors import LogInputError, LogTooLargeError
+from tinylogbert.errors import LogInputError, LogTooLargeError, OutputError
 from tinylogbert.live.ingest import IngestConfig, LiveIngest, QueueFull, TooManyLines
 from tinylogbert.live.shipper_payloads import DEFAULT_STREAM, parse_lines, parse_otlp
 
@@ -38,6 +38,9 @@ class LiveSettings:
     events_path: Path | None = None  # every event, one JSON object per line (appended)
     sinks: tuple = ()  # alert sinks (live.alert_sinks), delivered through the outbox
     state_dir: Path | None = None  # where the outbox lives
+    # with state_dir: accepted lines go to a write-ahead log there before the answer, and the
+    # open sessions are snapshotted (they stay open over a stop): ``serve --state``
+    durable: bool = False
 
 
 class _EventLog:
@@ -54,6 +57,24 @@ class _EventLog:
         for event in events:
             self.handle.write(json.dumps(json_safe(event)) + "\n")
         self.handle.flush()
+
+    def sync(self) -> int | None:
+        """Its size once on disk (a state snapshot records it)."""
+        if self.handle is None:
+            return None
+        import os
+
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        return os.fstat(self.handle.fileno()).st_size
+
+    def truncate(self, size: int) -> None:
+        """Back to a snapshot's size: a restart writes what came after it again, identically."""
+        if self.handle is not None:
+            self.handle.flush()
+            if self.handle.tell() > size:
+                self.handle.truncate(size)
+                self.handle.seek(size)
 
     def close(self) -> None:
         if self.handle is not None:
@@ -100,10 +121,34 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
         if on_events is not None:
             on_events(events)
 
+    state = None
+    if live.durable and live.state_dir is not None:
+        from tinylogbert.live.state import IngestState
+
+        try:
+            state = IngestState(live.state_dir)
+        except OSError as exc:
+            raise OutputError(f"--state {live.state_dir}: {exc.strerror or exc}") from None
     ingest = LiveIngest(service.detector, live.ingest, deliver, metrics, on_warning,
                         prepare=lambda: setattr(service.detector, "feedback_",
-                                                service.feedback.current()))
+                                                service.feedback.current()),
+                        state=state, events_log=events_log)
+    if state is not None:
+        try:
+            streams, replayed = ingest.recover()
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"--state {live.state_dir}: {exc}") from None
+        if on_warning is not None and (streams or replayed):
+            logging.getLogger("tinylogbert").info(
+                "live ingestion resumed from %s: %d streams' open sessions restored, %d "
+                "logged batches replayed", live.state_dir, streams, replayed)
     app.state.live_ingest = ingest
+
+    async def offer(batches) -> None:
+        if state is None:
+            ingest.offer(batches)
+        else:  # the write-ahead log's fsync stays off the event loop
+            await anyio.to_thread.run_sync(ingest.offer, batches)
     previous = app.router.lifespan_context
 
     @asynccontextmanager
@@ -146,7 +191,7 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
             content, kind = _otlp_status(RPC_INVALID_ARGUMENT, str(exc), not as_json)
             return Response(content, 400, media_type=kind)
         try:
-            ingest.offer(decoded.batches)
+            await offer(decoded.batches)
         except TooManyLines as exc:
             content, kind = _otlp_status(RPC_INVALID_ARGUMENT, str(exc), not as_json)
             return Response(content, 413, media_type=kind)
@@ -196,7 +241,7 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
         except LogInputError as exc:
             raise ApiError(400, "invalid_body", str(exc)) from None
         try:
-            ingest.offer(decoded.batches)
+            await offer(decoded.batches)
         except TooManyLines as exc:
             raise ApiError(413, "too_many_lines", str(exc)) from None
         except QueueFull as exc:
@@ -210,6 +255,27 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
         if decoded.rejected:
             answer["message"] = decoded.reason
         return JSONResponse(answer, 202)
+
+    @app.post("/v1/ingest/flush", dependencies=dependencies, tags=["live ingestion"],
+              responses={200: {"description": "the sessions closed and scored"},
+                         503: {"description": "the server is stopping"}})
+    async def flush_sessions(
+        source: Annotated[str | None, Query(max_length=200, description="only this source "
+                                            "stream's sessions (default: every stream's)")
+                          ] = None,
+    ) -> JSONResponse:
+        """Close every open session now (of one stream with ``?source=``), after the lines
+        already accepted, and score them: their events and alerts go out before the answer.
+        For the end of a replay, or before a stop that should not leave sessions open for the
+        restart (``serve --state`` keeps them open over a stop)."""
+        try:
+            closed = await anyio.to_thread.run_sync(ingest.flush, source)
+        except QueueFull as exc:
+            status = 503
+            raise ApiError(status, "stopping" if ingest.stopping else "unavailable", exc.reason,
+                           headers={"Retry-After": str(exc.retry_after)}) from None
+        return JSONResponse({"closed_sessions": closed,
+                             "open_sessions": sum(ingest.open_sessions().values())})
 
     return ingest
 
