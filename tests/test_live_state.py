@@ -189,3 +189,90 @@ def test_the_caps_close_the_oldest_session_and_say_so(tiny_checkpoint, tmp_path)
     assert max(e["n_lines"] for e in written) <= 6
     assert sum(e["n_lines"] for e in written) >= len(lines)  # every line in a session
 
+
+
+def serve_command(model, port: int, state: Path, events: Path, hook: str) -> list[str]:
+    return [sys.executable, "-m", "tinylogbert.cli.main", "serve", "--model", str(model),
+            "--port", str(port), "--state", str(state), "--events", str(events), "--all",
+            "--idle-timeout", "3600", "--max-open-sessions", "40", "--snapshot-interval", "0.2",
+            "--post", hook]
+
+
+def post_batches(port: int, parts: list[list[str]]) -> None:
+    for part in parts:  # NDJSON, as Fluent Bit's json_lines output sends it
+        body = "".join(json.dumps({"log": x, "host": "dn-1"}) + "\n" for x in part)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/ingest?source=hdfs", content=body,
+                       headers={"content-type": "application/x-ndjson"}, timeout=60)
+        assert r.status_code == 202 and r.json()["accepted"] == len(part), r.text
+
+
+def finish(proc: subprocess.Popen, port: int, receiver, events: Path) -> None:
+    """Close the sessions still open (POST /v1/ingest/flush), wait for their alerts, stop."""
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/ingest/flush", timeout=120)
+    assert r.status_code == 200 and r.json()["open_sessions"] == 0, r.text
+    flagged = sum(json.loads(x)["is_anomaly"] for x in events.read_text().splitlines())
+    deadline = time.monotonic() + 30
+    while len({h["x-tinylogbert-delivery"] for h, _ in receiver.received}) < flagged:
+        assert time.monotonic() < deadline, "the alerts did not all arrive"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+
+
+def alerts(receiver) -> dict[str, str]:
+    """delivery key -> session id; a key sent twice (at-least-once: a kill between the send and
+    its record) is one alert, which the receiver de-duplicates by that header."""
+    return {h["x-tinylogbert-delivery"]: json.loads(body)["session_id"]
+            for h, body in receiver.received}
+
+
+def test_serve_killed_with_sigkill_and_restarted_loses_and_repeats_nothing(tiny_checkpoint,
+                                                                           tmp_path):
+    from test_alerts import Receiver
+
+    lines = small_lines()  # 7,481 real HDFS lines
+    parts = [lines[i:i + 400] for i in range(0, len(lines), 400)]
+    runs = {}
+    for run in ("reference", "killed"):
+        receiver, port = Receiver(), free_port()
+        state, events = tmp_path / run / "state", tmp_path / run / "events.jsonl"
+        command = serve_command(tiny_checkpoint, port, state, events, receiver.url)
+        err = open(tmp_path / f"{run}.err", "w")  # noqa: SIM115
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/v1/health", proc=proc)
+            if run == "killed":
+                post_batches(port, parts[:6])
+                snapshot = state / "ingest-state.json"
+                deadline = time.monotonic() + 60
+                while json.loads(snapshot.read_text())["fed"] < 3:  # some batches covered
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                post_batches(port, parts[6:9])
+                proc.send_signal(signal.SIGKILL)  # right after three acknowledged batches
+                assert proc.wait(timeout=30) == -signal.SIGKILL
+                fed = json.loads(snapshot.read_text())["fed"]
+                assert 3 <= fed < 9, "the kill should land before the snapshot covers it all"
+                before = events.read_text().splitlines()
+                assert before, "sessions were closed and written before the kill"
+                proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+                wait_http(f"http://127.0.0.1:{port}/v1/health", proc=proc)
+                post_batches(port, parts[9:])
+            else:
+                post_batches(port, parts)
+            finish(proc, port, receiver, events)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            receiver.close()
+            err.close()
+        runs[run] = ([json.loads(x) for x in events.read_text().splitlines()], alerts(receiver))
+    stderr = (tmp_path / "killed.err").read_text()
+    assert "live ingestion resumed" in stderr and "logged batches replayed" in stderr, stderr
+    (got, got_alerts), (want, want_alerts) = runs["killed"], runs["reference"]
+    key = lambda e: (e["session_id"], e["first_line_no"])  # noqa: E731
+    assert len({key(e) for e in got}) == len(got), "an event repeated"
+    assert got == want  # same sessions, same scores, same order: nothing lost, split, repeated
+    assert want_alerts and got_alerts == want_alerts  # the same alerts, none for a split session
+    assert sorted(got_alerts.values()) == sorted(e["session_id"] for e in want
+                                                 if e["is_anomaly"])
