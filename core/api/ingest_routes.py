@@ -133,15 +133,12 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
                         prepare=lambda: setattr(service.detector, "feedback_",
                                                 service.feedback.current()),
                         state=state, events_log=events_log)
+    app.state.live_resumed = None
     if state is not None:
-        try:
-            streams, replayed = ingest.recover()
+        try:  # (streams restored, batches replayed): ``serve`` says it
+            app.state.live_resumed = ingest.recover()
         except (OSError, ValueError) as exc:
             raise OutputError(f"--state {live.state_dir}: {exc}") from None
-        if on_warning is not None and (streams or replayed):
-            logging.getLogger("tinylogbert").info(
-                "live ingestion resumed from %s: %d streams' open sessions restored, %d "
-                "logged batches replayed", live.state_dir, streams, replayed)
     app.state.live_ingest = ingest
 
     async def offer(batches) -> None:
