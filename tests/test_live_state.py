@@ -106,6 +106,9 @@ def test_snapshot_and_log_tail_restore_the_open_sessions_exactly(loaded, tmp_pat
     with open(state_dir / "ingest-wal.log", "ab") as wal:
         wal.write(b'b 10 1 [["hdfs",["081109 2')
     events.log.handle.close()
+    with pytest.raises(OSError, match="another process"):  # the folder is this process's
+        IngestState(state_dir)
+    first.state.close()  # (what the process's death does: its files closed, its lock gone)
 
     events = EventFile(tmp_path / "events.jsonl")
     second = LiveIngest(loaded, config(), events.log.write, state=IngestState(state_dir),
@@ -194,7 +197,7 @@ def test_the_caps_close_the_oldest_session_and_say_so(tiny_checkpoint, tmp_path)
 def serve_command(model, port: int, state: Path, events: Path, hook: str) -> list[str]:
     return [sys.executable, "-m", "tinylogbert.cli.main", "serve", "--model", str(model),
             "--port", str(port), "--state", str(state), "--events", str(events), "--all",
-            "--idle-timeout", "3600", "--max-open-sessions", "40", "--snapshot-interval", "0.2",
+            "--idle-timeout", "3600", "--max-open-sessions", "40", "--snapshot-interval", "2",
             "--post", hook]
 
 
@@ -249,7 +252,7 @@ def test_serve_killed_with_sigkill_and_restarted_loses_and_repeats_nothing(tiny_
                 while json.loads(snapshot.read_text())["fed"] < 3:  # some batches covered
                     assert time.monotonic() < deadline
                     time.sleep(0.02)
-                post_batches(port, parts[6:9])
+                post_batches(port, parts[6:9])  # well within the 2 s to the next snapshot
                 proc.send_signal(signal.SIGKILL)  # right after three acknowledged batches
                 assert proc.wait(timeout=30) == -signal.SIGKILL
                 fed = json.loads(snapshot.read_text())["fed"]

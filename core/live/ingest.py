@@ -255,8 +255,24 @@ class LiveIngest:
                 items.append(_Item(record.n, flush=record.payload["source"]))
             else:
                 items += [_Item(record.n + k, Batch(*b)) for k, b in enumerate(record.payload)]
-        items = [i for i in items if i.n >= self._fed]
+        items = sorted((i for i in items if i.n >= self._fed), key=lambda i: i.n)
         idles.sort(key=lambda x: x[0])
+        try:
+            replayed = self._replay(items, idles)
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- as in the worker: said, new lines refused
+            self.error = f"{type(exc).__name__}: {exc}"
+            if self.on_warning:
+                self.on_warning(f"live scoring stopped while replaying {self.state.wal_file}: "
+                                f"{self.error}")
+            return len(saved["streams"]) if saved else 0, 0
+        self._numbered = self._fed
+        self._flushed.clear()
+        self._save()
+        return len(saved["streams"]) if saved else 0, replayed
+
+    def _replay(self, items: list[_Item], idles: list[tuple[int, int, dict]]) -> int:
         replayed = 0
         for item in [*items, None]:
             while idles and (item is None or idles[0][1] <= item.n):
@@ -271,10 +287,7 @@ class LiveIngest:
                                      "remove the state folder's ingest files to start over")
                 self._process(item)
                 replayed += 1
-        self._numbered = self._fed
-        self._flushed.clear()
-        self._save()
-        return len(saved["streams"]) if saved else 0, replayed
+        return replayed
 
     def stream_names(self) -> list[str]:
         return list(self._streams)
@@ -373,8 +386,9 @@ class LiveIngest:
         events = step(stream.tracker, self.metrics, name, call, *args)
         if idle and self.state is not None and stream.tracker.last_idle:
             # logged before its events go out: a replay closes the same sessions
-            self.state.append("i", self._idles, self._fed,
-                              {"stream": name, "done": stream.tracker.last_idle})
+            with self._cond:
+                self.state.append("i", self._idles, self._fed,
+                                  {"stream": name, "done": stream.tracker.last_idle})
             self._idles += 1
         if stream.tracker.stats.forced_closed > forced:
             self._said_forced(name, stream.tracker.stats.forced_closed)

@@ -137,6 +137,7 @@ def restore(tracker, feed, saved: SavedState, state: WatchState) -> list[dict]:
 # ---- serve --state: live ingestion (POST /v1/logs, /v1/ingest) ----
 INGEST_STATE_FILE = "ingest-state.json"
 INGEST_WAL_FILE = "ingest-wal.log"
+INGEST_LOCK_FILE = "ingest.lock"
 INGEST_VERSION = 1
 
 
@@ -172,6 +173,7 @@ class IngestState:
         self.snapshot_file = self.folder / INGEST_STATE_FILE
         self.wal_file = self.folder / INGEST_WAL_FILE
         self._handle = None
+        self._lock = _lock_folder(self.folder / INGEST_LOCK_FILE)
 
     # ---- reading (at start) ----
     def load_snapshot(self) -> dict | None:
@@ -242,9 +244,30 @@ class IngestState:
         _fsync_dir(self.folder)
 
     def close(self) -> None:
+        """Close the log and let another process have the folder (as the process's end does)."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _lock_folder(path: Path):
+    """An exclusive lock on the folder for this process (two servers on one log would mix
+    their batches); the kernel drops it when the process dies, SIGKILL included."""
+    try:
+        import fcntl
+    except ImportError:  # (not POSIX: no lock)
+        return None
+    handle = open(path, "w")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise OSError(f"another process (a second serve?) uses {path.parent} as its state "
+                      "folder") from None
+    return handle
 
 
 def _fsync_dir(folder: Path) -> None:
