@@ -151,7 +151,7 @@ def test_idle_closes_are_replayed_as_they_happened(loaded):
     now[0] = 12.0
     closed = live.close_idle()
     done = live.last_idle
-    assert closed and done["sids"] and len(done["sids"]) < live.stats.sessions_closed + 40
+    assert closed and done["sids"] and live.open_sessions  # some closed, some still open
 
     restored = tracker()
     restored.load_state(saved)
