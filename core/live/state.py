@@ -10,6 +10,10 @@ the offset. So no line is scored twice, no session is lost or split, no event re
 
 Why the held lines themselves and not a replay from an earlier offset: sessions closed after the
 earliest open one began would come back as partial sessions.
+
+``serve --state DIR`` (``IngestState``, below) has no file to read again: the pushed lines are
+kept in a write-ahead log instead, and the snapshot holds each tracker's own state
+(``SessionTracker.state``).
 """
 from __future__ import annotations
 
