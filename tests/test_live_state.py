@@ -280,3 +280,27 @@ def test_serve_killed_with_sigkill_and_restarted_loses_and_repeats_nothing(tiny_
     assert want_alerts and got_alerts == want_alerts  # the same alerts, none for a split session
     assert sorted(got_alerts.values()) == sorted(e["session_id"] for e in want
                                                  if e["is_anomaly"])
+
+
+def test_a_request_that_cannot_be_logged_is_refused_not_acknowledged(tiny_checkpoint,
+                                                                      tmp_path):
+    from fastapi.testclient import TestClient
+    from tinylogbert.api.anomaly_routes import create_app
+    from tinylogbert.api.ingest_routes import LiveSettings
+    from tinylogbert.api.settings import ApiSettings
+
+    state = tmp_path / "state"
+    live = LiveSettings(config(), state_dir=state, durable=True)
+    lines = small_lines()[:50]
+    app = create_app(settings=ApiSettings(model_dir=Path(tiny_checkpoint)), live=live)
+    with TestClient(app) as client:
+        wal = state / "ingest-wal.log"
+        wal.unlink()
+        wal.mkdir()  # the log cannot be written (as on a full or read-only disk)
+        r = client.post("/v1/ingest", content="\n".join(lines))
+        assert r.status_code == 503 and "cannot write the ingest log" in r.json()["message"]
+        assert r.headers["retry-after"] and app.state.live_ingest.stats.accepted_lines == 0
+        wal.rmdir()
+        assert client.post("/v1/ingest", content="\n".join(lines)).status_code == 202
+        assert client.post("/v1/ingest/flush").json()["closed_sessions"] > 0
+    assert json.loads((state / "ingest-state.json").read_text())["fed"] == 2

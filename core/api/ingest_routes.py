@@ -170,7 +170,8 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
                          415: {"description": "neither application/x-protobuf nor "
                                               "application/json (or an unknown encoding)"},
                          429: {"description": "the queue is full: retry after Retry-After s"},
-                         503: {"description": "the server is stopping"}})
+                         503: {"description": "the server is stopping (or cannot write its "
+                                              "--state log)"}})
     async def otlp_logs(request: Request) -> Response:
         """OTLP/HTTP logs, as the OpenTelemetry Collector's ``otlphttp`` exporter and the SDKs
         send them (``Content-Type: application/x-protobuf`` or ``application/json``, optionally
@@ -195,7 +196,7 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
         except QueueFull as exc:
             if metrics is not None:
                 metrics.rejected.labels("/v1/logs").inc()
-            stopping = ingest.stopping
+            stopping = ingest.stopping or exc.unavailable
             code = RPC_UNAVAILABLE if stopping else RPC_RESOURCE_EXHAUSTED
             content, kind = _otlp_status(code, exc.reason, not as_json)
             return Response(content, 503 if stopping else 429, media_type=kind,
@@ -221,7 +222,8 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
                          413: {"description": "the body or its lines are over the limits"},
                          415: {"description": "an unknown Content-Encoding"},
                          429: {"description": "the queue is full: retry after Retry-After s"},
-                         503: {"description": "the server is stopping"}})
+                         503: {"description": "the server is stopping (or cannot write its "
+                                              "--state log)"}})
     async def ingest_lines(
         request: Request,
         source: Annotated[str, Query(max_length=200, description="the source stream (one "
@@ -244,8 +246,10 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
         except QueueFull as exc:
             if metrics is not None:
                 metrics.rejected.labels("/v1/ingest").inc()
-            status = 503 if ingest.stopping else 429
-            raise ApiError(status, "overloaded" if status == 429 else "stopping", exc.reason,
+            status = 503 if ingest.stopping or exc.unavailable else 429
+            error = ("overloaded" if status == 429 else
+                     "unavailable" if exc.unavailable else "stopping")
+            raise ApiError(status, error, exc.reason,
                            headers={"Retry-After": str(exc.retry_after)}) from None
         answer = {"accepted": decoded.lines, "rejected": decoded.rejected,
                   "queued_lines": ingest.queued_lines}
@@ -268,8 +272,7 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
         try:
             closed = await anyio.to_thread.run_sync(ingest.flush, source)
         except QueueFull as exc:
-            status = 503
-            raise ApiError(status, "stopping" if ingest.stopping else "unavailable", exc.reason,
+            raise ApiError(503, "stopping" if ingest.stopping else "unavailable", exc.reason,
                            headers={"Retry-After": str(exc.retry_after)}) from None
         return JSONResponse({"closed_sessions": closed,
                              "open_sessions": sum(ingest.open_sessions().values())})

@@ -90,10 +90,11 @@ class TooManyLines(Exception):
 class QueueFull(Exception):
     """The queue cannot take these lines now; retry after ``retry_after`` seconds."""
 
-    def __init__(self, retry_after: int, reason: str) -> None:
+    def __init__(self, retry_after: int, reason: str, unavailable: bool = False) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.reason = reason
+        self.unavailable = unavailable  # not the queue: the service cannot take lines (503)
 
 
 class LiveIngest:
@@ -168,8 +169,14 @@ class LiveIngest:
             items = [_Item(self._numbered + k, batch)
                      for k, batch in enumerate(b for b in batches if b.lines)]
             if items and self.state is not None:  # durable before the request is answered
-                self.state.append("b", items[0].n, len(items),
-                                  [[i.batch.stream, i.batch.lines, i.batch.ids] for i in items])
+                try:
+                    self.state.append("b", items[0].n, len(items),
+                                      [[i.batch.stream, i.batch.lines, i.batch.ids]
+                                       for i in items])
+                except OSError as exc:  # (a full disk): refused, so the shipper keeps them
+                    raise QueueFull(30, f"cannot write the ingest log "
+                                    f"{self.state.wal_file}: {exc.strerror or exc}",
+                                    unavailable=True) from None
             self._numbered += len(items)
             self._queue.extend(items)
             self._queued += n
@@ -189,7 +196,11 @@ class LiveIngest:
                 raise QueueFull(30, f"live scoring stopped: {self.error}")
             item = _Item(self._numbered, flush=source or "")
             if self.state is not None:
-                self.state.append("f", item.n, 1, {"source": item.flush})
+                try:
+                    self.state.append("f", item.n, 1, {"source": item.flush})
+                except OSError as exc:
+                    raise QueueFull(30, f"cannot write the ingest log {self.state.wal_file}: "
+                                    f"{exc.strerror or exc}", unavailable=True) from None
             self._numbered += 1
             self._queue.append(item)
             self._ensure_worker()
