@@ -40,7 +40,8 @@ def config(**kw):
 
     # Sessions close only when forced (least recently active first, at 40 open) or flushed:
     # that depends on the lines alone, so two runs can be compared event for event.
-    return IngestConfig(idle_timeout=3600, max_open_sessions=40, emit_all=True, **kw)
+    return IngestConfig(**{"idle_timeout": 3600, "max_open_sessions": 40, "emit_all": True,
+                           **kw})
 
 
 def batches(lines: list[str], size: int) -> list[list[tuple[str, list[str], None]]]:
@@ -118,17 +119,67 @@ def test_snapshot_and_log_tail_restore_the_open_sessions_exactly(loaded, tmp_pat
     assert replayed[:len(written_before)] == written_before == want[:len(written_before)]
     assert len(replayed) > len(written_before) and replayed == want[:len(replayed)]
     print(sum(e["is_anomaly"] for e in want), "anomalous of", len(want))
-    for b in parts[10:]:
+    for b in parts[10:12]:
         second.offer(b)
-    second.flush()
-    second.close()
+    second.close()  # a clean stop (SIGTERM): the open sessions are saved, not closed
+    events.log.close()
+    assert (state_dir / "ingest-wal.log").read_text() == ""  # all in the snapshot
+    saved = json.loads((state_dir / "ingest-state.json").read_text())
+    assert saved["fed"] == 12 and saved["streams"]["hdfs"]["tracker"]["open"]
+
+    events = EventFile(tmp_path / "events.jsonl")
+    third = LiveIngest(loaded, config(), events.log.write, state=IngestState(state_dir),
+                       events_log=events.log)
+    assert third.recover() == (1, 0)
+    for b in parts[12:]:
+        third.offer(b)
+    third.flush()
+    third.close()
     events.log.close()
     got = events.read()
     assert got == want  # the same events, in the same order: none lost, split or repeated
-    # the clean stop left a snapshot with nothing open and an empty log
-    assert (state_dir / "ingest-wal.log").read_text() == ""
     saved = json.loads((state_dir / "ingest-state.json").read_text())
     assert saved["fed"] == len(parts) + 1 and not saved["streams"]["hdfs"]["tracker"]["open"]
+
+
+def test_idle_closes_of_the_killed_run_are_replayed_from_the_log(loaded, tmp_path):
+    """Sessions the first run closed for idleness (a matter of the clock) close at the same
+    place in the replay: the events after the restart are the killed run's, exactly."""
+    from tinylogbert.live.ingest import LiveIngest
+    from tinylogbert.live.state import IngestState
+
+    lines = small_lines()[:1600]
+    parts = batches(lines, 400)
+    state_dir, path = tmp_path / "state", tmp_path / "events.jsonl"
+    options = config(idle_timeout=0.3, snapshot_seconds=3600.0)
+    events = EventFile(path)
+    first = LiveIngest(loaded, options, events.log.write, state=IngestState(state_dir),
+                       events_log=events.log)
+    first.recover()
+    wal = state_dir / "ingest-wal.log"
+    for b in parts:
+        first.offer(b)
+        time.sleep(0.7)  # an idle check (every 0.5 s) between batches: closes between them
+    deadline = time.monotonic() + 30
+    while wal.read_text().count("\ni ") + wal.read_text().startswith("i ") < 2:
+        assert time.monotonic() < deadline, "no idle close logged"
+        time.sleep(0.05)
+    assert first.drain(30)
+    gate = threading.Event()
+    first.prepare = gate.wait
+    time.sleep(0.6)  # (the worker is held at its next idle check)
+    first.state.close()  # killed
+    events.log.handle.close()
+    killed = events.read()
+    assert any(e["closed"] == "idle" for e in killed)
+
+    events = EventFile(path)
+    second = LiveIngest(loaded, options, events.log.write, state=IngestState(state_dir),
+                        events_log=events.log)
+    second.recover()
+    assert events.read() == killed  # cut to the (empty) snapshot, then replayed identically
+    second.close()
+    events.log.close()
 
 
 def test_idle_closes_are_replayed_as_they_happened(loaded):
