@@ -243,14 +243,17 @@ class SessionTracker:
         (an HDFS line naming two blocks) would reopen the one already closed."""
         if not self.keep_text:
             raise ValueError("state() needs a tracker made with keep_text=True")
-        held = sorted(self._held)
-        local = {g: i for i, g in enumerate(held)}
+        held = np.array(sorted(self._held), dtype=np.int64)
+        local = {g: i for i, g in enumerate(held.tolist())}
         rows = []
-        for g in held:
-            piece = self._piece(g)
-            i = g - piece.start
-            rows.append([self._line_no(g), piece.texts[i],
-                         piece.ids[i] if piece.ids and piece.ids[i] else None])
+        starts = np.array([p.start for p in self._pieces], dtype=np.int64)
+        which = np.searchsorted(starts, held, side="right") - 1
+        for k in np.unique(which).tolist():
+            piece = self._pieces[k]
+            at = (held[which == k] - piece.start).tolist()
+            numbers = piece.parsed.table["line_no"].to_numpy()
+            rows += [[int(numbers[i]), piece.texts[i],
+                      piece.ids[i] if piece.ids and piece.ids[i] else None] for i in at]
         fmt = None
         if self.format is not None:
             from dataclasses import asdict
@@ -303,10 +306,6 @@ class SessionTracker:
         self._file = data["file"]
         self._warned = set(data["warned"])
         self.stats = WatchStats(**data["stats"])
-
-    def _piece(self, g: int) -> _Piece:
-        starts = [p.start for p in self._pieces]
-        return self._pieces[int(np.searchsorted(starts, g, side="right") - 1)]
 
     # ---- grouping ----
     def _decide(self, now: float) -> None:
