@@ -4,7 +4,9 @@
 Answers as the shippers expect: OTLP gets an ``ExportLogsServiceResponse`` in the request's own
 encoding (``partial_success`` counts records without a body), and 429 with ``Retry-After`` when
 the queue is full (503 while the server stops), with a ``google.rpc.Status`` body; ``/v1/ingest``
-gets 202 with counts. The API key (``ApiKeyGate``) applies to both.
+gets 202 with counts. ``POST /v1/ingest/flush`` closes and scores the open sessions now. With
+``serve --state`` a request is answered only once its lines are in the write-ahead log
+(``live.state.IngestState``). The API key (``ApiKeyGate``) applies to all of them.
 
 Note: no ``from __future__ import annotations`` (FastAPI reads the endpoints' annotations).
 """
