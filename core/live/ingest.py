@@ -370,7 +370,8 @@ class LiveIngest:
                         for name, s in self._streams.items()},
         }
         with self._cond:  # no record is appended while the log is cut
-            self.state.save(snapshot, self._fed, self._idles)
+            self.state.save(snapshot, self._fed, self._idles,
+                            all_covered=self._fed == self._numbered)
         self._saved, self._saved_at = (self._fed, self._idles), time.monotonic()
 
     def _new_stream(self, name: str) -> _Stream:

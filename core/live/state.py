@@ -233,16 +233,17 @@ class IngestState:
                 handle.truncate(at)
             raise
 
-    def save(self, snapshot: dict, fed: int, idles: int) -> None:
+    def save(self, snapshot: dict, fed: int, idles: int, all_covered: bool = False) -> None:
         """Write the snapshot (atomically), then cut the log to the records it does not
-        cover: batches numbered ``fed`` and on, idle closes numbered ``idles`` and on."""
+        cover: batches numbered ``fed`` and on, idle closes numbered ``idles`` and on
+        (``all_covered``: none, so the log is not even read)."""
         _atomic_write(self.snapshot_file, json.dumps({"version": INGEST_VERSION, **snapshot},
                                                      separators=(",", ":")))
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-        keep = [r for r in self.read_wal()
-                if (r.n >= idles if r.kind == "i" else r.n + r.count > fed)]
+        keep = [] if all_covered else [
+            r for r in self.read_wal() if (r.n >= idles if r.kind == "i" else r.n + r.count > fed)]
         text = "".join(f"{r.kind} {r.n} {r.count} {r.raw}\n" for r in keep)
         _atomic_write(self.wal_file, text)
         _fsync_dir(self.folder)
