@@ -4,7 +4,9 @@
 Answers as the shippers expect: OTLP gets an ``ExportLogsServiceResponse`` in the request's own
 encoding (``partial_success`` counts records without a body), and 429 with ``Retry-After`` when
 the queue is full (503 while the server stops), with a ``google.rpc.Status`` body; ``/v1/ingest``
-gets 202 with counts. The API key (``ApiKeyGate``) applies to both.
+gets 202 with counts. ``POST /v1/ingest/flush`` closes and scores the open sessions now. With
+``serve --state`` a request is answered only once its lines are in the write-ahead log
+(``live.state.IngestState``). The API key (``ApiKeyGate``) applies to all of them.
 
 Note: no ``from __future__ import annotations`` (FastAPI reads the endpoints' annotations).
 """
@@ -19,7 +21,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from tinylogbert.api.errors import ApiError, limit_error
-from tinylogbert.errors import LogInputError, LogTooLargeError
+from tinylogbert.errors import LogInputError, LogTooLargeError, OutputError
 from tinylogbert.live.ingest import IngestConfig, LiveIngest, QueueFull, TooManyLines
 from tinylogbert.live.shipper_payloads import DEFAULT_STREAM, parse_lines, parse_otlp
 
@@ -38,6 +40,9 @@ class LiveSettings:
     events_path: Path | None = None  # every event, one JSON object per line (appended)
     sinks: tuple = ()  # alert sinks (live.alert_sinks), delivered through the outbox
     state_dir: Path | None = None  # where the outbox lives
+    # with state_dir: accepted lines go to a write-ahead log there before the answer, and the
+    # open sessions are snapshotted (they stay open over a stop): ``serve --state``
+    durable: bool = False
 
 
 class _EventLog:
@@ -54,6 +59,24 @@ class _EventLog:
         for event in events:
             self.handle.write(json.dumps(json_safe(event)) + "\n")
         self.handle.flush()
+
+    def sync(self) -> int | None:
+        """Its size once on disk (a state snapshot records it)."""
+        if self.handle is None:
+            return None
+        import os
+
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        return os.fstat(self.handle.fileno()).st_size
+
+    def truncate(self, size: int) -> None:
+        """Back to a snapshot's size: a restart writes what came after it again, identically."""
+        if self.handle is not None:
+            self.handle.flush()
+            if self.handle.tell() > size:
+                self.handle.truncate(size)
+                self.handle.seek(size)
 
     def close(self) -> None:
         if self.handle is not None:
@@ -100,10 +123,31 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
         if on_events is not None:
             on_events(events)
 
+    state = None
+    if live.durable and live.state_dir is not None:
+        from tinylogbert.live.state import IngestState
+
+        try:
+            state = IngestState(live.state_dir)
+        except OSError as exc:
+            raise OutputError(f"--state {live.state_dir}: {exc.strerror or exc}") from None
     ingest = LiveIngest(service.detector, live.ingest, deliver, metrics, on_warning,
                         prepare=lambda: setattr(service.detector, "feedback_",
-                                                service.feedback.current()))
+                                                service.feedback.current()),
+                        state=state, events_log=events_log)
+    app.state.live_resumed = None
+    if state is not None:
+        try:  # (streams restored, batches replayed): ``serve`` says it
+            app.state.live_resumed = ingest.recover()
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"--state {live.state_dir}: {exc}") from None
     app.state.live_ingest = ingest
+
+    async def offer(batches) -> None:
+        if state is None:
+            ingest.offer(batches)
+        else:  # the write-ahead log's fsync stays off the event loop
+            await anyio.to_thread.run_sync(ingest.offer, batches)
     previous = app.router.lifespan_context
 
     @asynccontextmanager
@@ -128,7 +172,8 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
                          415: {"description": "neither application/x-protobuf nor "
                                               "application/json (or an unknown encoding)"},
                          429: {"description": "the queue is full: retry after Retry-After s"},
-                         503: {"description": "the server is stopping"}})
+                         503: {"description": "the server is stopping (or cannot write its "
+                                              "--state log)"}})
     async def otlp_logs(request: Request) -> Response:
         """OTLP/HTTP logs, as the OpenTelemetry Collector's ``otlphttp`` exporter and the SDKs
         send them (``Content-Type: application/x-protobuf`` or ``application/json``, optionally
@@ -146,14 +191,14 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
             content, kind = _otlp_status(RPC_INVALID_ARGUMENT, str(exc), not as_json)
             return Response(content, 400, media_type=kind)
         try:
-            ingest.offer(decoded.batches)
+            await offer(decoded.batches)
         except TooManyLines as exc:
             content, kind = _otlp_status(RPC_INVALID_ARGUMENT, str(exc), not as_json)
             return Response(content, 413, media_type=kind)
         except QueueFull as exc:
             if metrics is not None:
                 metrics.rejected.labels("/v1/logs").inc()
-            stopping = ingest.stopping
+            stopping = ingest.stopping or exc.unavailable
             code = RPC_UNAVAILABLE if stopping else RPC_RESOURCE_EXHAUSTED
             content, kind = _otlp_status(code, exc.reason, not as_json)
             return Response(content, 503 if stopping else 429, media_type=kind,
@@ -179,7 +224,8 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
                          413: {"description": "the body or its lines are over the limits"},
                          415: {"description": "an unknown Content-Encoding"},
                          429: {"description": "the queue is full: retry after Retry-After s"},
-                         503: {"description": "the server is stopping"}})
+                         503: {"description": "the server is stopping (or cannot write its "
+                                              "--state log)"}})
     async def ingest_lines(
         request: Request,
         source: Annotated[str, Query(max_length=200, description="the source stream (one "
@@ -196,20 +242,42 @@ def install_ingest(app: FastAPI, service, live: LiveSettings, metrics, dependenc
         except LogInputError as exc:
             raise ApiError(400, "invalid_body", str(exc)) from None
         try:
-            ingest.offer(decoded.batches)
+            await offer(decoded.batches)
         except TooManyLines as exc:
             raise ApiError(413, "too_many_lines", str(exc)) from None
         except QueueFull as exc:
             if metrics is not None:
                 metrics.rejected.labels("/v1/ingest").inc()
-            status = 503 if ingest.stopping else 429
-            raise ApiError(status, "overloaded" if status == 429 else "stopping", exc.reason,
+            status = 503 if ingest.stopping or exc.unavailable else 429
+            error = ("overloaded" if status == 429 else
+                     "unavailable" if exc.unavailable else "stopping")
+            raise ApiError(status, error, exc.reason,
                            headers={"Retry-After": str(exc.retry_after)}) from None
         answer = {"accepted": decoded.lines, "rejected": decoded.rejected,
                   "queued_lines": ingest.queued_lines}
         if decoded.rejected:
             answer["message"] = decoded.reason
         return JSONResponse(answer, 202)
+
+    @app.post("/v1/ingest/flush", dependencies=dependencies, tags=["live ingestion"],
+              responses={200: {"description": "the sessions closed and scored"},
+                         503: {"description": "the server is stopping"}})
+    async def flush_sessions(
+        source: Annotated[str | None, Query(max_length=200, description="only this source "
+                                            "stream's sessions (default: every stream's)")
+                          ] = None,
+    ) -> JSONResponse:
+        """Close every open session now (of one stream with ``?source=``), after the lines
+        already accepted, and score them: their events and alerts go out before the answer.
+        For the end of a replay, or before a stop that should not leave sessions open for the
+        restart (``serve --state`` keeps them open over a stop)."""
+        try:
+            closed = await anyio.to_thread.run_sync(ingest.flush, source)
+        except QueueFull as exc:
+            raise ApiError(503, "stopping" if ingest.stopping else "unavailable", exc.reason,
+                           headers={"Retry-After": str(exc.retry_after)}) from None
+        return JSONResponse({"closed_sessions": closed,
+                             "open_sessions": sum(ingest.open_sessions().values())})
 
     return ingest
 

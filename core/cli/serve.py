@@ -64,6 +64,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tinylogbert.cli.serve_live import live_settings_from_args
 
     app = create_app(settings=settings, live=live_settings_from_args(args))  # loads the model once, before listening
+    resumed = getattr(app.state, "live_resumed", None)
+    if resumed is not None and any(resumed):
+        emit(f"live ingestion resumed from {args.state}: the open sessions of "
+             f"{resumed[0]:,} stream(s) restored, {resumed[1]:,} logged batch(es) replayed",
+             streams=resumed[0], replayed=resumed[1])
     if not settings.api_key and not _is_loopback(args.host):
         emit(f"listening on {args.host} without an API key; set {API_KEY_ENV} to require one",
              "warning", "warning: ")

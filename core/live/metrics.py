@@ -23,6 +23,7 @@ class StepCounts:
 
     lines: int
     sessions: int
+    forced: int = 0
 
 
 class LiveMetrics:
@@ -36,6 +37,10 @@ class LiveMetrics:
         self.anomalies = Counter("tinylogbert_anomalous_sessions",
                                  "closed sessions over the threshold, by grade",
                                  ["source", "grade"], registry=r)
+        self.forced = Counter("tinylogbert_sessions_forced_closed",
+                              "sessions closed before their end by --max-open-sessions (the "
+                              "least recently active first) or --max-session-lines, and scored "
+                              "as they stood", ["source"], registry=r)
         self.open_sessions = Gauge("tinylogbert_open_sessions", "sessions still open",
                                    ["source"], registry=r)
         self.scoring = Histogram("tinylogbert_scoring_seconds",
@@ -62,6 +67,7 @@ class LiveMetrics:
         """Make a source's series exist at 0 from the start (a scrape sees them before any line)."""
         self.lines.labels(source)
         self.sessions.labels(source)
+        self.forced.labels(source)
         self.drift.labels(source).set(0)
         self.fit.labels(source).set(0)
         self.open_sessions.labels(source).set(0)
@@ -74,6 +80,8 @@ class LiveMetrics:
         if stats.sessions_closed > before.sessions:
             self.sessions.labels(source).inc(stats.sessions_closed - before.sessions)
             self.scoring.observe(seconds)
+        if stats.forced_closed > before.forced:
+            self.forced.labels(source).inc(stats.forced_closed - before.forced)
         for event in events:
             if event.get("event") == "session" and event.get("is_anomaly"):
                 self.anomalies.labels(source, str(event.get("grade") or "none")).inc()
@@ -100,7 +108,8 @@ def step(tracker, metrics: LiveMetrics | None, source: str, call: Callable[..., 
     """Run one tracker call (``feed``, ``close_idle``...) and record what it did."""
     if metrics is None:
         return call(*args)
-    before = StepCounts(tracker.stats.lines, tracker.stats.sessions_closed)
+    before = StepCounts(tracker.stats.lines, tracker.stats.sessions_closed,
+                        tracker.stats.forced_closed)
     started = time.perf_counter()
     events = call(*args)
     metrics.observe(source, before, tracker, events, time.perf_counter() - started)

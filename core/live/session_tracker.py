@@ -66,6 +66,8 @@ class _Piece:
     start: int  # global index of its first line
     parsed: ParsedLog
     live: int  # lines still held by an open session
+    texts: list[str] | None = None  # the lines as fed (``keep_text``: for ``state()``)
+    ids: list[dict[str, str]] | None = None
 
 
 @dataclass
@@ -90,6 +92,7 @@ class SessionTracker:
         emit_lines: bool = False,
         clock: Callable[[], float] = time.monotonic,
         on_warning: Callable[[str], None] | None = None,
+        keep_text: bool = False,
     ) -> None:
         if not (isinstance(log_format, str) and log_format.strip().lower() == "auto"):
             log_format = get_format(log_format)  # an unknown format fails now, not at line 1
@@ -128,6 +131,8 @@ class SessionTracker:
         self._grid_seen = 0.0  # when the grid's (windows') last line came
         self._warned: set[str] = set()
         self._file = 1  # the file of the run the lines come from: 2 after the first rotation
+        self.keep_text = keep_text  # pieces keep their lines' text and ids, so ``state()`` works
+        self.last_idle: dict = {}  # what the last ``close_idle`` did (``apply_idle`` redoes it)
 
     # ---- public ----
     @property
@@ -157,9 +162,12 @@ class SessionTracker:
     def close_idle(self, now: float | None = None) -> list[dict]:
         """Close the sessions that had no line for ``idle_timeout`` seconds."""
         now = self.clock() if now is None else now
+        done: dict = {}
+        self.last_idle = done
         if self.format is None:
             if self._pending and now - self._pending_since >= min(1.0, self.idle_timeout or 1.0):
                 self._decide(now)
+                done["decide"] = True
             else:
                 return []
         if self.by == "id":
@@ -168,9 +176,26 @@ class SessionTracker:
                 if now - first.last_seen < self.idle_timeout:
                     break
                 self._close(first.sid, "idle")
+                done.setdefault("sids", []).append(first.sid)
         elif self._open and now - self._grid_seen >= self.idle_timeout:
             self._end_grid("idle")  # the window grid starts again at the next line
+            done["grid"] = True
         if self._orphans.lines and now - self._orphans.last_seen >= self.idle_timeout:
+            self._close_orphans("idle")
+            done["orphans"] = True
+        return self._score_closed()
+
+    def apply_idle(self, done: dict) -> list[dict]:
+        """Redo what a ``close_idle`` did (its ``last_idle``), whatever the clock says now: a
+        replay after a restart closes exactly the sessions the first run closed for idleness."""
+        if done.get("decide") and self.format is None and self._pending:
+            self._decide(self.clock())
+        for sid in done.get("sids", ()):
+            if sid in self._open:
+                self._close(sid, "idle")
+        if done.get("grid") and self._open:
+            self._end_grid("idle")
+        if done.get("orphans") and self._orphans.lines:
             self._close_orphans("idle")
         return self._score_closed()
 
@@ -208,6 +233,80 @@ class SessionTracker:
             pipeline.parse(_log_lines(lines, self.source), self.log_format,
                            getattr(self.detector, "format_", None))
 
+    # ---- a restart without loss (serve --state) ----
+    def state(self) -> dict:
+        """The open sessions as JSON-able data (``keep_text`` trackers): the lines they hold
+        (number, text, ids), which session holds which, the window grid, the time origin, the
+        decided format and rule. ``load_state`` on a fresh tracker gives the same open
+        sessions, so the lines that follow close and score them as if no restart happened.
+        Why the sessions themselves and not the held lines fed again: a line of two sessions
+        (an HDFS line naming two blocks) would reopen the one already closed."""
+        if not self.keep_text:
+            raise ValueError("state() needs a tracker made with keep_text=True")
+        held = np.array(sorted(self._held), dtype=np.int64)
+        local = {g: i for i, g in enumerate(held.tolist())}
+        rows = []
+        starts = np.array([p.start for p in self._pieces], dtype=np.int64)
+        which = np.searchsorted(starts, held, side="right") - 1
+        for k in np.unique(which).tolist():
+            piece = self._pieces[k]
+            at = (held[which == k] - piece.start).tolist()
+            numbers = piece.parsed.table["line_no"].to_numpy()
+            rows += [[int(numbers[i]), piece.texts[i],
+                      piece.ids[i] if piece.ids and piece.ids[i] else None] for i in at]
+        fmt = None
+        if self.format is not None:
+            from dataclasses import asdict
+
+            fmt = asdict(self.format)
+            fmt.pop("groups")
+        return {
+            "format": fmt, "by": self.by, "pattern": self.pattern, "strategy": self.strategy,
+            "idle_timeout": self.idle_timeout,
+            "pending": [[t, n, i or None] for t, n, i in self._pending],
+            "lines": rows,
+            "open": [[s.sid, [local[g] for g in s.lines], s.name] for s in self._open.values()],
+            "orphans": [local[g] for g in self._orphans.lines],
+            "grid": self._grid, "last_full": self._last_full, "t0": self._t0,
+            "last_time": None if math.isnan(self._last_time) else self._last_time,
+            "file": self._file, "warned": sorted(self._warned),
+            "stats": dict(vars(self.stats)),
+        }
+
+    def load_state(self, data: dict) -> None:
+        """Take the open sessions ``state()`` saved (on a fresh tracker with the same options);
+        they count as active from now on (their idle time starts again)."""
+        now = self.clock()
+        if data["format"] is not None:
+            self.format = LogFormat(**data["format"])
+        self.by, self.pattern, self.strategy = data["by"], data["pattern"], data["strategy"]
+        if data["idle_timeout"] is not None:
+            self.idle_timeout = float(data["idle_timeout"])
+        self._pending = [(t, int(n), i or {}) for t, n, i in data["pending"]]
+        self._pending_since = now
+        rows = data["lines"]
+        if rows:
+            texts = [r[1] for r in rows]
+            ids = [r[2] or {} for r in rows]
+            numbers = np.array([r[0] for r in rows], dtype=np.int64)
+            parsed = self._parse(texts, numbers, ids=ids if any(ids) else None)
+            self._pieces = [_Piece(0, parsed, 0, texts, ids)]
+        self._next = len(rows)
+        self._open = OrderedDict(
+            (sid, _Session(sid, list(lines), last_seen=now, name=name))
+            for sid, lines, name in data["open"])
+        self._orphans = _Session("", list(data["orphans"]), last_seen=now)
+        self._held = {}
+        for s in [*self._open.values(), self._orphans]:
+            for g in s.lines:
+                self._hold(g)
+        self._grid, self._last_full, self._t0 = data["grid"], data["last_full"], data["t0"]
+        self._last_time = math.nan if data["last_time"] is None else data["last_time"]
+        self._grid_seen = now
+        self._file = data["file"]
+        self._warned = set(data["warned"])
+        self.stats = WatchStats(**data["stats"])
+
     # ---- grouping ----
     def _decide(self, now: float) -> None:
         """The format and the session rule, once, on the first lines (as batch decides)."""
@@ -222,7 +321,7 @@ class SessionTracker:
         self.by, self.pattern = resolve_rule(parsed, self.config)
         if self.idle_timeout is None:  # the format's own span of related lines
             self.idle_timeout = float(self.format.time_window)
-        self._add(texts, numbers, now, parsed)
+        self._add(texts, numbers, now, parsed, ids)
 
     def _parse(self, lines: list[str], numbers: np.ndarray, parsed: ParsedLog | None = None,
                ids: list[dict[str, str]] | None = None) -> ParsedLog:
@@ -239,6 +338,9 @@ class SessionTracker:
         start, n = self._next, len(parsed)
         self._next += n
         piece = _Piece(start, parsed, 0)
+        if self.keep_text:
+            piece.texts = list(lines)
+            piece.ids = list(ids) if ids else None
         self._pieces.append(piece)
         if self.by == "id":
             line_idx, sid, self.strategy = self._id_members(parsed)

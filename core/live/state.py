@@ -10,6 +10,10 @@ the offset. So no line is scored twice, no session is lost or split, no event re
 
 Why the held lines themselves and not a replay from an earlier offset: sessions closed after the
 earliest open one began would come back as partial sessions.
+
+``serve --state DIR`` (``IngestState``, below) has no file to read again: the pushed lines are
+kept in a write-ahead log instead, and the snapshot holds each tracker's own state
+(``SessionTracker.state``).
 """
 from __future__ import annotations
 
@@ -132,3 +136,154 @@ def restore(tracker, feed, saved: SavedState, state: WatchState) -> list[dict]:
         state.remember(run, start)
     tracker.stats.lines -= len(held)
     return events
+
+
+# ---- serve --state: live ingestion (POST /v1/logs, /v1/ingest) ----
+INGEST_STATE_FILE = "ingest-state.json"
+INGEST_WAL_FILE = "ingest-wal.log"
+INGEST_LOCK_FILE = "ingest.lock"
+INGEST_VERSION = 1
+
+
+@dataclass
+class WalRecord:
+    """One line of the write-ahead log. ``kind`` ``b``: ``count`` accepted batches numbered from
+    ``n`` (payload: ``[[stream, lines, ids], ...]``); ``f``: a flush, batch number ``n``
+    (payload: ``{"source": ...}``); ``i``: idle closes number ``n``, done when ``count``
+    batches had been fed (payload: ``{"stream": ..., "done": tracker.last_idle}``)."""
+
+    kind: str
+    n: int
+    count: int
+    raw: str  # the payload's JSON, parsed on demand (a compaction only copies it)
+
+    @property
+    def payload(self):
+        return json.loads(self.raw)
+
+
+class IngestState:
+    """``serve --state DIR``: the write-ahead log of accepted batches (appended and fsynced
+    before the request is answered) and the snapshot of every stream's open sessions.
+
+    Why a log and a snapshot: an acknowledged line must survive a SIGKILL, and the sessions it
+    went into must come back whole; the snapshot bounds what a restart replays, and the log is
+    cut to what the snapshot does not cover. Why idle closes are logged too: they depend on the
+    clock, not on the lines, so a replay could not redo them otherwise."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.snapshot_file = self.folder / INGEST_STATE_FILE
+        self.wal_file = self.folder / INGEST_WAL_FILE
+        self._handle = None
+        self._lock = _lock_folder(self.folder / INGEST_LOCK_FILE)
+
+    # ---- reading (at start) ----
+    def load_snapshot(self) -> dict | None:
+        try:
+            data = json.loads(self.snapshot_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self.snapshot_file}: unreadable state ({exc}); remove it (and "
+                             f"{self.wal_file.name}) to start over") from None
+        if data.get("version") != INGEST_VERSION:
+            raise ValueError(f"{self.snapshot_file}: state of another version; remove it (and "
+                             f"{self.wal_file.name}) to start over")
+        return data
+
+    def read_wal(self) -> list[WalRecord]:
+        """The log's records; a last line cut short (the process died while writing it, before
+        its request was answered) is left out."""
+        try:
+            raw = self.wal_file.read_bytes()
+        except FileNotFoundError:
+            return []
+        lines = raw.split(b"\n")
+        records = []
+        # The last piece has no newline after it: cut short while written, so never answered.
+        for k, line in enumerate(lines[:-1]):
+            try:
+                kind, n, count, payload = line.decode("utf-8").split(" ", 3)
+                if kind not in ("b", "f", "i"):
+                    raise ValueError(kind)
+                records.append(WalRecord(kind, int(n), int(count), payload))
+            except ValueError:
+                raise ValueError(f"{self.wal_file}: line {k + 1} is damaged; remove the file "
+                                 "to start over (its lines are lost)") from None
+        return records
+
+    # ---- writing ----
+    def append(self, kind: str, n: int, count: int, payload: object) -> None:
+        """One record, durable when this returns (the caller holds the ingest lock)."""
+        if self._handle is None:
+            self._handle = open(self.wal_file, "ab")  # noqa: SIM115
+            _fsync_dir(self.folder)
+        line = f"{kind} {n} {count} {json.dumps(payload, separators=(',', ':'))}\n"
+        at = self._handle.tell()
+        try:
+            self._handle.write(line.encode("utf-8"))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError:  # (a full disk): no half record stays in the way of the next one
+            self._handle.close()
+            self._handle = None
+            with open(self.wal_file, "r+b") as handle:
+                handle.truncate(at)
+            raise
+
+    def save(self, snapshot: dict, fed: int, idles: int, all_covered: bool = False) -> None:
+        """Write the snapshot (atomically), then cut the log to the records it does not
+        cover: batches numbered ``fed`` and on, idle closes numbered ``idles`` and on
+        (``all_covered``: none, so the log is not even read)."""
+        _atomic_write(self.snapshot_file, json.dumps({"version": INGEST_VERSION, **snapshot},
+                                                     separators=(",", ":")))
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        keep = [] if all_covered else [
+            r for r in self.read_wal() if (r.n >= idles if r.kind == "i" else r.n + r.count > fed)]
+        text = "".join(f"{r.kind} {r.n} {r.count} {r.raw}\n" for r in keep)
+        _atomic_write(self.wal_file, text)
+        _fsync_dir(self.folder)
+
+    def close(self) -> None:
+        """Close the log and let another process have the folder (as the process's end does)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _lock_folder(path: Path):
+    """An exclusive lock on the folder for this process (two servers on one log would mix
+    their batches); the kernel drops it when the process dies, SIGKILL included."""
+    try:
+        import fcntl
+    except ImportError:  # (not POSIX: no lock)
+        return None
+    handle = open(path, "w")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise OSError(f"another process (a second serve?) uses {path.parent} as its state "
+                      "folder") from None
+    return handle
+
+
+def _fsync_dir(folder: Path) -> None:
+    """A new or renamed file survives a power loss once its folder is synced (POSIX)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
