@@ -33,7 +33,13 @@ import pyarrow.compute as pc
 from tinylogbert import pipeline
 from tinylogbert.errors import FormatError, LogInputError
 from tinylogbert.io.log_formats import FIELD_REFERENCE, LogFormat, get_format
-from tinylogbert.io.log_parser import ParsedLog, concat_fields, parse_log
+from tinylogbert.io.log_parser import (
+    ParsedLog,
+    concat_fields,
+    continuation_marks,
+    continuing_rows,
+    parse_log,
+)
 from tinylogbert.io.log_reader import LogLines
 from tinylogbert.sessions.grouping import (
     ORPHAN_GROUP,
@@ -133,6 +139,16 @@ class SessionTracker:
         self._file = 1  # the file of the run the lines come from: 2 after the first rotation
         self.keep_text = keep_text  # pieces keep their lines' text and ids, so ``state()`` works
         self.last_idle: dict = {}  # what the last ``close_idle`` did (``apply_idle`` redoes it)
+        # Stack traces (id sessions): a line that continues the event before it (a frame,
+        # 'Caused by:') joins that event's sessions, as in ``score``; these carry the last
+        # event across ``feed`` calls (see ``_continuing``).
+        self._log_start = True  # the next line is the input's first: it continues nothing
+        self._strong_last = False  # the last line fed continues whatever follows it
+        self._event_sids: list[str] = []  # the id sessions of the last event line ([]: no id)
+        # the last line fed when it is an exception line ('java.lang.X: boom') after an event
+        # line: it continues that event only if a frame follows, so it waits for the next line
+        # (global index, its own ids, when it came)
+        self._deferred: tuple[int, list[str], float] | None = None
 
     # ---- public ----
     @property
@@ -170,6 +186,9 @@ class SessionTracker:
                 done["decide"] = True
             else:
                 return []
+        if self._deferred is not None and now - self._deferred[2] >= self.idle_timeout:
+            self._settle(False)  # no line came after it: it is an event of its own
+            done["deferred"] = True
         if self.by == "id":
             while self._open:
                 first = next(iter(self._open.values()))
@@ -190,6 +209,8 @@ class SessionTracker:
         replay after a restart closes exactly the sessions the first run closed for idleness."""
         if done.get("decide") and self.format is None and self._pending:
             self._decide(self.clock())
+        if done.get("deferred") and self._deferred is not None:
+            self._settle(False)
         for sid in done.get("sids", ()):
             if sid in self._open:
                 self._close(sid, "idle")
@@ -205,6 +226,8 @@ class SessionTracker:
         if self.format is None:
             self._file += 1
             return []
+        self._settle(False)  # the file ended after it
+        self._log_start, self._strong_last, self._event_sids = True, False, []
         if self.by != "id":
             self._end_grid(event)
         self._close_orphans(event)
@@ -218,6 +241,7 @@ class SessionTracker:
             if not self._pending:
                 return []
             self._decide(self.clock())
+        self._settle(False)  # the input ended after it
         if self.by != "id":
             self._end_grid(reason)
         for sid in list(self._open):
@@ -271,6 +295,11 @@ class SessionTracker:
             "last_time": None if math.isnan(self._last_time) else self._last_time,
             "file": self._file, "warned": sorted(self._warned),
             "stats": dict(vars(self.stats)),
+            # the last event a stack trace in the next lines would continue
+            "trace": {"log_start": self._log_start, "strong_last": self._strong_last,
+                      "event_sids": list(self._event_sids),
+                      "deferred": None if self._deferred is None else
+                      [local[self._deferred[0]], list(self._deferred[1])]},
         }
 
     def load_state(self, data: dict) -> None:
@@ -306,6 +335,16 @@ class SessionTracker:
         self._file = data["file"]
         self._warned = set(data["warned"])
         self.stats = WatchStats(**data["stats"])
+        trace = data.get("trace")  # (absent in states saved before stack traces were followed)
+        if trace is not None:
+            self._log_start, self._strong_last = trace["log_start"], trace["strong_last"]
+            self._event_sids = list(trace["event_sids"])
+            if trace["deferred"] is not None:
+                g, own = trace["deferred"]
+                self._hold(g)
+                self._deferred = (g, list(own), now)
+        elif rows or self.stats.lines:
+            self._log_start = False
 
     # ---- grouping ----
     def _decide(self, now: float) -> None:
@@ -327,9 +366,12 @@ class SessionTracker:
                ids: list[dict[str, str]] | None = None) -> ParsedLog:
         parsed = parsed or parse_log(_log_lines(lines, self.source), self.format)
         table = parsed.table.set_column(0, "line_no", pa.array(numbers, type=pa.int64()))
+        # (``event_of``: the rule is decided as ``score`` decides it, a stack trace's lines
+        # left out of the share of lines carrying an id)
         return ParsedLog(table=table, words=parsed.words, format=parsed.format,
                          detection=parsed.detection, source=self.source,
-                         fields=with_ids(parsed.fields, ids, len(parsed)))
+                         fields=with_ids(parsed.fields, ids, len(parsed)),
+                         event_of=parsed.event_of)
 
     def _add(self, lines: list[str], numbers: np.ndarray, now: float,
              parsed: ParsedLog | None = None, ids: list[dict[str, str]] | None = None) -> None:
@@ -349,17 +391,16 @@ class SessionTracker:
             per_line: dict[int, list[str]] = {}
             for j in order:
                 per_line.setdefault(int(line_idx[j]), []).append(sid[j])
+            cont, waits = self._continuing(parsed)
             for i in range(n):
-                ids = per_line.get(i)
-                if ids:
-                    for s in ids:
-                        self._append(s, start + i, now)
-                else:
+                if cont is not None and cont[i]:  # a stack trace's line: its event's sessions
+                    self._place(start + i, self._event_sids, now)
+                elif waits and i == n - 1:  # decided by the next line (``_settle``)
                     self._hold(start + i)
-                    self._orphans.lines.append(start + i)
-                    self._orphans.last_seen = now
-                    if len(self._orphans.lines) >= ORPHAN_GROUP:
-                        self._close_orphans("full")
+                    self._deferred = (start + i, per_line.get(i, []), now)
+                else:
+                    self._event_sids = per_line.get(i, [])
+                    self._place(start + i, self._event_sids, now)
         elif self.by == "time":
             self._add_timed(parsed, start, now)
         else:
@@ -433,6 +474,46 @@ class SessionTracker:
                 self._held[g] -= 1  # held once while waiting
                 if not self._held[g]:
                     del self._held[g]
+
+    def _continuing(self, parsed: ParsedLog) -> tuple[np.ndarray | None, bool]:
+        """Rows of this piece that continue the event before them, as ``score`` marks them on
+        the whole input (None: none can), and whether its last row waits for the next line.
+        First settles the line that waited at the end of the piece before (the first row here
+        decides it). Why the wait: an exception line continues an event only when a frame
+        stands next to it, and a batch may end between the two."""
+        marks = continuation_marks(parsed.table, parsed.format, parsed.fields)
+        self._settle(marks is not None and bool(marks.strong[0]))
+        before, self._strong_last = self._strong_last, marks is not None and bool(marks.strong[-1])
+        log_start, self._log_start = self._log_start, False
+        if marks is None:
+            return None, False
+        cont = continuing_rows(marks, before, False, log_start=log_start)
+        n = len(cont)
+        waits = bool(marks.exception[-1]) and not cont[-1] and not (log_start and n == 1)
+        return cont, waits
+
+    def _settle(self, continues: bool) -> None:
+        """Place the line that waited for the next one: in its event's sessions when that line
+        continues the event (``continues``), else as an event of its own."""
+        if self._deferred is None:
+            return
+        g, own, when = self._deferred
+        self._deferred = None
+        if not continues:
+            self._event_sids = own
+        self._place(g, self._event_sids, when)
+        self._unhold(g)  # the hold it had while waiting
+
+    def _place(self, g: int, sids: list[str], now: float) -> None:
+        """Line ``g`` into the id sessions ``sids``, or with the lines without an id."""
+        for s in sids:
+            self._append(s, g, now)
+        if not sids:
+            self._hold(g)
+            self._orphans.lines.append(g)
+            self._orphans.last_seen = now
+            if len(self._orphans.lines) >= ORPHAN_GROUP:
+                self._close_orphans("full")
 
     def _hold(self, g: int) -> None:
         self._held[g] = self._held.get(g, 0) + 1
