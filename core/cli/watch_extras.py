@@ -82,9 +82,7 @@ class WatchExtras:
         for name in self.STEPS:
             call = self._raw[name] = getattr(tracker, name)
 
-            def wrapped(*a, _call=call, _name=name, **kw):
-                if _name == "feed" and self.state is not None:
-                    self.state.remember(*a)
+            def wrapped(*a, _call=call, **kw):
                 events = step(tracker, self.metrics, self.source, lambda: _call(*a, **kw))
                 if self.outbox is not None and events:
                     self.outbox.add(events)
@@ -118,16 +116,20 @@ class WatchExtras:
         if out is not None and saved.out_size is not None:
             out.flush()
             out.truncate(saved.out_size)  # what came after the last save is written again
-        if saved.format and isinstance(tracker.log_format, str):
+        if saved.format and saved.tracker is None and isinstance(tracker.log_format, str):
             try:
                 tracker.log_format = get_format(saved.format)  # as decided before the restart
             except Exception:  # noqa: BLE001 -- a detected format without a name: detect again
                 pass
-        events = restore(tracker, self._raw.get("feed", tracker.feed), saved, self.state)
+        try:
+            events = restore(tracker, self._raw.get("feed", tracker.feed), saved)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise OutputError(f"{self.state.file}: damaged state ({type(exc).__name__}: {exc}); "
+                              "remove the folder to start over") from None
         self._where = (saved.inode, saved.offset, saved.next_line_no)
         emit(f"watch: resuming {self.args.logfile} at line {saved.next_line_no:,} with "
-             f"{len(saved.held):,} lines of open sessions restored from {self.state.file}",
-             held=len(saved.held), line=saved.next_line_no)
+             f"{saved.n_held:,} lines of open sessions restored from {self.state.file}",
+             held=saved.n_held, line=saved.next_line_no)
         return follow_from(self.args.logfile, saved.offset, saved.next_line_no, follow, poll,
                            stop), events
 
