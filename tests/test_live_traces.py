@@ -208,3 +208,38 @@ def test_serve_ingest_and_otlp_follow_traces_across_requests(tmp_path, tiny_chec
     written = [json.loads(x) for x in events.read_text().splitlines()]
     for source in ("plain", "orders"):
         assert_same(live_sessions(written, source), batch)
+
+
+def test_watch_state_keeps_the_event_a_trace_continues_over_a_restart(tmp_path, tiny_checkpoint,
+                                                                      case):
+    """The watch is stopped (SIGTERM, ``--state``: its sessions are saved open) right after an
+    exception line whose frames are not written yet; the restarted watch reads them: they
+    join that event's session, as in ``score``."""
+    import subprocess
+    import sys
+
+    from test_watch import ENV
+
+    fmt, lines, batch = case
+    cut = next(i for i in range(len(lines) // 2, len(lines))
+               if lines[i - 1].startswith("java.lang.I") and lines[i].startswith("\tat "))
+    log, out, state = tmp_path / "service.log", tmp_path / "events.jsonl", tmp_path / "state"
+    log.write_text("\n".join(lines[:cut]) + "\n")
+    command = [sys.executable, "-m", "tinylogbert.cli.main", "watch", str(log), "--model",
+               str(tiny_checkpoint), "--format", fmt, "--from-start", "--all", "--idle-timeout",
+               "3600", "--poll", "0.05", "--out", str(out), "--state", str(state)]
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    saved = state / "watch-state.json"
+    deadline = time.monotonic() + 120
+    while not (saved.exists() and json.loads(saved.read_text())["next_line_no"] == cut + 1):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(15)
+    assert proc.wait(timeout=60) == 0
+    assert json.loads(saved.read_text())["tracker"]["trace"]["deferred"] is not None
+    append(log, lines[cut:])
+    again = subprocess.run([*command, "--no-follow"], env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0 and "resuming" in again.stderr, again.stderr
+    assert_same(live_sessions([json.loads(x) for x in out.read_text().splitlines()]), batch)
