@@ -63,6 +63,10 @@ class _Session:
     last_seen: float = 0.0
     reason: str = ""
     name: str = ""  # the session id when it is known at opening (time windows)
+    # windows: the line numbers of their first and last line on the grid, which name them
+    # (a stack trace's lines may have gone to the window of their event, or come from it)
+    first_no: int | None = None
+    last_no: int | None = None
 
 
 @dataclass
@@ -289,7 +293,8 @@ class SessionTracker:
             "idle_timeout": self.idle_timeout,
             "pending": [[t, n, i or None] for t, n, i in self._pending],
             "lines": rows,
-            "open": [[s.sid, [local[g] for g in s.lines], s.name] for s in self._open.values()],
+            "open": [[s.sid, [local[g] for g in s.lines], s.name, s.first_no, s.last_no]
+                     for s in self._open.values()],
             "orphans": [local[g] for g in self._orphans.lines],
             "grid": self._grid, "last_full": self._last_full, "t0": self._t0,
             "last_time": None if math.isnan(self._last_time) else self._last_time,
@@ -322,8 +327,9 @@ class SessionTracker:
             self._pieces = [_Piece(0, parsed, 0, texts, ids)]
         self._next = len(rows)
         self._open = OrderedDict(
-            (sid, _Session(sid, list(lines), last_seen=now, name=name))
-            for sid, lines, name in data["open"])
+            (sid, _Session(sid, list(lines), last_seen=now, name=name, first_no=bounds[0],
+                           last_no=bounds[1]))
+            for sid, lines, name, *bounds in (row + [None, None] for row in data["open"]))
         self._orphans = _Session("", list(data["orphans"]), last_seen=now)
         self._held = {}
         for s in [*self._open.values(), self._orphans]:
@@ -410,16 +416,29 @@ class SessionTracker:
                 from tinylogbert.sessions.grouping import _by_count
                 _by_count(size + 1, size, step, parsed)
             self.strategy = f"windows of {size} lines (step {step})"
+            cont, waits = self._continuing(parsed)
+            numbers = parsed.table["line_no"].to_numpy()
             for i in range(n):
-                if self._grid % step == 0:
-                    self._open[f"@{self._grid}"] = _Session(f"@{self._grid}", last_seen=now)
+                g, at = start + i, self._grid
+                if at % step == 0:
+                    self._open[f"@{at}"] = _Session(f"@{at}", last_seen=now,
+                                                    first_no=int(numbers[i]))
                 self._grid += 1
                 self._grid_seen = now
-                for key in list(self._open):
-                    self._append(key, start + i, now)
-                    if key in self._open and len(self._open[key].lines) == size:
-                        self._last_full = int(key[1:])
-                        self._close(key, "full")
+                own = []  # the windows whose stretch of the grid this line is on
+                for key, session in self._open.items():
+                    if int(key[1:]) + size > at:
+                        own.append(key)
+                        session.last_no = int(numbers[i])
+                        if int(key[1:]) + size == at + 1:
+                            self._last_full = int(key[1:])
+                if cont is not None and cont[i]:  # a stack trace's line: its event's windows
+                    self._window_line(g, own, now, continues=True)
+                elif waits and i == n - 1:  # decided by the next line (``_settle``)
+                    self._hold(g)
+                    self._deferred = (g, own, now)
+                else:
+                    self._window_line(g, own, now, continues=False)
         self._release_pieces()
         self._enforce_cap()
 
@@ -499,10 +518,28 @@ class SessionTracker:
             return
         g, own, when = self._deferred
         self._deferred = None
-        if not continues:
-            self._event_sids = own
-        self._place(g, self._event_sids, when)
+        if self.by == "window":
+            self._window_line(g, own, when, continues)
+        else:
+            if not continues:
+                self._event_sids = own
+            self._place(g, self._event_sids, when)
         self._unhold(g)  # the hold it had while waiting
+
+    def _window_line(self, g: int, own: list[str], now: float, continues: bool) -> None:
+        """Line ``g`` into windows, as ``score`` places it: an event line into its own
+        windows (``own``), closing the full ones it is not in (no more of their event's trace
+        can come); a stack trace's line into its event's windows (its own when none is open:
+        the grid started again after it)."""
+        if continues:
+            keys = [k for k in self._event_sids if k in self._open] or own
+        else:
+            for key in [k for k in self._open if k not in own]:
+                self._close(key, "full")
+            keys = self._event_sids = own
+        for key in keys:
+            if key in self._open:  # (one may have closed at --max-session-lines)
+                self._append(key, g, now)
 
     def _place(self, g: int, sids: list[str], now: float) -> None:
         """Line ``g`` into the id sessions ``sids``, or with the lines without an id."""
@@ -557,6 +594,8 @@ class SessionTracker:
             return
         size = self.config.window_size or self.format.window_size
         step = self.config.window_step or size
+        for key in [k for k in self._open if int(k[1:]) + size <= self._grid]:
+            self._close(key, "full")  # full, it waited for a stack trace's next line
         keep = 0 if self._last_full is None else (
             self._last_full + step if self._grid > self._last_full + size else None)
         for key in list(self._open):
@@ -565,7 +604,7 @@ class SessionTracker:
             else:  # its lines are all in the last full window: batch has no such window
                 for g in self._open.pop(key).lines:
                     self._unhold(g)
-        self._grid, self._last_full = 0, None
+        self._grid, self._last_full, self._event_sids = 0, None, []
         self._release_pieces()
 
     def _unhold(self, g: int) -> None:
@@ -627,7 +666,9 @@ class SessionTracker:
         if s.sid == "no-id:":
             s.sid = f"{prefix}no-id:{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
         elif s.sid.startswith("@"):
-            s.sid = f"{prefix}L{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
+            first = s.first_no if s.first_no is not None else self._line_no(s.lines[0])
+            last = s.last_no if s.last_no is not None else self._line_no(s.lines[-1])
+            s.sid = f"{prefix}L{first}-{last}"
         elif s.name:
             s.sid = s.name
         return s.sid
