@@ -79,11 +79,12 @@ def batches(lines: list[str]) -> list[tuple[int, list[str]]]:
     return [(a + 1, lines[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def score_sessions(detector, lines: list[str], fmt: str) -> dict[str, tuple[float, int, int]]:
+def score_sessions(detector, lines: list[str], fmt: str,
+                   sessions=None) -> dict[str, tuple[float, int, int]]:
     from tinylogbert import pipeline
 
-    result = pipeline.run(detector, "\n".join(lines) + "\n",
-                          pipeline.ScoreOptions(log_format=fmt, embeddings=False)).result
+    result = pipeline.run(detector, "\n".join(lines) + "\n", pipeline.ScoreOptions(
+        log_format=fmt, sessions=sessions, embeddings=False)).result
     return {str(r.session_id): (float(r.score), int(r.n_lines), int(r.first_line_no))
             for r in result.session_table.to_pandas().itertuples()}
 
@@ -140,6 +141,36 @@ def test_tracker_places_trace_lines_as_score_does_across_feeds_and_a_restart(loa
     events += tracker.close_all()
     assert tracker.strategy == "id field <trace_id>"
     assert_same(live_sessions(events), batch)
+
+
+@pytest.mark.parametrize("size, step", [(5, 2), (20, 0), (3, 3)])
+def test_windows_keep_a_trace_cut_by_their_end_with_its_event(loaded, case, size, step):
+    """In windows, a trace that a window's end cuts stays in its event's window(s) (the window
+    closes at the next event line), and a window holding only trace lines is no session, as
+    in ``score``; the windows are named by their stretch of lines, across feeds and a restart."""
+    from tinylogbert.live.session_tracker import SessionTracker
+    from tinylogbert.sessions.grouping import SessionConfig, window_starts
+
+    fmt, lines, _ = case
+    windows = SessionConfig(by="window", window_size=size, window_step=step)
+    batch = score_sessions(loaded, lines, fmt, windows)
+    if size < 10:  # some windows hold only trace lines of an event before them: none
+        assert len(batch) < len(window_starts(len(lines), size, step or size))
+    parts = batches(lines)
+
+    def fresh():
+        return SessionTracker(loaded, fmt, windows, emit_all=True, idle_timeout=1e9,
+                              keep_text=True)
+    tracker, events = fresh(), []
+    for k, (first, part) in enumerate(parts):
+        events += tracker.feed(part, first)
+        if k == len(parts) // 2:
+            data = json.loads(json.dumps(tracker.state()))
+            tracker = fresh()
+            tracker.load_state(data)
+    events += tracker.close_all()
+    assert_same(live_sessions(events), batch)
+    assert "full" in {e["closed"] for e in events} <= {"full", "end"}
 
 
 def test_a_wait_for_the_next_line_ends_with_the_idle_timeout(loaded, case):
