@@ -5,6 +5,12 @@ would.
   uses (``grouping.resolve_rule``, decided once on the first lines): an id session stays open
   until no line of it has come for ``idle_timeout`` seconds (or the input ends); a window closes
   when it is full; lines without an id form sessions of ``ORPHAN_GROUP`` lines, as in batch;
+- a stack trace's lines (``log_parser.continuation_marks``: frames, ``Caused by:``, a Python
+  traceback, the exception line next to them) join the sessions of the event line before them,
+  as ``score`` places them (``sessions.follow_events``): its trace-id sessions (none: lines
+  without an id), or its windows when a window's end cuts the trace (a full window closes at
+  the next event line). The last event is carried across ``feed`` calls and in ``state()``; an
+  exception line that ends a feed waits for the next line, which says whether it continues;
 - ids given with the lines (``feed(..., ids=)``: an OTLP record's trace id, a JSON record's
   ``trace_id``) are the lines' parsed fields, where the line's own are: the rule then follows
   them as batch follows a ``trace_id`` key, and a piece without them holds lines without an id;
@@ -15,7 +21,9 @@ would.
 
 Where live and batch sessions can differ: a session closed for being idle (or forced closed by
 ``max_open_sessions``) that gets more lines later is a second session with the same id; a window
-closed for being idle restarts the window grid at the next line; ``'auto'``, the format and the
+closed for being idle restarts the window grid at the next line (a stack trace's lines after it
+are then in the new grid's windows), and an exception line whose frame comes only after the idle
+timeout is an event of its own; ``'auto'``, the format and the
 time origin of time windows are decided on the first lines rather than on the whole file.
 """
 from __future__ import annotations
@@ -143,15 +151,15 @@ class SessionTracker:
         self._file = 1  # the file of the run the lines come from: 2 after the first rotation
         self.keep_text = keep_text  # pieces keep their lines' text and ids, so ``state()`` works
         self.last_idle: dict = {}  # what the last ``close_idle`` did (``apply_idle`` redoes it)
-        # Stack traces (id sessions): a line that continues the event before it (a frame,
-        # 'Caused by:') joins that event's sessions, as in ``score``; these carry the last
-        # event across ``feed`` calls (see ``_continuing``).
+        # Stack traces: a line that continues the event before it (a frame, 'Caused by:')
+        # joins that event's sessions (id sessions or windows), as in ``score``; these carry
+        # the last event across ``feed`` calls (see ``_continuing``).
         self._log_start = True  # the next line is the input's first: it continues nothing
         self._strong_last = False  # the last line fed continues whatever follows it
-        self._event_sids: list[str] = []  # the id sessions of the last event line ([]: no id)
+        self._event_sids: list[str] = []  # the last event line's sessions ([]: no id)
         # the last line fed when it is an exception line ('java.lang.X: boom') after an event
         # line: it continues that event only if a frame follows, so it waits for the next line
-        # (global index, its own ids, when it came)
+        # (global index, its own sessions, when it came)
         self._deferred: tuple[int, list[str], float] | None = None
 
     # ---- public ----
@@ -537,9 +545,9 @@ class SessionTracker:
             for key in [k for k in self._open if k not in own]:
                 self._close(key, "full")
             keys = self._event_sids = own
-        for key in keys:
-            if key in self._open:  # (one may have closed at --max-session-lines)
-                self._append(key, g, now)
+        open_keys = [k for k in keys if k in self._open]  # (--max-open-sessions/-lines)
+        for key in open_keys or keys[-1:] or [f"@{self._grid - 1}"]:
+            self._append(key, g, now)  # (a closed one opens again: no line is left out)
 
     def _place(self, g: int, sids: list[str], now: float) -> None:
         """Line ``g`` into the id sessions ``sids``, or with the lines without an id."""
