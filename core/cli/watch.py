@@ -140,6 +140,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         args.max_open_sessions, args.max_session_lines, emit_all=args.all,
         top_lines=args.top_lines, source=source_name, on_warning=extras.warning_hook(warn),
         emit_lines=args.lines,
+        keep_text=extras.state is not None,  # (--state saves the open sessions' lines)
     )
     extras.instrument(tracker)
     # --no-follow from the end would read nothing: it reads the file as it is, from line 1.

@@ -5,6 +5,12 @@ would.
   uses (``grouping.resolve_rule``, decided once on the first lines): an id session stays open
   until no line of it has come for ``idle_timeout`` seconds (or the input ends); a window closes
   when it is full; lines without an id form sessions of ``ORPHAN_GROUP`` lines, as in batch;
+- a stack trace's lines (``log_parser.continuation_marks``: frames, ``Caused by:``, a Python
+  traceback, the exception line next to them) join the sessions of the event line before them,
+  as ``score`` places them (``sessions.follow_events``): its trace-id sessions (none: lines
+  without an id), or its windows when a window's end cuts the trace (a full window closes at
+  the next event line). The last event is carried across ``feed`` calls and in ``state()``; an
+  exception line that ends a feed waits for the next line, which says whether it continues;
 - ids given with the lines (``feed(..., ids=)``: an OTLP record's trace id, a JSON record's
   ``trace_id``) are the lines' parsed fields, where the line's own are: the rule then follows
   them as batch follows a ``trace_id`` key, and a piece without them holds lines without an id;
@@ -15,7 +21,9 @@ would.
 
 Where live and batch sessions can differ: a session closed for being idle (or forced closed by
 ``max_open_sessions``) that gets more lines later is a second session with the same id; a window
-closed for being idle restarts the window grid at the next line; ``'auto'``, the format and the
+closed for being idle restarts the window grid at the next line (a stack trace's lines after it
+are then in the new grid's windows), and an exception line whose frame comes only after the idle
+timeout is an event of its own; ``'auto'``, the format and the
 time origin of time windows are decided on the first lines rather than on the whole file.
 """
 from __future__ import annotations
@@ -33,7 +41,13 @@ import pyarrow.compute as pc
 from tinylogbert import pipeline
 from tinylogbert.errors import FormatError, LogInputError
 from tinylogbert.io.log_formats import FIELD_REFERENCE, LogFormat, get_format
-from tinylogbert.io.log_parser import ParsedLog, concat_fields, parse_log
+from tinylogbert.io.log_parser import (
+    ParsedLog,
+    concat_fields,
+    continuation_marks,
+    continuing_rows,
+    parse_log,
+)
 from tinylogbert.io.log_reader import LogLines
 from tinylogbert.sessions.grouping import (
     ORPHAN_GROUP,
@@ -57,6 +71,10 @@ class _Session:
     last_seen: float = 0.0
     reason: str = ""
     name: str = ""  # the session id when it is known at opening (time windows)
+    # windows: the line numbers of their first and last line on the grid, which name them
+    # (a stack trace's lines may have gone to the window of their event, or come from it)
+    first_no: int | None = None
+    last_no: int | None = None
 
 
 @dataclass
@@ -133,6 +151,16 @@ class SessionTracker:
         self._file = 1  # the file of the run the lines come from: 2 after the first rotation
         self.keep_text = keep_text  # pieces keep their lines' text and ids, so ``state()`` works
         self.last_idle: dict = {}  # what the last ``close_idle`` did (``apply_idle`` redoes it)
+        # Stack traces: a line that continues the event before it (a frame, 'Caused by:')
+        # joins that event's sessions (id sessions or windows), as in ``score``; these carry
+        # the last event across ``feed`` calls (see ``_continuing``).
+        self._log_start = True  # the next line is the input's first: it continues nothing
+        self._strong_last = False  # the last line fed continues whatever follows it
+        self._event_sids: list[str] = []  # the last event line's sessions ([]: no id)
+        # the last line fed when it is an exception line ('java.lang.X: boom') after an event
+        # line: it continues that event only if a frame follows, so it waits for the next line
+        # (global index, its own sessions, when it came)
+        self._deferred: tuple[int, list[str], float] | None = None
 
     # ---- public ----
     @property
@@ -170,6 +198,9 @@ class SessionTracker:
                 done["decide"] = True
             else:
                 return []
+        if self._deferred is not None and now - self._deferred[2] >= self.idle_timeout:
+            self._settle(False)  # no line came after it: it is an event of its own
+            done["deferred"] = True
         if self.by == "id":
             while self._open:
                 first = next(iter(self._open.values()))
@@ -190,6 +221,8 @@ class SessionTracker:
         replay after a restart closes exactly the sessions the first run closed for idleness."""
         if done.get("decide") and self.format is None and self._pending:
             self._decide(self.clock())
+        if done.get("deferred") and self._deferred is not None:
+            self._settle(False)
         for sid in done.get("sids", ()):
             if sid in self._open:
                 self._close(sid, "idle")
@@ -205,6 +238,8 @@ class SessionTracker:
         if self.format is None:
             self._file += 1
             return []
+        self._settle(False)  # the file ended after it
+        self._log_start, self._strong_last, self._event_sids = True, False, []
         if self.by != "id":
             self._end_grid(event)
         self._close_orphans(event)
@@ -218,6 +253,7 @@ class SessionTracker:
             if not self._pending:
                 return []
             self._decide(self.clock())
+        self._settle(False)  # the input ended after it
         if self.by != "id":
             self._end_grid(reason)
         for sid in list(self._open):
@@ -265,12 +301,18 @@ class SessionTracker:
             "idle_timeout": self.idle_timeout,
             "pending": [[t, n, i or None] for t, n, i in self._pending],
             "lines": rows,
-            "open": [[s.sid, [local[g] for g in s.lines], s.name] for s in self._open.values()],
+            "open": [[s.sid, [local[g] for g in s.lines], s.name, s.first_no, s.last_no]
+                     for s in self._open.values()],
             "orphans": [local[g] for g in self._orphans.lines],
             "grid": self._grid, "last_full": self._last_full, "t0": self._t0,
             "last_time": None if math.isnan(self._last_time) else self._last_time,
             "file": self._file, "warned": sorted(self._warned),
             "stats": dict(vars(self.stats)),
+            # the last event a stack trace in the next lines would continue
+            "trace": {"log_start": self._log_start, "strong_last": self._strong_last,
+                      "event_sids": list(self._event_sids),
+                      "deferred": None if self._deferred is None else
+                      [local[self._deferred[0]], list(self._deferred[1])]},
         }
 
     def load_state(self, data: dict) -> None:
@@ -293,8 +335,9 @@ class SessionTracker:
             self._pieces = [_Piece(0, parsed, 0, texts, ids)]
         self._next = len(rows)
         self._open = OrderedDict(
-            (sid, _Session(sid, list(lines), last_seen=now, name=name))
-            for sid, lines, name in data["open"])
+            (sid, _Session(sid, list(lines), last_seen=now, name=name, first_no=bounds[0],
+                           last_no=bounds[1]))
+            for sid, lines, name, *bounds in (row + [None, None] for row in data["open"]))
         self._orphans = _Session("", list(data["orphans"]), last_seen=now)
         self._held = {}
         for s in [*self._open.values(), self._orphans]:
@@ -306,6 +349,16 @@ class SessionTracker:
         self._file = data["file"]
         self._warned = set(data["warned"])
         self.stats = WatchStats(**data["stats"])
+        trace = data.get("trace")  # (absent in states saved before stack traces were followed)
+        if trace is not None:
+            self._log_start, self._strong_last = trace["log_start"], trace["strong_last"]
+            self._event_sids = list(trace["event_sids"])
+            if trace["deferred"] is not None:
+                g, own = trace["deferred"]
+                self._hold(g)
+                self._deferred = (g, list(own), now)
+        elif rows or self.stats.lines:
+            self._log_start = False
 
     # ---- grouping ----
     def _decide(self, now: float) -> None:
@@ -327,9 +380,12 @@ class SessionTracker:
                ids: list[dict[str, str]] | None = None) -> ParsedLog:
         parsed = parsed or parse_log(_log_lines(lines, self.source), self.format)
         table = parsed.table.set_column(0, "line_no", pa.array(numbers, type=pa.int64()))
+        # (``event_of``: the rule is decided as ``score`` decides it, a stack trace's lines
+        # left out of the share of lines carrying an id)
         return ParsedLog(table=table, words=parsed.words, format=parsed.format,
                          detection=parsed.detection, source=self.source,
-                         fields=with_ids(parsed.fields, ids, len(parsed)))
+                         fields=with_ids(parsed.fields, ids, len(parsed)),
+                         event_of=parsed.event_of)
 
     def _add(self, lines: list[str], numbers: np.ndarray, now: float,
              parsed: ParsedLog | None = None, ids: list[dict[str, str]] | None = None) -> None:
@@ -349,17 +405,16 @@ class SessionTracker:
             per_line: dict[int, list[str]] = {}
             for j in order:
                 per_line.setdefault(int(line_idx[j]), []).append(sid[j])
+            cont, waits = self._continuing(parsed)
             for i in range(n):
-                ids = per_line.get(i)
-                if ids:
-                    for s in ids:
-                        self._append(s, start + i, now)
-                else:
+                if cont is not None and cont[i]:  # a stack trace's line: its event's sessions
+                    self._place(start + i, self._event_sids, now)
+                elif waits and i == n - 1:  # decided by the next line (``_settle``)
                     self._hold(start + i)
-                    self._orphans.lines.append(start + i)
-                    self._orphans.last_seen = now
-                    if len(self._orphans.lines) >= ORPHAN_GROUP:
-                        self._close_orphans("full")
+                    self._deferred = (start + i, per_line.get(i, []), now)
+                else:
+                    self._event_sids = per_line.get(i, [])
+                    self._place(start + i, self._event_sids, now)
         elif self.by == "time":
             self._add_timed(parsed, start, now)
         else:
@@ -369,16 +424,29 @@ class SessionTracker:
                 from tinylogbert.sessions.grouping import _by_count
                 _by_count(size + 1, size, step, parsed)
             self.strategy = f"windows of {size} lines (step {step})"
+            cont, waits = self._continuing(parsed)
+            numbers = parsed.table["line_no"].to_numpy()
             for i in range(n):
-                if self._grid % step == 0:
-                    self._open[f"@{self._grid}"] = _Session(f"@{self._grid}", last_seen=now)
+                g, at = start + i, self._grid
+                if at % step == 0:
+                    self._open[f"@{at}"] = _Session(f"@{at}", last_seen=now,
+                                                    first_no=int(numbers[i]))
                 self._grid += 1
                 self._grid_seen = now
-                for key in list(self._open):
-                    self._append(key, start + i, now)
-                    if key in self._open and len(self._open[key].lines) == size:
-                        self._last_full = int(key[1:])
-                        self._close(key, "full")
+                own = []  # the windows whose stretch of the grid this line is on
+                for key, session in self._open.items():
+                    if int(key[1:]) + size > at:
+                        own.append(key)
+                        session.last_no = int(numbers[i])
+                        if int(key[1:]) + size == at + 1:
+                            self._last_full = int(key[1:])
+                if cont is not None and cont[i]:  # a stack trace's line: its event's windows
+                    self._window_line(g, own, now, continues=True)
+                elif waits and i == n - 1:  # decided by the next line (``_settle``)
+                    self._hold(g)
+                    self._deferred = (g, own, now)
+                else:
+                    self._window_line(g, own, now, continues=False)
         self._release_pieces()
         self._enforce_cap()
 
@@ -434,6 +502,64 @@ class SessionTracker:
                 if not self._held[g]:
                     del self._held[g]
 
+    def _continuing(self, parsed: ParsedLog) -> tuple[np.ndarray | None, bool]:
+        """Rows of this piece that continue the event before them, as ``score`` marks them on
+        the whole input (None: none can), and whether its last row waits for the next line.
+        First settles the line that waited at the end of the piece before (the first row here
+        decides it). Why the wait: an exception line continues an event only when a frame
+        stands next to it, and a batch may end between the two."""
+        marks = continuation_marks(parsed.table, parsed.format, parsed.fields)
+        self._settle(marks is not None and bool(marks.strong[0]))
+        before, self._strong_last = self._strong_last, marks is not None and bool(marks.strong[-1])
+        log_start, self._log_start = self._log_start, False
+        if marks is None:
+            return None, False
+        cont = continuing_rows(marks, before, False, log_start=log_start)
+        n = len(cont)
+        waits = bool(marks.exception[-1]) and not cont[-1] and not (log_start and n == 1)
+        return cont, waits
+
+    def _settle(self, continues: bool) -> None:
+        """Place the line that waited for the next one: in its event's sessions when that line
+        continues the event (``continues``), else as an event of its own."""
+        if self._deferred is None:
+            return
+        g, own, when = self._deferred
+        self._deferred = None
+        if self.by == "window":
+            self._window_line(g, own, when, continues)
+        else:
+            if not continues:
+                self._event_sids = own
+            self._place(g, self._event_sids, when)
+        self._unhold(g)  # the hold it had while waiting
+
+    def _window_line(self, g: int, own: list[str], now: float, continues: bool) -> None:
+        """Line ``g`` into windows, as ``score`` places it: an event line into its own
+        windows (``own``), closing the full ones it is not in (no more of their event's trace
+        can come); a stack trace's line into its event's windows (its own when none is open:
+        the grid started again after it)."""
+        if continues:
+            keys = [k for k in self._event_sids if k in self._open] or own
+        else:
+            for key in [k for k in self._open if k not in own]:
+                self._close(key, "full")
+            keys = self._event_sids = own
+        open_keys = [k for k in keys if k in self._open]  # (--max-open-sessions/-lines)
+        for key in open_keys or keys[-1:] or [f"@{self._grid - 1}"]:
+            self._append(key, g, now)  # (a closed one opens again: no line is left out)
+
+    def _place(self, g: int, sids: list[str], now: float) -> None:
+        """Line ``g`` into the id sessions ``sids``, or with the lines without an id."""
+        for s in sids:
+            self._append(s, g, now)
+        if not sids:
+            self._hold(g)
+            self._orphans.lines.append(g)
+            self._orphans.last_seen = now
+            if len(self._orphans.lines) >= ORPHAN_GROUP:
+                self._close_orphans("full")
+
     def _hold(self, g: int) -> None:
         self._held[g] = self._held.get(g, 0) + 1
 
@@ -476,6 +602,8 @@ class SessionTracker:
             return
         size = self.config.window_size or self.format.window_size
         step = self.config.window_step or size
+        for key in [k for k in self._open if int(k[1:]) + size <= self._grid]:
+            self._close(key, "full")  # full, it waited for a stack trace's next line
         keep = 0 if self._last_full is None else (
             self._last_full + step if self._grid > self._last_full + size else None)
         for key in list(self._open):
@@ -484,7 +612,7 @@ class SessionTracker:
             else:  # its lines are all in the last full window: batch has no such window
                 for g in self._open.pop(key).lines:
                     self._unhold(g)
-        self._grid, self._last_full = 0, None
+        self._grid, self._last_full, self._event_sids = 0, None, []
         self._release_pieces()
 
     def _unhold(self, g: int) -> None:
@@ -546,7 +674,9 @@ class SessionTracker:
         if s.sid == "no-id:":
             s.sid = f"{prefix}no-id:{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
         elif s.sid.startswith("@"):
-            s.sid = f"{prefix}L{self._line_no(s.lines[0])}-{self._line_no(s.lines[-1])}"
+            first = s.first_no if s.first_no is not None else self._line_no(s.lines[0])
+            last = s.last_no if s.last_no is not None else self._line_no(s.lines[-1])
+            s.sid = f"{prefix}L{first}-{last}"
         elif s.name:
             s.sid = s.name
         return s.sid

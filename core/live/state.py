@@ -1,15 +1,18 @@
 """``watch --state DIR``: resume after a restart (or a SIGKILL) exactly where the watch stopped.
 
 What is saved after every step, atomically (a temporary file, fsync, rename): the followed file's
-inode and the byte offset read so far, the next line number, the lines still held by open sessions
-(and those waiting for the format to be decided), the time windows' origin, and the size of the
-events file at that moment. A restart truncates the events file to that size (what was written
-after the last save is written again, identically), feeds the held lines to a fresh tracker
-(which rebuilds the open sessions, least recently active first, as they were) and reads on from
-the offset. So no line is scored twice, no session is lost or split, no event repeats.
+inode and the byte offset read so far, the next line number, the size of the events file at that
+moment, and the tracker's open sessions (``SessionTracker.state``: the lines they hold, which
+session holds which, those waiting for the format to be decided, the window grid, the time
+windows' origin, the event a stack trace in the next lines would continue). A restart truncates
+the events file to that size (what was written after the last save is written again,
+identically), loads the sessions into a fresh tracker (``load_state``) and reads on from the
+offset. So no line is scored twice, no session is lost or split, no event repeats.
 
-Why the held lines themselves and not a replay from an earlier offset: sessions closed after the
-earliest open one began would come back as partial sessions.
+Why the sessions themselves and not a replay from an earlier offset: sessions closed after the
+earliest open one began would come back as partial sessions. Why not the held lines fed again
+(what version 1 of the file saved, still read): a line of two sessions (an HDFS line naming two
+blocks) would reopen the one already closed, and a stack trace's lines would lose their event.
 
 ``serve --state DIR`` (``IngestState``, below) has no file to read again: the pushed lines are
 kept in a write-ahead log instead, and the snapshot holds each tracker's own state
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STATE_FILE = "watch-state.json"
-VERSION = 1
+VERSION = 2  # 1: the held lines, fed again at a restart (still read)
 
 
 @dataclass
@@ -34,10 +37,16 @@ class SavedState:
     offset: int
     next_line_no: int
     out_size: int | None
+    tracker: dict | None = None  # ``SessionTracker.state()`` (version 2)
+    # version 1: the held lines, the decided format's name, the time windows' origin
     format: str | None = None
     t0: float | None = None
     last_time: float | None = None
     held: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def n_held(self) -> int:
+        return len(self.tracker["lines"]) if self.tracker is not None else len(self.held)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -54,16 +63,13 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 class WatchState:
-    """Keeps the text of the lines open sessions hold, and saves/loads ``SavedState``."""
+    """Saves and loads ``SavedState`` (the tracker must keep its lines' text: ``keep_text``)."""
 
     def __init__(self, folder: str | Path, source: str) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.file = self.folder / STATE_FILE
         self.source = str(Path(source).resolve())
-        # The tracker numbers the lines it is fed 0, 1, 2... in order: the same numbers here.
-        self._lines: dict[int, tuple[int, str]] = {}  # tracker index -> (line number, text)
-        self._fed = 0
 
     def load(self) -> SavedState | None:
         """The saved state of this source, or None (none yet, or of another file)."""
@@ -74,47 +80,38 @@ class WatchState:
         except (OSError, ValueError) as exc:
             raise ValueError(f"{self.file}: unreadable state ({exc}); remove it to start over"
                              ) from None
-        if data.get("version") != VERSION or data.get("path") != self.source:
+        if not isinstance(data, dict) or data.get("version") not in (1, VERSION):
+            raise ValueError(f"{self.file}: state of another version of tinylogbert; remove "
+                             "the folder to start over")
+        if data.get("path") != self.source:
             return None
-        data.pop("version")
-        data["held"] = [(int(n), str(t)) for n, t in data.get("held", [])]
-        return SavedState(**data)
-
-    def remember(self, lines: list[str], first_line_no: int) -> None:
-        """Called with every ``tracker.feed``, in the same order."""
-        for i, line in enumerate(lines):
-            self._lines[self._fed + i] = (first_line_no + i, line)
-        self._fed += len(lines)
+        try:
+            if data.pop("version") == 1:
+                data["held"] = [(int(n), str(t)) for n, t in data.get("held", [])]
+            return SavedState(**data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.file}: damaged state ({exc}); remove the folder to start "
+                             "over") from None
 
     def save(self, tracker, inode: int | None, offset: int, next_line_no: int,
              out_size: int | None) -> None:
-        held = held_lines(tracker, self._lines)
-        keep = set(tracker._held)
-        self._lines = {g: v for g, v in self._lines.items()
-                       if g in keep or g >= tracker._next}  # held, or still pending
-        fmt = tracker.format.name if tracker.format is not None else None
         state = {"version": VERSION, "path": self.source, "inode": inode, "offset": offset,
-                 "next_line_no": next_line_no, "out_size": out_size, "format": fmt,
-                 "t0": tracker._t0, "last_time": _finite(tracker._last_time),
-                 "held": [list(x) for x in held]}
+                 "next_line_no": next_line_no, "out_size": out_size,
+                 "tracker": tracker.state()}
         _atomic_write(self.file, json.dumps(state, separators=(",", ":")))
 
 
-def _finite(value: float) -> float | None:
-    return None if value != value else value  # NaN -> None
+def restore(tracker, feed, saved: SavedState) -> list[dict]:
+    """Give a fresh tracker the saved open sessions; returns the events that closes (none when
+    the tracker's options are those of the saved run). The restored lines are not counted
+    again (the summary counts this run's lines and sessions)."""
+    from tinylogbert.live.session_tracker import WatchStats
 
-
-def held_lines(tracker, lines: dict[int, tuple[int, str]]) -> list[tuple[int, str]]:
-    """(line number, text) of every line an open session holds, in the order they were fed,
-    then the lines waiting for the format to be decided."""
-    held = [lines[g] for g in sorted(tracker._held)]
-    return held + [(n, text) for text, n in tracker._pending]
-
-
-def restore(tracker, feed, saved: SavedState, state: WatchState) -> list[dict]:
-    """Feed the held lines to a fresh tracker (in line order, contiguous runs together); returns
-    the events that closes (none when the tracker's options are those of the saved run). The
-    time windows keep their origin; the restored lines are not counted again."""
+    if saved.tracker is not None:
+        tracker.load_state(saved.tracker)
+        tracker.stats = WatchStats()
+        return []
+    # version 1: the held lines, fed again in line order (contiguous runs together)
     held = saved.held
     if saved.t0 is not None:
         tracker._t0 = saved.t0
@@ -126,14 +123,12 @@ def restore(tracker, feed, saved: SavedState, state: WatchState) -> list[dict]:
     for n, text in held:
         if start is not None and n != start + len(run):
             events += feed(run, start)
-            state.remember(run, start)
             run, start = [], None
         if start is None:
             start = n
         run.append(text)
     if run:
         events += feed(run, start)
-        state.remember(run, start)
     tracker.stats.lines -= len(held)
     return events
 
