@@ -26,6 +26,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tinylogbert.io.atomic_output import fsync_folder
+
 STATE_FILE = "watch-state.json"
 VERSION = 2  # 1: the held lines, fed again at a restart (still read)
 
@@ -214,7 +216,7 @@ class IngestState:
         """One record, durable when this returns (the caller holds the ingest lock)."""
         if self._handle is None:
             self._handle = open(self.wal_file, "ab")  # noqa: SIM115
-            _fsync_dir(self.folder)
+            fsync_folder(self.folder)
         line = f"{kind} {n} {count} {json.dumps(payload, separators=(',', ':'))}\n"
         at = self._handle.tell()
         try:
@@ -241,7 +243,7 @@ class IngestState:
             r for r in self.read_wal() if (r.n >= idles if r.kind == "i" else r.n + r.count > fed)]
         text = "".join(f"{r.kind} {r.n} {r.count} {r.raw}\n" for r in keep)
         _atomic_write(self.wal_file, text)
-        _fsync_dir(self.folder)
+        fsync_folder(self.folder)
 
     def close(self) -> None:
         """Close the log and let another process have the folder (as the process's end does)."""
@@ -268,17 +270,3 @@ def _lock_folder(path: Path):
         raise OSError(f"another process (a second serve?) uses {path.parent} as its state "
                       "folder") from None
     return handle
-
-
-def _fsync_dir(folder: Path) -> None:
-    """A new or renamed file survives a power loss once its folder is synced (POSIX)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
