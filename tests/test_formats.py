@@ -119,7 +119,7 @@ def test_auto_detection_names_the_format_and_discriminates(name):
     parsed = parse_log(fixture(name), "auto")
     assert parsed.format.name == fmt_name
     # The JSON fixture's one plain line opens a Python traceback: set aside to judge formats.
-    aside = r" \(1 stack-trace lines set aside\)" if name == "jsonl" else ""
+    aside = ", 1 stack-trace line set aside" if name == "jsonl" else ""
     assert re.fullmatch(rf"{fmt_name}: 100.0% of \d+ sampled lines{aside}",
                         parsed.detection.describe())
     ranked = rank_formats(fixture(name))
@@ -413,7 +413,7 @@ def test_a_log_mostly_of_stack_traces_is_detected_by_its_event_lines(run_cli, tm
     assert parsed.format.name == "hadoop"  # not generic: its traces are set aside to judge
     guess = parsed.detection
     assert guess.n_set_aside > guess.n_sampled / 2 and guess.match_rate == 1.0
-    assert "stack-trace lines set aside" in guess.describe()
+    assert re.search(r", [\d,]+ stack-trace lines? set aside$", guess.describe())
     continuing = parsed.continuing
     assert continuing.sum() == 27 * 12 and len(parsed) == len(lines)
     heads = parsed.event_of[continuing]
@@ -515,7 +515,7 @@ def test_formats_detect_tries_a_users_format(run_cli):
     code, out, _ = run_cli("formats", "--detect", FIXTURES / "logfmt.log")
     assert "sessions by <trace_id>: 100.0% of the first 5,000 lines carry it" in out
     code, out, _ = run_cli("formats", "--detect", FIXTURES / "jsonl.log", "--format", "hdfs")
-    assert code == 0 and out.startswith("hdfs: 0.0% of 7 sampled lines (1 stack-trace lines set aside)")
+    assert code == 0 and out.startswith("hdfs: 0.0% of 7 sampled lines, 1 stack-trace line set aside")
     assert "unparsed line 1:" in out
 
 

@@ -82,7 +82,9 @@ def test_lines_that_do_not_parse_are_kept_in_place(run_cli, tmp_path):
     assert bad["words"] != ""  # still read by the model, and in a session like any line
     assert table["session_id"].ne("").all()
     summary = SUMMARY.fullmatch(stdout.strip())
-    assert summary and summary["unparsed"] == "2" and summary["format"] == "hdfs"
+    assert summary and summary["unparsed"] == "2" and summary["format"] == "hdfs", stdout
+    # The exception line was set aside to judge the format, and the summary says so in one piece.
+    assert summary["how"] == "hdfs: 100.0% of 7 sampled lines, 1 stack-trace line set aside"
 
 
 def test_summary_line(run_cli, tmp_path):

@@ -62,7 +62,9 @@ class FormatGuess:
         judged = self.n_sampled - self.n_set_aside
         text = f"{self.format.name}: {self.match_rate:.1%} of {judged:,} sampled lines"
         if self.n_set_aside:
-            text += f" ({self.n_set_aside:,} stack-trace lines set aside)"
+            noun = "line" if self.n_set_aside == 1 else "lines"
+            # No parentheses: this text sits inside the parentheses of `parse`'s summary line.
+            text += f", {self.n_set_aside:,} stack-trace {noun} set aside"
         return text
 
 
