@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import time
 from pathlib import Path
 
@@ -87,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|"]
     table += [f"| {k} | {v['roc_auc']:.4f} | {v['pr_auc']:.4f} | {v['f1']:.4f} | "
               f"{v['normal_flagged']:.4f} |" for k, v in rows.items()]
+    load = os.getloadavg()[0]  # a timing means little without the machine's load beside it
+    out["load_1min"] = round(load, 2)
     times = (f"adapt {adapt_s:.1f}s on {half:,} lines"
              + ("" if train_s is None else f"; full train {train_s:.1f}s "
-                f"(adapt/train = {adapt_s / train_s:.3f})"))
+                f"(adapt/train = {adapt_s / train_s:.3f})") + f"; load average {load:.2f}")
     text = "\n".join(table) + "\n\n" + times
     print(text)
     folder = Path(args.out_dir)
