@@ -82,7 +82,7 @@ class LoadTestReport:
             f"p95 {self.p95_ms:.0f} ms / p99 {self.p99_ms:.0f} ms / max {self.max_ms:.0f} ms, "
             f"{self.errors} errors; "
             f"health p99 {self.health_p99_ms:.0f} ms over {self.health_checks} checks under load "
-            f"(server: {', '.join(f'{k} {v:,}' for k, v in self.server.items())})"
+            f"(server: {', '.join(f'{k} {v:,}' if isinstance(v, int) else f'{k} {v}' for k, v in self.server.items())})"
         )
 
 
@@ -156,7 +156,7 @@ async def run_load(base: str, config: LoadTestConfig, bodies: list[bytes]) -> Lo
     headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
         model = (await client.get("/v1/model")).json()
-        server = {k: model[k] for k in ("parameters", "max_concurrency", "torch_threads")}
+        server = {k: model[k] for k in ("parameters", "runtime", "max_concurrency", "torch_threads")}
         for body in bodies[:2]:  # warm-up, not measured
             await client.post("/v1/score", content=body, headers=headers)
         bodies = bodies[2:] if config.cold else bodies  # cold: no body is scored twice
@@ -243,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="the server's torch threads")
     p.add_argument("--cold", action="store_true",
                    help="every request distinct: renamed blocks, new session sequences")
+    p.add_argument("--int8", action="store_true",
+                   help="the server scores with the int8-quantized graph (serve --int8)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = p.parse_args(argv)
     if min(args.clients, args.lines, args.requests) < 1 or args.max_seconds <= 0:
@@ -252,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         server_args += ["--max-concurrency", str(args.max_concurrency)]
     if args.threads is not None:
         server_args += ["--torch-threads", str(args.threads)]
+    if args.int8:
+        server_args += ["--int8"]
     config = LoadTestConfig(
         model=Path(args.model), clients=args.clients, lines=args.lines, requests=args.requests,
         max_seconds=args.max_seconds, log=Path(args.log), server_args=tuple(server_args),

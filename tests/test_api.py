@@ -12,6 +12,7 @@ import time
 
 import anyio
 import httpx
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT, SMALL_LOG
@@ -312,6 +313,13 @@ def test_settings_from_env_and_overrides():
         ApiSettings.from_env({"TINYLOGBERT_MAX_LINES": "lots"})
     with pytest.raises(TinyLogBERTError, match="max_concurrency"):
         ApiSettings(max_concurrency=0)
+    assert ApiSettings().int8 is False
+    assert ApiSettings.from_env({"TINYLOGBERT_INT8": "Yes"}).int8 is True
+    assert ApiSettings.from_env({"TINYLOGBERT_INT8": "0"}).int8 is False
+    with pytest.raises(TinyLogBERTError, match="TINYLOGBERT_INT8 must be one of 1, true"):
+        ApiSettings.from_env({"TINYLOGBERT_INT8": "maybe"})
+    with pytest.raises(TinyLogBERTError, match="int8 .* must be true or false"):
+        ApiSettings(int8="yes")
 
 
 def test_missing_model_is_a_one_line_error(tmp_path, capsys):
@@ -415,3 +423,24 @@ def test_serve_registers_as_a_tinylogbert_subcommand(monkeypatch):
     settings = settings_from_args(args)
     assert (args.host, args.port) == ("127.0.0.1", 9001)
     assert (settings.max_lines, settings.max_concurrency, str(settings.model_dir)) == (77, 2, "m")
+    assert settings.int8 is False  # the flag is absent: the environment's value (unset) holds
+    monkeypatch.setenv("TINYLOGBERT_INT8", "1")
+    assert settings_from_args(parser.parse_args(["serve"])).int8 is True
+    monkeypatch.delenv("TINYLOGBERT_INT8")
+    assert settings_from_args(parser.parse_args(["serve", "--int8"])).int8 is True
+
+
+def test_serve_int8_scores_with_the_quantized_graph(tiny_checkpoint, hdfs_lines):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    with TestClient(create_app(tiny_checkpoint, LIMITS.with_overrides(int8=True))) as c:
+        assert c.get("/v1/model").json()["runtime"] == "onnx-int8"
+        quantized = c.post("/v1/score", json={"lines": hdfs_lines})
+    with TestClient(create_app(tiny_checkpoint, LIMITS)) as c:
+        assert c.get("/v1/model").json()["runtime"] == "onnx"
+        plain = c.post("/v1/score", json={"lines": hdfs_lines})
+    assert quantized.status_code == plain.status_code == 200
+    a, b = quantized.json()["lines"], plain.json()["lines"]
+    assert [r["line_no"] for r in a] == [r["line_no"] for r in b]
+    gap = np.abs(np.array([r["score"] for r in a]) - np.array([r["score"] for r in b]))
+    assert 0 < gap.max() < 1.0  # a quantized graph scored (not the float one), and closely

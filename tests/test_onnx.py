@@ -143,3 +143,41 @@ def test_an_onnx_loaded_detector_says_why_it_cannot_be_saved(both, tmp_path):
     with pytest.raises(CheckpointError, match="runtime='torch'"):
         both[1].save(tmp_path / "again")
     assert both[1].info()["parameters"] == both[0].info()["parameters"]
+
+
+def test_int8_runtime_quantizes_the_graph_and_keeps_the_shipped_models_flags():
+    """``runtime='onnx-int8'`` (``serve --int8``) on the shipped checkpoint and real later HDFS
+    blocks: the weights are int8 (a graph under half the float one's size), each session's score
+    within a fraction of a nat of the float graph's, and the flags the same but for a rare tie."""
+    import gzip
+
+    from conftest import ROOT
+
+    checkpoint = ROOT / "checkpoint"
+    with gzip.open(ROOT / "sample_data" / "HDFS_heldout.log.gz", "rt") as handle:
+        lines = handle.read().splitlines()[:20_000]
+    plain = TinyLogBERTDetector.load(checkpoint, runtime="onnx", num_threads=1)
+    int8 = TinyLogBERTDetector.load(checkpoint, runtime="onnx-int8", num_threads=1)
+    assert int8.network_.int8 and int8.info()["runtime"] == "onnx-int8"
+    assert plain.info()["runtime"] == "onnx"
+    assert len(int8.network_._graph) < (checkpoint / ONNX_FILE).stat().st_size / 2
+    a = plain.score(lines, embeddings=False).session_frame
+    b = int8.score(lines, embeddings=False).session_frame
+    assert a["session_id"].tolist() == b["session_id"].tolist() and len(a) > 500
+    gap = np.abs(a["score"].to_numpy() - b["score"].to_numpy())
+    assert 0 < np.median(gap) < 0.05 and gap.max() < 0.5
+    assert (a["is_anomaly"] == b["is_anomaly"]).mean() >= 0.995
+    before = int8.score(lines[:2_000], embeddings=False).session_frame["score"].to_numpy()
+    int8.__dict__.pop("_sequence_cache_key", None)  # score again, not from the cache
+    int8.network_.set_num_threads(2)  # a new session from the kept int8 graph, not the file's
+    assert int8.network_.int8 and int8.network_.session is not None
+    after = int8.score(lines[:2_000], embeddings=False).session_frame["score"].to_numpy()
+    assert len(after) == len(before) > 0 and np.abs(after - before).max() < 0.05
+
+
+def test_int8_runtime_needs_the_graph(tiny_detector, tmp_path):
+    folder = tiny_detector.save(tmp_path / "plain", onnx=False)
+    with pytest.raises(CheckpointError, match="export-onnx --model"):
+        TinyLogBERTDetector.load(folder, runtime="onnx-int8")
+    with pytest.raises(CheckpointError, match="expected one of auto, onnx, onnx-int8, torch"):
+        TinyLogBERTDetector.load(folder, runtime="int4")

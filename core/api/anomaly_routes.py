@@ -77,7 +77,9 @@ def create_app(model_dir: str | Path | None = None, settings: ApiSettings | None
     settings = settings or ApiSettings.from_env()
     if model_dir is not None:
         settings = settings.with_overrides(model_dir=Path(model_dir))
-    detector = TinyLogBERTDetector.load(settings.model_dir, runtime="auto")  # as the CLI
+    # As the CLI (onnx when it can), or the int8 graph when asked (``model/onnx_int8.py``).
+    detector = TinyLogBERTDetector.load(settings.model_dir,
+                                        runtime="onnx-int8" if settings.int8 else "auto")
     detector.num_threads = settings.scoring_threads()  # torch's setting is process-wide
     service = ScoringService(detector, settings)
     secured = [Security(api_key_dependency(settings.api_key))] if settings.api_key else []

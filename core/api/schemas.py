@@ -238,6 +238,8 @@ class ModelResponse(BaseModel):
     line_classes: int
     parameters: int
     model: dict[str, Any]
+    runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
+        description="what scores: torch, the ONNX graph, or its int8-quantized copy (--int8)")
     training_summary: dict[str, Any]
     limits: dict[str, int] = Field(description="this server's request limits")
     max_concurrency: int = Field(description="requests scored at the same time")

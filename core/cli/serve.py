@@ -26,9 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=LOG_FORMATS, default="text",
                    help="uvicorn's and the service's log on stderr: text, or one JSON object "
                         "per line (default text)")
-    for name, env, help_text in cli_settings():
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N",
-                       help=f"{help_text} (env {env})")
+    for name, env, help_text, type_name in cli_settings():
+        if type_name == "bool":  # default None: the environment (or the default) decides
+            p.add_argument(f"--{name.replace('_', '-')}", action="store_true", default=None,
+                           help=f"{help_text} (env {env}=1)")
+        else:
+            p.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N",
+                           help=f"{help_text} (env {env})")
     from tinylogbert.cli.serve_live import add_live_arguments
 
     add_live_arguments(p)
@@ -42,7 +46,7 @@ def register(subparsers) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> ApiSettings:
-    overrides = {name: getattr(args, name) for name, _, _ in cli_settings()}
+    overrides = {name: getattr(args, name) for name, *_ in cli_settings()}
     return ApiSettings.from_env().with_overrides(model_dir=args.model, **overrides)
 
 

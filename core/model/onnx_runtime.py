@@ -37,7 +37,7 @@ from tinylogbert.model.session_corpus import SessionCorpus, next_line_targets, p
 if TYPE_CHECKING:
     from tinylogbert.model.tinylogbert_model import TinyLogBERT
 
-RUNTIMES = ("auto", "onnx", "torch")
+RUNTIMES = ("auto", "onnx", "onnx-int8", "torch")
 INPUTS = ("line_tokens", "inverse", "valid", "causal", "lm_rows", "targets")
 OUTPUTS = ("cls", "head", "nll", "top", "top_prob", "entropy")
 OPSET = 18
@@ -69,9 +69,12 @@ def choose_runtime(folder: Path, runtime: str) -> str:
     has_graph = (folder / ONNX_FILE).exists() and (folder / MANIFEST_FILE).exists()
     if runtime == "auto":
         return "onnx" if has_graph and onnxruntime_available() else "torch"
-    if runtime == "onnx":
+    if runtime in ("onnx", "onnx-int8"):
         if not onnxruntime_available():
-            raise CheckpointError("runtime 'onnx' needs ONNX Runtime: pip install onnxruntime")
+            raise CheckpointError(f"runtime {runtime!r} needs ONNX Runtime: pip install onnxruntime")
+        if runtime == "onnx-int8" and not _installed("onnx"):
+            raise CheckpointError("runtime 'onnx-int8' needs the onnx package to quantize the "
+                                  "graph: pip install onnx")
         if not (folder / ONNX_FILE).exists():
             raise CheckpointError(f"{folder}: no {ONNX_FILE}; export it with "
                                   f"tinylogbert export-onnx --model {folder}")
@@ -82,9 +85,10 @@ def choose_runtime(folder: Path, runtime: str) -> str:
 
 
 def load_onnx(folder: Path, weights_sha256: str, n_line_classes: int,
-              num_threads: int | None = None) -> OnnxTinyLogBERT:
-    """The checkpoint's verified ``model.onnx``, refused if exported from other weights."""
-    model = OnnxTinyLogBERT(folder / ONNX_FILE, num_threads)
+              num_threads: int | None = None, int8: bool = False) -> OnnxTinyLogBERT:
+    """The checkpoint's verified ``model.onnx``, refused if exported from other weights;
+    ``int8``: its weights quantized (``onnx_int8.py``)."""
+    model = OnnxTinyLogBERT(folder / ONNX_FILE, num_threads, int8=int8)
     if model.weights_sha256 != weights_sha256 or model.n_line_classes != n_line_classes:
         raise CheckpointError(f"{folder / ONNX_FILE}: exported from other weights than this "
                               f"checkpoint's; re-export with tinylogbert export-onnx --model {folder}")
@@ -231,12 +235,23 @@ class OnnxTinyLogBERT:
     out. Stands where ``TinyLogBERT`` stands in a detector (``config.hidden_size``,
     ``n_line_classes``), and scores itself (``score_sequences``)."""
 
-    def __init__(self, path: str | Path, num_threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, num_threads: int | None = None,
+                 int8: bool = False) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
         self._ort = ort
         self._num_threads = num_threads or 0
+        self.int8 = bool(int8)
+        self._graph: bytes | None = None  # the int8 graph, kept for a new session's threads
+        if self.int8:
+            from tinylogbert.model.onnx_int8 import quantized_graph
+
+            try:
+                self._graph = quantized_graph(self.path)
+            except Exception as exc:  # noqa: BLE001 -- the quantizer raises many kinds
+                message = " ".join(str(exc).split())
+                raise CheckpointError(f"{self.path}: cannot be quantized ({message})") from None
         self.session = self._session()
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("tinylogbert_graph") != GRAPH_FORMAT:
@@ -257,8 +272,8 @@ class OnnxTinyLogBERT:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            return self._ort.InferenceSession(str(self.path), options,
-                                              providers=["CPUExecutionProvider"])
+            graph = self._graph if self._graph is not None else str(self.path)
+            return self._ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 -- onnxruntime raises its own kinds; all "corrupt"
             message = " ".join(str(exc).split())
             raise CheckpointError(f"{self.path}: not a loadable ONNX model ({message})") from None

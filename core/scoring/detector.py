@@ -603,7 +603,9 @@ class TinyLogBERTDetector(BaseEstimator):
         (default: ``network_`` is the torch module, scores bit-identical to the saved detector's),
         'onnx' (``model.onnx`` in ONNX Runtime, within 1e-4; torch is never imported) or 'auto'
         (onnx when onnxruntime is installed and the folder has the graph, as ``tinylogbert score``
-        does); ``num_threads`` as in ``__init__``."""
+        does) or 'onnx-int8' (the graph's weights quantized at load, ``model/onnx_int8.py``: about
+        1.45x faster, scores within ~0.2, not bit-identical across batches; ``serve --int8``);
+        ``num_threads`` as in ``__init__``."""
         from tinylogbert.scoring.persistence import load_detector
 
         return load_detector(cls, folder, runtime, num_threads)
@@ -621,6 +623,8 @@ class TinyLogBERTDetector(BaseEstimator):
             "parameters": self.network_.n_parameters if isinstance(self.network_, OnnxTinyLogBERT)
             else sum(p.numel() for p in self.network_.parameters()),
             "model": self.model_config_.to_dict(),
+            "runtime": (("onnx-int8" if self.network_.int8 else "onnx")
+                        if isinstance(self.network_, OnnxTinyLogBERT) else "torch"),
             "training_summary": self.training_summary_,
         }
 

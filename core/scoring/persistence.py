@@ -150,8 +150,9 @@ def load_detector(
     det.tokenizer_ = LogTokenizer.load(folder, det.max_line_tokens)
     det.model_config_ = det.model_config
     n_classes = len(line_vocab) + FIRST_LINE_CLASS
-    if choose_runtime(folder, runtime) == "onnx":
-        det.network_ = load_onnx(folder, sha, n_classes, num_threads)
+    chosen = choose_runtime(folder, runtime)
+    if chosen in ("onnx", "onnx-int8"):
+        det.network_ = load_onnx(folder, sha, n_classes, num_threads, int8=chosen == "onnx-int8")
         det.word_embeddings_ = load_word_embeddings(folder)  # the line matcher's, without torch
     else:
         det.network_ = load_weights(folder, sha, n_classes, det.model_config.head_hidden)
