@@ -58,6 +58,17 @@ def test_flags_less_of_the_reworded_log(base, adapted, reworded):
     assert after <= max(before, base.labels_.mean())
 
 
+def test_a_detector_that_has_scored_can_be_adapted(base, adapted, reworded):
+    """Scoring leaves caches on a detector (the sequence cache holds a lock): adapting it after
+    it scored once failed to copy it. The result is the same as adapting it fresh."""
+    base.score(reworded, embeddings=False)
+    assert "_sequence_cache" in base.__dict__
+    again = base.adapt(reworded)
+    assert "_sequence_cache" not in again.__dict__ and again.line_vocab_ == adapted.line_vocab_
+    np.testing.assert_array_equal(again.decision_function(reworded),
+                                  adapted.decision_function(reworded))
+
+
 def test_fewer_steps_than_fit(base, adapted):
     assert adapted.training_summary_["steps"] < base.training_summary_["steps"]
 

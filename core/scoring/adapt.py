@@ -51,6 +51,21 @@ def _grow_head(network, sources: list[int]) -> None:
     network.n_line_classes = grown.out_features
 
 
+# What a detector computes for itself as it scores: left out of the copy (the sequence cache
+# holds a lock, which cannot be copied, and every one of these belongs to the old model).
+CACHED_ATTRIBUTES = ("_matcher", "_matcher_model", "_sequence_cache", "_sequence_cache_key",
+                     "decision_scores_", "labels_")
+
+
+def _copy_without_caches(detector: TinyLogBERTDetector) -> TinyLogBERTDetector:
+    """A deep copy of ``detector`` without ``CACHED_ATTRIBUTES`` (a detector that has scored
+    holds them; copying them failed, and would have kept the old model's results)."""
+    state = {k: v for k, v in detector.__dict__.items() if k not in CACHED_ATTRIBUTES}
+    new = object.__new__(type(detector))
+    new.__dict__.update(copy.deepcopy(state))
+    return new
+
+
 def adapt(
     detector: TinyLogBERTDetector, log: LogInput, epochs: int = 1,
     on_progress: ProgressCallback | None = None,
@@ -67,10 +82,7 @@ def adapt(
         raise AdaptError(f"epochs must be at least 1, got {epochs}")
     started = time.perf_counter()
     old_matcher = detector.matcher()
-    new = copy.deepcopy(detector)
-    for cached in ("_matcher", "_matcher_model", "_sequence_cache", "_sequence_cache_model",
-                   "decision_scores_", "labels_"):
-        new.__dict__.pop(cached, None)
+    new = _copy_without_caches(detector)
     new._threads()
     parsed = new.parse(log)
     if len(parsed) == 0:
