@@ -15,12 +15,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "adapt", help="update a trained model to a newer log (no labels), keeping what it knew",
         description="Keeps the tokenizer, adds the new log's frequent lines to the line "
         "vocabulary (each starts as the known line it resembles), fine-tunes the network and "
-        "recalibrates the threshold; writes a new checkpoint.",
+        "keeps the model's thresholds (--recalibrate: from the new log); writes a new checkpoint.",
     )
     p.add_argument("logfile", help="the newer log")
     p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (read)")
     p.add_argument("--out", required=True, help="folder for the adapted checkpoint")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs (default 1)")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="thresholds and spreads from the new log, as train does (default: kept "
+                        "from --model; a short new log calibrated alone flagged far more)")
     p.add_argument("--force", action="store_true", help="allow --out to be the --model folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_adapt)
@@ -50,7 +53,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     bar = PhaseBar(args.quiet, show_loss=False)
     started = time.perf_counter()
     try:
-        adapted = detector.adapt(str(log), epochs=args.epochs, on_progress=bar)
+        adapted = detector.adapt(str(log), epochs=args.epochs, on_progress=bar,
+                                   recalibrate=args.recalibrate)
     finally:
         bar.close()
     out = adapted.save(args.out)
@@ -58,5 +62,6 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     print(f"adapted to {info['lines']:,} lines in {time.perf_counter() - started:.1f}s; "
           f"line classes {len(detector.line_vocab_)} -> {len(adapted.line_vocab_)} "
           f"({info['new_line_classes']} new, {info['new_line_classes_matched']} matched to a "
-          f"known line); threshold {format_threshold(adapted.threshold_)}; saved to {out}")
+          f"known line); threshold {format_threshold(adapted.threshold_)} "
+          f"({'from the new log' if args.recalibrate else 'kept'}); saved to {out}")
     return 0

@@ -301,11 +301,13 @@ class TinyLogBERTDetector(BaseEstimator):
         return dataclasses.replace(raw, head=head.astype(raw.head.dtype))
 
     def adapt(self, log: LogInput, epochs: int = 1,
-              on_progress: ProgressCallback | None = None) -> TinyLogBERTDetector:
-        """A new detector updated to a newer ``log`` without labels (``adapt.py``)."""
+              on_progress: ProgressCallback | None = None,
+              recalibrate: bool = False) -> TinyLogBERTDetector:
+        """A new detector updated to a newer ``log`` without labels (``adapt.py``); it keeps
+        this detector's thresholds unless ``recalibrate``."""
         from tinylogbert.scoring.adapt import adapt
 
-        return adapt(self, log, epochs, on_progress)
+        return adapt(self, log, epochs, on_progress, recalibrate)
 
     def recalibrate(self, log: LogInput, head_weight: float | None = None
                     ) -> TinyLogBERTDetector:
@@ -495,6 +497,12 @@ class TinyLogBERTDetector(BaseEstimator):
         self.threshold_ = calib.threshold
         self.line_threshold_ = calib.line_threshold
         return scores
+
+    def _scores_of(self, parsed: ParsedLog, index: SessionIndex, corpus: SessionCorpus,
+                   raw: SequenceScores) -> np.ndarray:
+        """The sessions' scores under the current calibration (``_calibrate`` makes a new one)."""
+        signals = self._position_signals(parsed, index, corpus, raw)
+        return self.calibration_.session_score(self._components(corpus, index, raw, signals))
 
     @staticmethod
     def _line_scores(
