@@ -5,9 +5,9 @@ scored part is reworded by ``evolution.variant_lines`` (the most frequent messag
 of the types); the model adapts on the first half of those lines and scores the second half. Three
 arms on the same lines: the model as trained, the model adapted (``adapt`` as shipped: the
 thresholds and spreads it started from are kept), and adapted with ``recalibrate=True`` (the new
-log calibrates it, as ``adapt`` did before this benchmark was run). Printed per log and variant: the share of sessions flagged
-(of those labelled normal where there are labels) and, with labels, the share of anomalous
-sessions caught. Small logs: 250 lines scored, 13-50 sessions; every log here is a development
+log calibrates it, as ``adapt`` did before this benchmark was run). Printed per log and variant:
+the share of sessions flagged (of those labelled normal where there are labels) and, with labels,
+the share of anomalous sessions caught. Small logs: 250 lines scored, 13-50 sessions; every log here is a development
 log.
 
     python -m benchmarks.adapt_logs [--logs bgl,thunderbird,...]
@@ -28,15 +28,18 @@ VARIANTS = ("top1", "30%")
 
 def _shares(detector, lines: list[str]) -> tuple[float, float | None, int]:
     """(normal sessions flagged, anomalous sessions caught or None, sessions)."""
+    from benchmarks.suite import normal_flagged
     from tinylogbert.io.log_reader import read_log_lines
 
     result = detector.score(read_log_lines(lines, "scored"), embeddings=False)
-    flagged = result.session_scores >= detector.threshold_
-    labels = result.session_labels
-    if labels is None or (labels < 0).any():
-        return float(flagged.mean()), None, len(flagged)
-    caught = float(flagged[labels == 1].mean()) if (labels == 1).any() else None
-    return float(flagged[labels == 0].mean()), caught, len(flagged)
+    scores, labels = result.session_scores, result.session_labels
+    if labels is not None and (labels < 0).any():
+        labels = None  # partly labelled: judged as unlabelled (every session)
+    share = normal_flagged(scores, labels, detector.threshold_)["normal_flagged_share"]
+    anomalous = labels == 1 if labels is not None else None
+    caught = (float((scores[anomalous] >= detector.threshold_).mean())
+              if anomalous is not None and anomalous.any() else None)
+    return share, caught, len(scores)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 flagged, caught, n = _shares(detector, reworded[half:])
                 row[name] = {"flagged": flagged, "caught": caught}
                 row["sessions"] = n
-                cells.append(f"{flagged:.0%}" + ("" if caught is None else f" (caught {caught:.0%})"))
+                cells.append(f"{flagged:.0%}"
+                             + ("" if caught is None else f" (caught {caught:.0%})"))
             rows.append(row)
             line = f"| {log.name} | {variant} | {row['sessions']} | " + " | ".join(cells) + " |"
             table.append(line)

@@ -74,6 +74,8 @@ class LoadTestReport:
     cold: bool = False
 
     def describe(self) -> str:
+        server = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"  # runtime: a name
+                           for k, v in self.server.items())
         return (
             f"{self.requests:,} {'distinct (cold) ' if self.cold else ''}requests of "
             f"{self.lines_per_request:,} lines from "
@@ -82,7 +84,7 @@ class LoadTestReport:
             f"p95 {self.p95_ms:.0f} ms / p99 {self.p99_ms:.0f} ms / max {self.max_ms:.0f} ms, "
             f"{self.errors} errors; "
             f"health p99 {self.health_p99_ms:.0f} ms over {self.health_checks} checks under load "
-            f"(server: {', '.join(f'{k} {v:,}' if isinstance(v, int) else f'{k} {v}' for k, v in self.server.items())})"
+            f"(server: {server})"
         )
 
 
@@ -156,7 +158,8 @@ async def run_load(base: str, config: LoadTestConfig, bodies: list[bytes]) -> Lo
     headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
         model = (await client.get("/v1/model")).json()
-        server = {k: model[k] for k in ("parameters", "runtime", "max_concurrency", "torch_threads")}
+        server = {k: model[k]
+                  for k in ("parameters", "runtime", "max_concurrency", "torch_threads")}
         for body in bodies[:2]:  # warm-up, not measured
             await client.post("/v1/score", content=body, headers=headers)
         bodies = bodies[2:] if config.cold else bodies  # cold: no body is scored twice

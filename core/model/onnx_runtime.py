@@ -71,7 +71,8 @@ def choose_runtime(folder: Path, runtime: str) -> str:
         return "onnx" if has_graph and onnxruntime_available() else "torch"
     if runtime in ("onnx", "onnx-int8"):
         if not onnxruntime_available():
-            raise CheckpointError(f"runtime {runtime!r} needs ONNX Runtime: pip install onnxruntime")
+            raise CheckpointError(f"runtime {runtime!r} needs ONNX Runtime: "
+                                  "pip install onnxruntime")
         if runtime == "onnx-int8" and not _installed("onnx"):
             raise CheckpointError("runtime 'onnx-int8' needs the onnx package to quantize the "
                                   "graph: pip install onnx")

@@ -145,8 +145,10 @@ def adapt(
     trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
     new._round_weights()
     raw = new._with_head(raw)
-    new.decision_scores_ = np.round(new._calibrate(parsed, index, corpus, raw, with_head=True), 6)
-    if not recalibrate:  # the calibration it started from (module docstring)
+    if recalibrate:
+        new.decision_scores_ = np.round(new._calibrate(parsed, index, corpus, raw, with_head=True),
+                                        6)
+    else:  # the calibration it started from (module docstring), judging the new log's sessions
         new.calibration_ = copy.deepcopy(detector.calibration_)
         new.threshold_ = detector.threshold_
         new.line_threshold_ = detector.line_threshold_
