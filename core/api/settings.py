@@ -58,8 +58,9 @@ class ApiSettings:
     ))
     int8: bool = field(default=False, metadata=_doc(
         "TINYLOGBERT_INT8",
-        "score with the ONNX graph's weights quantized to int8 at start (about 1.45x faster; "
-        "scores within ~0.2 of the float graph's, and not bit-identical across batches)",
+        "score with the ONNX graph's weights quantized to int8 at start (a cold request about "
+        "1.5x faster; scores within ~0.2 of the float graph's, and not bit-identical across "
+        "batches)",
     ))
     # Never a flag: command lines are visible to every user of the machine (ps, shell history).
     api_key: str | None = field(default=None, repr=False, metadata={"env": API_KEY_ENV})

@@ -1,8 +1,9 @@
 """int8 weights for the ONNX scoring graph: ONNX Runtime's dynamic quantization, made at load.
 
 Why: on a cold API request (new sessions, so no cache hit) the encoder is about half the CPU,
-and int8 MatMuls cut a 1,000-line HDFS request from about 51 to 35 ms on one core, which is what
-brings the API's p99 under load below a second on a 2-core machine (README, "REST API").
+and int8 MatMuls cut a 1,000-line HDFS request from 60-63 to 38-45 ms on one core
+(``python -m benchmarks.int8``), which with a third scoring slot brings the API's cold p99 under
+load to about a second on a 2-core machine (README, "REST API").
 
 Why it is opt-in (``runtime='onnx-int8'``, ``serve --int8``): dynamic quantization scales each
 activation tensor by its own range, and a tensor holds a whole batch, so a session's scores move
