@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=str(ROOT / "checkpoint"))
     ap.add_argument("--variant", default="30%")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--frozen-layers", type=int, default=None,
+                    help="adapt's frozen_layers (default: adapt's own, all but the top layer)")
     ap.add_argument("--skip-train", action="store_true", help="do not time a full train")
     ap.add_argument("--out-dir", default=str(RESULTS))
     args = ap.parse_args(argv)
@@ -69,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     labels = read_labels(LABELS)
 
     started = time.perf_counter()
-    adapted = base.adapt(first, epochs=args.epochs)
+    adapted = base.adapt(first, epochs=args.epochs, frozen_layers=args.frozen_layers)
     adapt_s = time.perf_counter() - started
-    recalibrated = base.adapt(first, epochs=args.epochs, recalibrate=True)
+    recalibrated = base.adapt(first, epochs=args.epochs, recalibrate=True,
+                              frozen_layers=args.frozen_layers)
     rows = {"unadapted": block_metrics(base, second, labels),
             "adapted": block_metrics(adapted, second, labels),
             "adapted, recalibrated": block_metrics(recalibrated, second, labels)}
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         train_s = time.perf_counter() - started
         rows["full train (first half)"] = block_metrics(fresh, second, labels)
     out = {"variant": args.variant, "lines_changed": info["lines_changed"],
+           "frozen_layers": adapted.training_summary_["adapted_from"]["frozen_layers"],
            "adapt_lines": half, "scored_lines": len(second), "adapt_seconds": round(adapt_s, 1),
            "train_seconds": None if train_s is None else round(train_s, 1),
            "adapt_over_train": None if train_s is None else round(adapt_s / train_s, 3),

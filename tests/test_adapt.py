@@ -88,6 +88,38 @@ def test_thresholds_are_kept_unless_recalibrated(base, adapted, reworded):
     np.testing.assert_allclose(fresh.decision_scores_, fresh.decision_function(reworded), atol=1e-5)
 
 
+def test_the_lower_layers_and_the_embeddings_keep_their_weights(reworded):
+    """``frozen_layers``: the word-piece embeddings and the lowest layers are not fine-tuned
+    (so the line matcher, which reads the embeddings, stays the one the model knew), the rest
+    is; every weight is trainable again afterwards. The default: the lower half."""
+    from tinylogbert.model.tinylogbert_model import ModelConfig
+    from tinylogbert.scoring.adapt import AdaptError
+
+    config = ModelConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)
+    training = TrainConfig(epochs=2, head_epochs=1, steps_per_epoch=8, batch_size=16, seed=0)
+    two = tiny_detector_factory(model_config=config, training=training).fit(SMALL_LOG)
+    before = {k: v.clone() for k, v in two.network_.state_dict().items()}
+
+    def changed(detector) -> set[str]:
+        after = detector.network_.state_dict()
+        return {k for k, v in before.items() if k in after and after[k].shape == v.shape
+                and not bool((after[k] == v).all())}
+
+    top = two.adapt(reworded)
+    assert top.training_summary_["adapted_from"]["frozen_layers"] == 1
+    moved = changed(top)
+    assert not any(k.startswith(("bert.embeddings.", "bert.encoder.layer.0.")) for k in moved)
+    assert any(k.startswith("bert.encoder.layer.1.") for k in moved)
+    assert all(p.requires_grad for p in top.network_.parameters())
+    every = changed(two.adapt(reworded, frozen_layers=0))
+    assert any(k.startswith("bert.embeddings.word_embeddings") for k in every)
+    assert any(k.startswith("bert.encoder.layer.0.") for k in every)
+    for bad in (-1, 3):
+        with pytest.raises(AdaptError, match="between 0 and 2"):
+            two.adapt(reworded, frozen_layers=bad)
+
+
 def test_fewer_steps_than_fit(base, adapted):
     assert adapted.training_summary_["steps"] < base.training_summary_["steps"]
 
@@ -119,6 +151,10 @@ def test_cli_end_to_end_and_errors(tiny_checkpoint, reworded, tmp_path):
     assert proc.returncode == 0 and "(from the new log)" in proc.stdout, proc.stderr
     same = run("adapt", "--model", str(tiny_checkpoint), str(log), "--out", str(tiny_checkpoint))
     assert same.returncode == 2 and "--force" in same.stderr and "Traceback" not in same.stderr
+    proc = run("adapt", "--model", str(tiny_checkpoint), str(log), "--out",
+               str(tmp_path / "o4"), "--frozen-layers", "9")
+    assert proc.returncode == 2 and "frozen_layers" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
     empty = tmp_path / "empty.log"
     empty.write_text("")
     proc = run("adapt", "--model", str(tiny_checkpoint), str(empty), "--out", str(tmp_path / "o2"))

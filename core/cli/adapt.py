@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recalibrate", action="store_true",
                    help="thresholds and spreads from the new log, as train does (default: kept "
                         "from --model; a short new log calibrated alone flagged far more)")
+    p.add_argument("--frozen-layers", type=int, default=None, metavar="N",
+                   help="encoder layers kept as they were, from the bottom, with the word-piece "
+                        "embeddings (default: the lower half, 2 of BERT-mini's 4; 0: "
+                        "fine-tune every weight)")
     p.add_argument("--force", action="store_true", help="allow --out to be the --model folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_adapt)
@@ -54,7 +58,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         adapted = detector.adapt(str(log), epochs=args.epochs, on_progress=bar,
-                                   recalibrate=args.recalibrate)
+                                 recalibrate=args.recalibrate, frozen_layers=args.frozen_layers)
     finally:
         bar.close()
     out = adapted.save(args.out)

@@ -124,12 +124,29 @@ class Trainer:
         log_probs = self.model.line_log_probs(out[mask])
         return F.nll_loss(log_probs, torch.from_numpy(truth)[mask])
 
-    def fit_mlm(self) -> list[dict]:
-        """The main pretraining: ``epochs`` over all training sessions."""
+    def fit_mlm(self, frozen_layers: int = 0) -> list[dict]:
+        """The main pretraining: ``epochs`` over all training sessions. ``frozen_layers`` > 0
+        (``adapt``): the word-piece embeddings and that many of the lowest encoder layers keep
+        their weights, and the gradient stops above them."""
         cfg = self.config
         set_seed(cfg.seed)
-        return self._run_epochs("mlm", cfg.epochs * self.steps_per_epoch, cfg.learning_rate,
-                                max(1, int(cfg.warmup_fraction * cfg.epochs * self.steps_per_epoch)))
+        frozen = self._frozen(frozen_layers)
+        for param in frozen:
+            param.requires_grad_(False)
+        try:
+            return self._run_epochs(
+                "mlm", cfg.epochs * self.steps_per_epoch, cfg.learning_rate,
+                max(1, int(cfg.warmup_fraction * cfg.epochs * self.steps_per_epoch)))
+        finally:
+            for param in frozen:
+                param.requires_grad_(True)
+
+    def _frozen(self, frozen_layers: int) -> list[torch.nn.Parameter]:
+        if frozen_layers <= 0:
+            return []
+        bert = self.model.bert
+        layers = bert.encoder.layer[:frozen_layers]
+        return [*bert.embeddings.parameters(), *(p for layer in layers for p in layer.parameters())]
 
     def fit_clean(self, keep: np.ndarray) -> list[dict]:
         """``clean_epochs`` more, drawing only the distinct sequences where ``keep`` is True
@@ -147,8 +164,9 @@ class Trainer:
 
     def _run_epochs(self, phase: str, total: int, learning_rate: float, warmup: int) -> list[dict]:
         cfg = self.config
-        optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=learning_rate, weight_decay=cfg.weight_decay
+        optimizer = torch.optim.AdamW(  # frozen parameters (``fit_mlm``) are left out
+            [p for p in self.model.parameters() if p.requires_grad], lr=learning_rate,
+            weight_decay=cfg.weight_decay,
         )
 
         def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10%
@@ -164,7 +182,7 @@ class Trainer:
             loss = self._step_loss()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], 1.0)
             optimizer.step()
             scheduler.step()
             record = {"step": step + 1, "phase": phase, "loss": loss.item()}

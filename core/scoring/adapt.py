@@ -10,10 +10,22 @@ word-piece space (a reworded line starts as the line it rewords; an unmatched on
 and spreads it started from. Line counts are the old counts plus the new log's, so old messages
 stay common.
 
+Why the lower half of the encoder stays as it was (``frozen_layers``; the word-piece embeddings
+stay too, so the line matcher reads words as the model knew them): measured with
+``benchmarks.adapt --variant V --frozen-layers K`` (the later HDFS blocks, four rewordings) and
+``benchmarks.adapt_logs`` (nine small logs), against fine-tuning every weight: 2 of BERT-mini's
+4 layers frozen took 3.3-3.9 s instead of 5.3-6.7 s for 23,918 lines (a full ``train`` 23-25 s),
+kept F1 and the normal share flagged (to one block), and moved ROC-AUC / PR-AUC by -0.014 /
++0.005 (5% reworded), -0.001 / -0.008 (15%), 0 (30%, top1); on the small logs it flagged fewer
+sessions on three (Apache, OpenSSH top1, Thunderbird) and one more on OpenSSH 30%. Freezing 3
+was faster (2.8-3.0 s) and quieter on Apache but cost HDFS 5% 0.031 ROC-AUC; all 4 cost top1
+0.017 / 0.049.
+
 Why the calibration is kept: the log one adapts on is usually a short sample right after a
 release, and calibrating on it alone set the bar near the bulk of the later scores. Measured on
 the development logs (``benchmarks.adapt``, ``benchmarks.adapt_logs``), the new log's calibration
-flagged 2.8-40% of the later normal HDFS blocks over four rewordings (the kept one 0.8-1.1%) and
+flagged 7-40% of the later normal HDFS blocks over four rewordings (2.8-40% with every weight
+fine-tuned; the kept one 0.8-1.1%) and
 more than the kept one on 7 of 8 small logs; it caught more of BGL_2k's anomalies (50-60% against
 20-30%). ``recalibrate=True`` (``adapt --recalibrate``) calibrates on the new log as ``fit`` does.
 """
@@ -74,12 +86,20 @@ def _copy_without_caches(detector: TinyLogBERTDetector) -> TinyLogBERTDetector:
     return new
 
 
+def default_frozen_layers(detector: TinyLogBERTDetector) -> int:
+    """The lower half of the encoder (module docstring)."""
+    return detector.model_config_.num_hidden_layers // 2
+
+
 def adapt(
     detector: TinyLogBERTDetector, log: LogInput, epochs: int = 1,
     on_progress: ProgressCallback | None = None, recalibrate: bool = False,
+    frozen_layers: int | None = None,
 ) -> TinyLogBERTDetector:
     """A new detector: ``detector`` updated to ``log`` (``detector`` itself is left untouched);
-    ``recalibrate``: thresholds and spreads from ``log`` instead of ``detector``'s."""
+    ``recalibrate``: thresholds and spreads from ``log`` instead of ``detector``'s;
+    ``frozen_layers``: encoder layers kept as they were, from the bottom, beside the word-piece
+    embeddings (None: the lower half; 0: every weight is fine-tuned)."""
     from tinylogbert.model.inference import score_sequences
     from tinylogbert.model.training import Trainer
     from tinylogbert.scoring.line_prior import _class_counts, _word_counts
@@ -89,6 +109,12 @@ def adapt(
         raise AdaptError("adapt needs the torch model: load the checkpoint with runtime='torch'")
     if epochs < 1:
         raise AdaptError(f"epochs must be at least 1, got {epochs}")
+    n_layers = detector.model_config_.num_hidden_layers
+    if frozen_layers is None:
+        frozen_layers = default_frozen_layers(detector)
+    if not 0 <= frozen_layers <= n_layers:
+        raise AdaptError(f"frozen_layers must be between 0 and {n_layers} (the encoder's "
+                         f"layers), got {frozen_layers}")
     started = time.perf_counter()
     old_matcher = detector.matcher()
     new = _copy_without_caches(detector)
@@ -132,7 +158,7 @@ def adapt(
     corpus = build_corpus(parsed.words, index, new.tokenizer_, new.model_config_.max_lines,
                           new._line_class)
     trainer = Trainer(new.network_, corpus, config, on_progress)
-    history = trainer.fit_mlm()
+    history = trainer.fit_mlm(frozen_layers=frozen_layers)
     new._round_weights()
     if new.open_world:
         corpus = new._corpus(parsed, index)
@@ -176,6 +202,7 @@ def adapt(
             "new_line_classes": len(added),
             "new_line_classes_matched": int(matched),
             "recalibrated": bool(recalibrate),
+            "frozen_layers": int(frozen_layers),
         },
     }
     return new

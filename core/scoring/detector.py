@@ -302,12 +302,14 @@ class TinyLogBERTDetector(BaseEstimator):
 
     def adapt(self, log: LogInput, epochs: int = 1,
               on_progress: ProgressCallback | None = None,
-              recalibrate: bool = False) -> TinyLogBERTDetector:
+              recalibrate: bool = False, frozen_layers: int | None = None
+              ) -> TinyLogBERTDetector:
         """A new detector updated to a newer ``log`` without labels (``adapt.py``); it keeps
-        this detector's thresholds unless ``recalibrate``."""
+        this detector's thresholds unless ``recalibrate``, and the lower half of its encoder
+        unless ``frozen_layers`` says otherwise."""
         from tinylogbert.scoring.adapt import adapt
 
-        return adapt(self, log, epochs, on_progress, recalibrate)
+        return adapt(self, log, epochs, on_progress, recalibrate, frozen_layers)
 
     def recalibrate(self, log: LogInput, head_weight: float | None = None
                     ) -> TinyLogBERTDetector:
