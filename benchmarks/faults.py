@@ -80,5 +80,7 @@ def _session_tokens(parsed) -> list[str | None]:
         return [None] * len(parsed)
     import pyarrow.compute as pc
 
-    found = pc.extract_regex(parsed.table["message"].fill_null(""), f"(?P<id>{pattern})")
-    return [r["id"] if r else None for r in found.to_pylist()]
+    # The whole match, not only its id: a rule may name the id inside some context (OpenStack:
+    # ``\[instance: (?P<id>...)\]``), and the fault line must carry what the rule looks for.
+    found = pc.extract_regex(parsed.table["message"].fill_null(""), f"(?P<found>{pattern})")
+    return [r["found"] if r else None for r in found.to_pylist()]

@@ -108,6 +108,23 @@ def test_a_fault_unlike_any_known_line_is_still_caught(checkpoint, later):
     assert all(flagged[sid[w[0]]] for w in where)
 
 
+def test_a_fault_burst_lands_in_the_session_its_line_names_in_context():
+    """A session rule that names its id inside some context (OpenStack's ``[instance: ...]``):
+    the injected fault line carries the whole match, so the id rule puts it in that session
+    (the injection raised on such a rule before, in pyarrow, for two groups named ``id``)."""
+    lines = read_log_file(ROOT / "sample_data" / "loghub_2k" / "OpenStack_2k.log.gz").lines
+    lines = lines.to_pylist()[:400]
+    parsed = pipeline.parse(read_log_lines(lines, "openstack"), "openstack")
+    with_instance = np.flatnonzero(
+        [m is not None and "[instance: " in m for m in parsed.table["message"].to_pylist()])
+    text, where = inject(lines, parsed, plan_bursts(parsed, with_instance, seed=0))
+    assert len(where) == len(FAULTS)
+    for burst in where:
+        source = text[burst[0] - 1]
+        instance = source[source.index("[instance: "):].split("]")[0] + "]"
+        assert all(instance in text[i] for i in burst)
+
+
 def test_drift_warning_names_the_new_message_its_known_line_and_the_fix(checkpoint, later):
     assert pipeline.run(checkpoint, later, name="later.log").warnings == []
     reworded, _ = variant_lines(later, _parsed(checkpoint, later), "top1", seed=0)
