@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="30%")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--frozen-layers", type=int, default=None,
-                    help="adapt's frozen_layers (default: adapt's own, all but the top layer)")
+                    help="adapt's frozen_layers (default: adapt's own: the lower half, none with "
+                         "the recalibrated arm)")
     ap.add_argument("--skip-train", action="store_true", help="do not time a full train")
     ap.add_argument("--out-dir", default=str(RESULTS))
     args = ap.parse_args(argv)

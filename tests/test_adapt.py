@@ -112,6 +112,9 @@ def test_the_lower_layers_and_the_embeddings_keep_their_weights(reworded):
     assert not any(k.startswith(("bert.embeddings.", "bert.encoder.layer.0.")) for k in moved)
     assert any(k.startswith("bert.encoder.layer.1.") for k in moved)
     assert all(p.requires_grad for p in top.network_.parameters())
+    recalibrated = two.adapt(reworded, recalibrate=True)  # as train does: every weight
+    assert recalibrated.training_summary_["adapted_from"]["frozen_layers"] == 0
+    assert any(k.startswith("bert.encoder.layer.0.") for k in changed(recalibrated))
     every = changed(two.adapt(reworded, frozen_layers=0))
     assert any(k.startswith("bert.embeddings.word_embeddings") for k in every)
     assert any(k.startswith("bert.encoder.layer.0.") for k in every)

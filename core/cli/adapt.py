@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "from --model; a short new log calibrated alone flagged far more)")
     p.add_argument("--frozen-layers", type=int, default=None, metavar="N",
                    help="encoder layers kept as they were, from the bottom, with the word-piece "
-                        "embeddings (default: the lower half, 2 of BERT-mini's 4; 0: "
-                        "fine-tune every weight)")
+                        "embeddings (default: the lower half, 2 of BERT-mini's 4, or none "
+                        "with --recalibrate; 0: fine-tune every weight)")
     p.add_argument("--force", action="store_true", help="allow --out to be the --model folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_adapt)

@@ -306,7 +306,7 @@ class TinyLogBERTDetector(BaseEstimator):
               ) -> TinyLogBERTDetector:
         """A new detector updated to a newer ``log`` without labels (``adapt.py``); it keeps
         this detector's thresholds unless ``recalibrate``, and the lower half of its encoder
-        unless ``frozen_layers`` says otherwise."""
+        (unless ``recalibrate``, or ``frozen_layers`` says otherwise)."""
         from tinylogbert.scoring.adapt import adapt
 
         return adapt(self, log, epochs, on_progress, recalibrate, frozen_layers)
