@@ -148,6 +148,7 @@ def test_cli_end_to_end_and_errors(tiny_checkpoint, reworded, tmp_path):
                str(tmp_path / "out"), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "threshold" in proc.stdout and "(kept)" in proc.stdout and "line classes" in proc.stdout
+    assert "every weight fine-tuned" in proc.stdout  # the tiny checkpoint has one layer
     assert (tmp_path / "out" / "model.safetensors").is_file()
     proc = run("adapt", "--model", str(tiny_checkpoint), str(log), "--out",
                str(tmp_path / "recalibrated"), "--quiet", "--recalibrate")

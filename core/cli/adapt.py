@@ -67,5 +67,16 @@ def cmd_adapt(args: argparse.Namespace) -> int:
           f"line classes {len(detector.line_vocab_)} -> {len(adapted.line_vocab_)} "
           f"({info['new_line_classes']} new, {info['new_line_classes_matched']} matched to a "
           f"known line); threshold {format_threshold(adapted.threshold_)} "
-          f"({'from the new log' if args.recalibrate else 'kept'}); saved to {out}")
+          f"({'from the new log' if args.recalibrate else 'kept'}); "
+          f"{_fine_tuned(info['frozen_layers'], adapted.model_config_.num_hidden_layers)}; "
+          f"saved to {out}")
     return 0
+
+
+def _fine_tuned(frozen: int, layers: int) -> str:
+    if frozen == 0:
+        return "every weight fine-tuned"
+    if frozen == layers:
+        return f"all {layers} encoder layers and the embeddings kept, the output layers fine-tuned"
+    return (f"the upper {layers - frozen} of {layers} encoder layers fine-tuned (the lower "
+            f"{frozen} and the embeddings kept)")
