@@ -22,7 +22,7 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SMALL_LOGS = ("bgl", "thunderbird", "zookeeper", "openssh", "linux", "spark", "apache", "hpc",
-              "hadoop")
+              "hadoop", "android", "healthapp", "mac", "openstack", "proxifier", "windows")
 VARIANTS = ("top1", "30%")
 
 
