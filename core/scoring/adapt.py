@@ -27,8 +27,7 @@ against 2.8% / 11.9% with every weight fine-tuned (top1 and 5%: 39.9% / 7.4% aga
 Why the calibration is kept: the log one adapts on is usually a short sample right after a
 release, and calibrating on it alone set the bar near the bulk of the later scores. Measured on
 the development logs (``benchmarks.adapt``, ``benchmarks.adapt_logs``), the new log's calibration
-flagged 7-40% of the later normal HDFS blocks over four rewordings (2.8-40% with every weight
-fine-tuned; the kept one 0.8-1.1%) and
+flagged 2.8-40% of the later normal HDFS blocks over four rewordings (the kept one 0.8-1.1%) and
 more than the kept one on 7 of 8 small logs; it caught more of BGL_2k's anomalies (50-60% against
 20-30%). ``recalibrate=True`` (``adapt --recalibrate``) calibrates on the new log as ``fit`` does.
 """
