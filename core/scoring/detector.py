@@ -613,7 +613,7 @@ class TinyLogBERTDetector(BaseEstimator):
         (default: ``network_`` is the torch module, scores bit-identical to the saved detector's),
         'onnx' (``model.onnx`` in ONNX Runtime, within 1e-4; torch is never imported) or 'auto'
         (onnx when onnxruntime is installed and the folder has the graph, as ``tinylogbert score``
-        does) or 'onnx-int8' (the graph's weights quantized at load, ``model/onnx_int8.py``: about
+        does) or 'onnx-int8' (the graph's weights quantized at load, ``model/onnx_int8.py``:
         about 1.5x faster, scores within ~0.2, not bit-identical across batches; ``serve --int8``);
         ``num_threads`` as in ``__init__``."""
         from tinylogbert.scoring.persistence import load_detector
