@@ -88,6 +88,30 @@ def test_thresholds_are_kept_unless_recalibrated(base, adapted, reworded):
     np.testing.assert_allclose(fresh.decision_scores_, fresh.decision_function(reworded), atol=1e-5)
 
 
+def test_the_head_learns_on_the_scale_the_adapted_model_scores_with(base, reworded, monkeypatch):
+    """The head's regression targets are session scores under a calibration; they must be
+    under the one the adapted model keeps, or a head given a weight (``--head-weight``) would be
+    trained on one scale and read on another. The robust prior's flags stay the new log's own."""
+    from tinylogbert.scoring.detector import TinyLogBERTDetector
+
+    seen: list[dict] = []
+    original = TinyLogBERTDetector._sequence_targets
+
+    def recording(self, corpus, raw):
+        seen.append(self.calibration_.to_dict())
+        return original(self, corpus, raw)
+
+    monkeypatch.setattr(TinyLogBERTDetector, "_sequence_targets", recording)
+    kept = base.adapt(reworded)
+    assert seen == [base.calibration_.to_dict()]
+    assert kept.calibration_.to_dict() == base.calibration_.to_dict()
+    seen.clear()
+    fresh = base.adapt(reworded, recalibrate=True)
+    assert len(seen) == 1 and seen[0] != base.calibration_.to_dict()
+    # recalibrated at the end, with the head trained: the spreads the head learnt on stay
+    assert seen[0]["scale"]["rarity"] == fresh.calibration_.to_dict()["scale"]["rarity"]
+
+
 def test_the_lower_layers_and_the_embeddings_keep_their_weights(reworded):
     """``frozen_layers``: the word-piece embeddings and the lowest layers are not fine-tuned
     (so the line matcher, which reads the embeddings, stays the one the model knew), the rest

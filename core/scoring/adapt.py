@@ -88,6 +88,13 @@ def _copy_without_caches(detector: TinyLogBERTDetector) -> TinyLogBERTDetector:
     return new
 
 
+def _keep_calibration(new: TinyLogBERTDetector, detector: TinyLogBERTDetector) -> None:
+    """``new`` scores with ``detector``'s spreads, thresholds and line alarm."""
+    new.calibration_ = copy.deepcopy(detector.calibration_)
+    new.threshold_ = detector.threshold_
+    new.line_threshold_ = detector.line_threshold_
+
+
 def default_frozen_layers(detector: TinyLogBERTDetector, recalibrate: bool = False) -> int:
     """The lower half of the encoder; none when the new log recalibrates (module docstring)."""
     return 0 if recalibrate else detector.model_config_.num_hidden_layers // 2
@@ -166,10 +173,15 @@ def adapt(
     if new.open_world:
         corpus = new._corpus(parsed, index)
     raw = score_sequences(new.network_, corpus)
+    # As ``fit``'s robust prior, on top of the old counts: what the new log's own calibration
+    # flags is left out. Not the kept calibration's flags: a new message that most of the new
+    # log's sessions hold would be flagged there, left out, and never learned.
     new._calibrate(parsed, index, corpus, raw)
     flagged = new._own_flags
-    # As ``fit``'s robust prior, on top of the old counts.
     new._refit_prior(parsed, index, corpus, raw, encoded, texts, flagged, prior_base=old_counts)
+    if not recalibrate:
+        _keep_calibration(new, detector)
+    # The head learns the score on the scale the adapted model scores with.
     per_seq = new._sequence_targets(corpus, raw)
     trainer.fit_head(raw.embedding, per_seq, corpus.counts.astype(np.float64))
     new._round_weights()
@@ -177,10 +189,7 @@ def adapt(
     if recalibrate:
         new.decision_scores_ = np.round(new._calibrate(parsed, index, corpus, raw, with_head=True),
                                         6)
-    else:  # the calibration it started from (module docstring), judging the new log's sessions
-        new.calibration_ = copy.deepcopy(detector.calibration_)
-        new.threshold_ = detector.threshold_
-        new.line_threshold_ = detector.line_threshold_
+    else:  # the new log's sessions, judged by the calibration it started from
         new.decision_scores_ = np.round(new._scores_of(parsed, index, corpus, raw), 6)
     new.labels_ = (new.decision_scores_ >= new.threshold_).astype(int)
     seconds = time.perf_counter() - started
