@@ -63,14 +63,17 @@ def test_every_sequence_score_matches_torch(both, bidirectional_pass):
 
 
 def test_the_onnx_path_does_not_import_torch(tiny_checkpoint, tmp_path):
-    """A whole ``tinylogbert score --runtime onnx`` in a fresh interpreter, then sys.modules."""
+    """A whole ``tinylogbert score --runtime onnx`` in a fresh interpreter, then sys.modules:
+    no torch, and no scikit-learn or SciPy either (``sklearn.base`` alone cost 0.6 s of every
+    start: ``scoring/estimator_params.py``)."""
     script = (
         "import json, sys\n"
         "from tinylogbert.cli.main import main\n"
         f"code = main(['score', {str(SMALL_LOG)!r}, '--model', {str(tiny_checkpoint)!r}, "
         f"'--out', {str(tmp_path / 'lines.csv')!r}, '--runtime', 'onnx', '--threads', '1'])\n"
-        "print(json.dumps({'code': code, 'heavy': sorted(m for m in ('torch', 'transformers') "
-        "if m in sys.modules), 'onnxruntime': 'onnxruntime' in sys.modules}))\n"
+        "heavy = ('torch', 'transformers', 'sklearn', 'scipy')\n"
+        "print(json.dumps({'code': code, 'heavy': sorted(m for m in heavy if m in sys.modules), "
+        "'onnxruntime': 'onnxruntime' in sys.modules}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, check=False)

@@ -16,6 +16,7 @@ from tinylogbert.scoring.anomaly_score import (
     label_free_threshold,
     robust_center_scale,
 )
+from tinylogbert.scoring.detector import TinyLogBERTDetector
 from tinylogbert.scoring.severity import line_severity
 
 BGL = ROOT / "sample_data" / "loghub_2k" / "BGL_2k.log.gz"
@@ -103,8 +104,6 @@ def test_a_new_fatal_line_outweighs_the_same_new_info_line():
 def test_old_checkpoints_keep_scoring_without_the_new_prior(tiny_checkpoint, tmp_path):
     import shutil
 
-    from tinylogbert.scoring.detector import TinyLogBERTDetector
-
     folder = tmp_path / "old"
     shutil.copytree(tiny_checkpoint, folder)
     meta_path = folder / "detector.json"
@@ -130,6 +129,9 @@ def test_pyod_and_scikit_learn_contract(tiny_detector):
     assert copy.get_params()["vocab_size"] == 200 and copy.get_params()["min_line_count"] == 2
     copy.set_params(contamination=0.05)
     assert copy.contamination == 0.05 and tiny_detector.contamination == "auto"
+    with pytest.raises(ValueError, match="invalid parameter 'contamnation'.*contamination"):
+        copy.set_params(contamnation=0.1)
+    assert repr(TinyLogBERTDetector(vocab_size=300)) == "TinyLogBERTDetector(vocab_size=300)"
     scores = tiny_detector.decision_scores_
     assert len(scores) == 300 and set(np.unique(tiny_detector.labels_)) <= {0, 1}
     assert (tiny_detector.labels_ == (scores >= tiny_detector.threshold_)).all()

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.base import BaseEstimator
 from tinylogbert import __version__
 from tinylogbert.errors import NotFittedError
 from tinylogbert.io.log_formats import LogFormat
@@ -50,6 +49,7 @@ from tinylogbert.scoring.anomaly_score import (
     line_alarm_threshold,
     robust_center_scale,
 )
+from tinylogbert.scoring.estimator_params import EstimatorParams
 from tinylogbert.scoring.feedback import apply as apply_feedback
 from tinylogbert.scoring.line_matching import LineMatcher, OpenVocabulary
 from tinylogbert.scoring.line_prior import _class_counts, _word_counts, _word_surprisal
@@ -77,10 +77,11 @@ class PositionSignals(NamedTuple):
     line_score: np.ndarray  # mean of rarity and surprisal: a line's score
 
 
-class TinyLogBERTDetector(BaseEstimator):
+class TinyLogBERTDetector(EstimatorParams):
     """Unsupervised log anomaly detector over sessions of log lines.
 
-    A scikit-learn estimator (``get_params`` / ``set_params``, so ``sklearn.base.clone`` works)
+    A scikit-learn estimator (``get_params`` / ``set_params``, so ``sklearn.base.clone`` works;
+    ``estimator_params.py`` says why without subclassing ``BaseEstimator``)
     with PyOD's attributes after ``fit``: ``decision_scores_`` and ``labels_`` for the training
     sessions, ``threshold_``; and PyOD's methods ``decision_function``, ``predict``,
     ``predict_proba`` (the severity grades) and ``fit_predict``. Learned state ends in ``_``;
