@@ -104,6 +104,10 @@ DEFAULT_CHUNK_LINES = 32_768  # measured on 1M HDFS lines: as fast as 131,072, 2
 AUTO_STREAM_BYTES = 64 * 2**20
 _ORPHAN_KEY = "\x00orphan:"  # placeholder id of a group of id-less lines, named after pass 1
 _SPILL_NAME = "parsed.arrow"
+# The spill is written zstd-compressed: measured on 1M HDFS lines (249 MB of columns), writing
+# took 0.20 s and reading back 0.10 s, against 0.75 s to write it uncompressed, and it holds
+# 18 MB on disk instead of 249 MB (a 10M-line log spilled 2.5 GB next to the output).
+_SPILL_CODEC = "zstd" if pa.Codec.is_available("zstd") else None
 SPILL_FOLDER = "tinylogbert-stream"  # its temporary name: .tinylogbert-stream.tmp-<pid>-<hex>
 
 
@@ -610,7 +614,8 @@ def _spill(path: Path, source: str, fmt: LogFormat, detection: FormatGuess | Non
             )
             if writer is None:
                 schema = batch.schema
-                writer = pa.ipc.new_stream(sink, schema)
+                writer = pa.ipc.new_stream(
+                    sink, schema, options=pa.ipc.IpcWriteOptions(compression=_SPILL_CODEC))
             writer.write_batch(batch if batch.schema == schema else batch.cast(schema))
             start += m
             chunks += 1
