@@ -66,6 +66,16 @@ def test_streaming_writes_the_in_memory_files_byte_for_byte(case, detector, tmp_
     assert summary.lines == lines.count(b"\n") - 1
 
 
+def test_the_spill_is_compressed_and_reads_back_whole(tmp_path):
+    """The parsed log's temporary copy is written compressed (README: a few MB per million
+    HDFS lines, where the raw columns would take over 200), and reads back every line."""
+    with streaming.spill(SMALL_LOG, config=streaming.StreamConfig(spill_dir=tmp_path)) as spilled:
+        batches = list(spilled.batches())
+        raw_bytes = sum(b.nbytes for b in batches)
+        assert sum(b.num_rows for b in batches) == spilled.n_lines == len(HDFS)
+        assert spilled.spill_bytes * 4 < raw_bytes, (spilled.spill_bytes, raw_bytes)
+
+
 def test_sessions_open_for_the_whole_log_are_scored_apart_and_merged_on_disk(detector,
                                                                           tmp_path):
     """Renamed HDFS copies dealt line by line: every block stays open to the end, so every line
